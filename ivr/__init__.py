@@ -1,0 +1,1 @@
+"""ivr: an IVR voice-call service for a support line on Twilio."""

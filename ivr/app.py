@@ -1,0 +1,61 @@
+"""The application factory: it only wires configuration, extensions, blueprints and commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from ivr.config import DEVELOPMENT, Settings
+
+
+def create_app(
+    environ: Mapping[str, str] | None = None, *, default_env: str = DEVELOPMENT
+) -> Flask:
+    """Build the Flask app from the environment (or the mapping given, in tests)."""
+    app = Flask("ivr", instance_relative_config=True)
+    settings = Settings.from_env(
+        environ, default_env=default_env, instance_path=Path(app.instance_path)
+    )
+    app.config.update(IVR_SETTINGS=settings, SECRET_KEY=settings.secret_key)
+    configure_logging(settings)
+    register_extensions(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain structured-ish lines on stderr; handlers set once per process."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+    # Alembic announces each of its plugins at INFO on every command; keep its migrations line.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_extensions(app: Flask) -> None:
+    from ivr import db, runtime, store
+
+    db.init_app(app)
+    store.init_app(app)
+    runtime.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from ivr.health import bp as health_bp
+    from ivr.voice.views import bp as voice_bp
+
+    app.register_blueprint(voice_bp)
+    app.register_blueprint(health_bp)
+
+
+def register_commands(app: Flask) -> None:
+    from ivr.cli import register
+
+    register(app)

@@ -1,0 +1,173 @@
+"""Settings read from the environment (12-factor), with development defaults.
+
+Development runs with no account anywhere: SQLite in the instance folder, the
+in-process Redis stand-in, a local auth token the simulator signs with. Production
+has no defaults for secrets: a missing one stops the boot with one message that
+names every missing variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+
+from ivr.errors import ConfigError
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+# Variables production cannot run without (product.md, issue 2).
+PRODUCTION_REQUIRED = (
+    "TWILIO_AUTH_TOKEN",
+    "IVR_SECRET_KEY",
+    "IVR_PUBLIC_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
+
+# Local defaults: safe because they only ever exist on a developer's machine.
+DEV_DEFAULTS = {
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "dev-auth-token",
+    "IVR_SECRET_KEY": "dev-secret-key-not-for-production",
+    "IVR_PUBLIC_URL": "http://127.0.0.1:5000",
+}
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, validated once at boot."""
+
+    env: str
+    database_url: str
+    redis_url: str | None  # None: the in-process stand-in (development only)
+    twilio_account_sid: str
+    twilio_auth_token: str
+    twilio_api_url: str
+    public_url: str
+    support_number: str
+    default_region: str
+    secret_key: str
+    agent_target: str
+    validate_signatures: bool
+    flows_dir: Path
+    prompts_dir: Path
+    call_state_ttl: int
+    storage_timeout: float
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == PRODUCTION
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        default_env: str = DEVELOPMENT,
+        instance_path: Path | None = None,
+    ) -> Settings:
+        """Read and check the environment; raise ConfigError listing every problem."""
+        env_vars = dict(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = env_vars.get(name, "").strip()
+            return value or None
+
+        mode = (get("IVR_ENV") or default_env).lower()
+        problems: list[str] = []
+        if mode not in (DEVELOPMENT, PRODUCTION):
+            problems.append(f"IVR_ENV must be 'development' or 'production', not {mode!r}")
+            mode = PRODUCTION  # judge the rest by the stricter rules
+
+        if mode == PRODUCTION:
+            missing = [name for name in PRODUCTION_REQUIRED if not get(name)]
+            if missing:
+                problems.append(
+                    "production needs these environment variables: " + ", ".join(missing)
+                )
+
+        def setting(name: str, fallback: str) -> str:
+            value = get(name)
+            if value is not None:
+                return value
+            return DEV_DEFAULTS.get(name, fallback) if mode == DEVELOPMENT else fallback
+
+        public_url = setting("IVR_PUBLIC_URL", "").rstrip("/")
+        if mode == PRODUCTION and public_url and not public_url.startswith("https://"):
+            problems.append("IVR_PUBLIC_URL must be an https:// URL in production")
+
+        region = (get("IVR_DEFAULT_REGION") or "US").upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            problems.append(f"IVR_DEFAULT_REGION {region!r} is not a known region code")
+
+        skip = (get("IVR_SKIP_SIGNATURE_CHECK") or "").lower() in ("1", "true", "yes")
+        if skip and mode == PRODUCTION:
+            problems.append("IVR_SKIP_SIGNATURE_CHECK is refused in production")
+
+        ttl = _int_setting(get("IVR_CALL_STATE_TTL"), 4 * 3600, "IVR_CALL_STATE_TTL", problems)
+        timeout = _float_setting(get("IVR_STORAGE_TIMEOUT"), 1.5, "IVR_STORAGE_TIMEOUT", problems)
+
+        if problems:
+            raise ConfigError("Cannot start ivr: " + "; ".join(problems))
+
+        instance = instance_path or PROJECT_ROOT / "instance"
+        database_url = get("DATABASE_URL") or f"sqlite:///{instance / 'ivr.sqlite3'}"
+        return cls(
+            env=mode,
+            database_url=_normalise_database_url(database_url),
+            redis_url=get("REDIS_URL"),
+            twilio_account_sid=setting("TWILIO_ACCOUNT_SID", ""),
+            twilio_auth_token=setting("TWILIO_AUTH_TOKEN", ""),
+            twilio_api_url=(get("IVR_TWILIO_API_URL") or "https://api.twilio.com").rstrip("/"),
+            public_url=public_url,
+            support_number=get("IVR_SUPPORT_NUMBER") or "+15005550006",
+            default_region=region,
+            secret_key=setting("IVR_SECRET_KEY", ""),
+            agent_target=get("IVR_AGENT_TARGET") or "queue:support",
+            validate_signatures=not skip,
+            flows_dir=Path(get("IVR_FLOWS_DIR") or PROJECT_ROOT / "flows"),
+            prompts_dir=Path(get("IVR_PROMPTS_DIR") or PROJECT_ROOT / "prompts"),
+            call_state_ttl=ttl,
+            storage_timeout=timeout,
+        )
+
+
+def _normalise_database_url(url: str) -> str:
+    """Heroku-style postgres:// URLs → the psycopg 3 driver SQLAlchemy expects."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int_setting(raw: str | None, default: int, name: str, problems: list[str]) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        problems.append(f"{name} must be a positive whole number of seconds, not {raw!r}")
+        return default
+    return value
+
+
+def _float_setting(raw: str | None, default: float, name: str, problems: list[str]) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        problems.append(f"{name} must be a positive number of seconds, not {raw!r}")
+        return default
+    return value

@@ -1,0 +1,1 @@
+"""Customers and their accounts: CSV import, lookup and display."""

@@ -1,0 +1,7 @@
+"""Stub."""
+import click
+
+
+@click.command("demo")
+def demo() -> None:
+    """Stub."""

@@ -1,0 +1,7 @@
+"""Stub."""
+import click
+
+
+@click.command("flows")
+def flows() -> None:
+    """Stub."""

@@ -1,0 +1,3 @@
+"""Stub."""
+from flask import Blueprint
+bp = Blueprint("health", __name__)

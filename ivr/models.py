@@ -1,0 +1,83 @@
+"""Typed SQLAlchemy 2.0 models: customers, their accounts, phone numbers, audit events.
+
+A phone number is its own row so that several accounts can share one (a family
+line) and so caller identification is a single indexed lookup.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ivr.db import Base
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; passed as a callable so each row gets its own time."""
+    return datetime.now(UTC)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="customer")
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.strip() else ""
+
+
+class PhoneNumber(Base):
+    __tablename__ = "phone_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    e164: Mapped[str] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="phone")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    phone_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    customer: Mapped[Customer] = relationship(back_populates="accounts")
+    phone: Mapped[PhoneNumber] = relationship(back_populates="accounts")
+
+
+class AuditEvent(Base):
+    """An append-only record of something that happened; masked values only.
+
+    `dedupe_key` makes a write idempotent: a replayed webhook that would write the
+    same event again hits the unique index and is recognised as a duplicate.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_call_sid", "call_sid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64), default=None)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None, index=True
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)

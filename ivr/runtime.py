@@ -1,0 +1,2 @@
+"""Stub: replaced by the flow runtime."""
+def init_app(app): pass

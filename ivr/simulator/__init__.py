@@ -1,0 +1,1 @@
+"""The call simulator: places calls through the signed webhooks and interprets TwiML."""

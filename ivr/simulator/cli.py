@@ -1,0 +1,7 @@
+"""Stub."""
+import click
+
+
+@click.command("call")
+def call() -> None:
+    """Stub."""

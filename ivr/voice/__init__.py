@@ -1,0 +1,1 @@
+"""The Twilio voice webhooks."""

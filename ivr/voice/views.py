@@ -1,0 +1,3 @@
+"""Stub."""
+from flask import Blueprint
+bp = Blueprint("voice", __name__, url_prefix="/voice")

@@ -1,0 +1,141 @@
+"""Shared fixtures: an app on real SQLite (or PostgreSQL + Redis when CI says so).
+
+IVR_TEST_DATABASE_URL / IVR_TEST_REDIS_URL switch the whole suite to real
+services; when they are set but unreachable the run stops with an error rather
+than skipping, so CI can never go green without them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy.orm import Session
+
+from ivr import db as ivr_db
+from ivr import store
+from ivr.app import create_app
+from ivr.config import _normalise_database_url
+from ivr.db import Base
+from ivr.migrate import upgrade
+
+TEST_DATABASE_URL = os.environ.get("IVR_TEST_DATABASE_URL", "").strip()
+TEST_REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "").strip()
+
+PUBLIC_URL = "https://ivr.example.test"
+AUTH_TOKEN = "test-auth-token"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail the run at once when configured services cannot be reached."""
+    problems = []
+    if TEST_DATABASE_URL:
+        try:
+            engine = sa.create_engine(
+                _normalise_database_url(TEST_DATABASE_URL), connect_args={"connect_timeout": 3}
+            )
+            with engine.connect() as connection:
+                connection.execute(sa.text("select 1"))
+            engine.dispose()
+        except Exception as exc:
+            problems.append(f"IVR_TEST_DATABASE_URL is set but unreachable: {exc}")
+    if TEST_REDIS_URL:
+        try:
+            redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+        except Exception as exc:
+            problems.append(f"IVR_TEST_REDIS_URL is set but unreachable: {exc}")
+    if problems:
+        pytest.exit("; ".join(problems), returncode=3)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    database = "PostgreSQL (IVR_TEST_DATABASE_URL)" if TEST_DATABASE_URL else "SQLite"
+    cache = "Redis (IVR_TEST_REDIS_URL)" if TEST_REDIS_URL else "in-process Redis stand-in"
+    return f"ivr test backends: {database}, {cache}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, empty database for the whole run (built from the migrations)."""
+    if TEST_DATABASE_URL:
+        url = _normalise_database_url(TEST_DATABASE_URL)
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            Base.metadata.drop_all(connection)
+            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    upgrade(url)
+    return url
+
+
+def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a test app; tests may override single variables."""
+    environ = {
+        "IVR_ENV": "development",
+        "DATABASE_URL": database_url,
+        "IVR_PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "IVR_SECRET_KEY": "test-secret-key",
+        "IVR_AGENT_TARGET": "+15005550006",
+        "IVR_DEFAULT_REGION": "US",
+    }
+    if TEST_REDIS_URL:
+        environ["REDIS_URL"] = TEST_REDIS_URL
+    environ.update(overrides)
+    return environ
+
+
+def _empty_storage(app: Flask) -> None:
+    with app.app_context():
+        with ivr_db.engine().begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        store.client().flushdb()
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[object]:
+    """Build an app with environment overrides; storage is emptied first."""
+    built: list[Flask] = []
+
+    def factory(**overrides: str) -> Flask:
+        app = create_app(app_environ(database_url, **overrides))
+        app.config["TESTING"] = True
+        if not built:
+            _empty_storage(app)
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        with app.app_context():
+            ivr_db.engine().dispose()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:  # type: ignore[no-untyped-def]
+    return make_app()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    with app.app_context():
+        yield ivr_db.session()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"
