@@ -55,6 +55,7 @@ class Settings:
     default_region: str
     secret_key: str
     agent_target: str
+    flow: str
     validate_signatures: bool
     flows_dir: Path
     prompts_dir: Path
@@ -131,6 +132,7 @@ class Settings:
             default_region=region,
             secret_key=setting("IVR_SECRET_KEY", ""),
             agent_target=get("IVR_AGENT_TARGET") or "queue:support",
+            flow=get("IVR_FLOW") or "support",
             validate_signatures=not skip,
             flows_dir=Path(get("IVR_FLOWS_DIR") or PROJECT_ROOT / "flows"),
             prompts_dir=Path(get("IVR_PROMPTS_DIR") or PROJECT_ROOT / "prompts"),

@@ -1,3 +1,225 @@
-"""Stub."""
-from flask import Blueprint
+"""The voice webhooks: parse the form, run the engine, store the state, render TwiML.
+
+Every answer is valid TwiML. When anything fails (Redis or the database down, a
+lost call state, a bug) the caller hears an apology and goes to an agent,
+unverified: verification fails closed, the caller is never left in silence.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from ivr import audit, callstore, db, runtime
+from ivr.directory import SqlDirectory
+from ivr.errors import CallError, CallStateLost, StorageUnavailable
+from ivr.flow.engine import DialResult, Input, Turn
+from ivr.flow.instructions import Gather, Hangup, Say, Transfer
+from ivr.flow.model import TransferTarget
+from ivr.flow.state import CallState
+from ivr.phone import mask
+from ivr.voice import twiml, webhook
+from ivr.voice.signature import require_twilio_signature
+from ivr.whisper import whisper_says
+
+log = logging.getLogger(__name__)
+
 bp = Blueprint("voice", __name__, url_prefix="/voice")
+bp.before_request(require_twilio_signature)
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
+
+
+def _links() -> twiml.Links:
+    return twiml.Links(
+        input=lambda step: url_for("voice.input", s=step),
+        dial=lambda step: url_for("voice.dial_result", s=step),
+        whisper=lambda step: url_for("voice.whisper", s=step),
+    )
+
+
+def _answer(document: str) -> Response:
+    return Response(document, mimetype="text/xml")
+
+
+def _respond(turn: Turn) -> Response:
+    callstore.save(turn.state)
+    return _answer(twiml.render(turn.instructions, _links()))
+
+
+@bp.post("/incoming")
+def incoming() -> Response:
+    """A call comes in: start the flow (or repeat the current prompt on a retry)."""
+    call = webhook.parse(request.form)
+    rt = runtime.get()
+    state = callstore.load(call.call_sid)
+    directory = SqlDirectory(db.session())
+    if state is not None:  # Twilio retried this request: no second start
+        return _respond(rt.engine(rt.flow_for(state), directory).replay(state))
+    turn = rt.engine(rt.flow, directory).start(call.call_sid, call.caller, call.stir_verstat)
+    log.info(
+        "call %s started on %s@%s from %s", call.call_sid, rt.flow.name, rt.flow.version,
+        mask(turn.state.caller),
+    )
+    return _respond(turn)
+
+
+@bp.post("/input", endpoint="input")
+def caller_input() -> Response:
+    """Keys the caller pressed (or nothing, via the Redirect after a Gather)."""
+    call = webhook.parse(request.form)
+    state = _state_of(call.call_sid)
+    rt = runtime.get()
+    engine = rt.engine(rt.flow_for(state), SqlDirectory(db.session()))
+    return _respond(engine.handle(state, Input(call.digits, webhook.step(request.args))))
+
+
+@bp.post("/dial")
+def dial_result() -> Response:
+    """How a transfer ended (DialCallStatus, or QueueResult for a queue)."""
+    call = webhook.parse(request.form)
+    state = _state_of(call.call_sid)
+    rt = runtime.get()
+    engine = rt.engine(rt.flow_for(state), SqlDirectory(db.session()))
+    status = webhook.dial_status(request.form)
+    log.info("call %s transfer ended: %s", call.call_sid, status)
+    return _respond(engine.handle(state, DialResult(status, webhook.step(request.args))))
+
+
+@bp.post("/whisper")
+def whisper() -> Response:
+    """Runs on the agent's leg before bridging: who is calling and how they were verified."""
+    call = webhook.parse(request.form)
+    rt = runtime.get()
+    language = rt.flow.default_language
+    state = callstore.load(call.parent_call_sid) if call.parent_call_sid else None
+    account = None
+    if state is not None and state.account_id is not None:
+        found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
+        account = found[0] if found else None
+    if state is None:
+        log.warning("whisper for call %s without caller state", call.call_sid)
+        says = [Say(rt.definitions.catalog.text(language, "whisper_unverified").format(reason=""),
+                    language, rt.definitions.catalog.voice(language))]
+    else:
+        says = whisper_says(state, account, rt.definitions.catalog, language)
+    # No key within the timeout means no agent: this leg hangs up, and the
+    # caller's <Dial> action moves the flow on.
+    gather = Gather(tuple(says), step=0, timeout=6, num_digits=1, finish_on_key="",
+                    retry_on_silence=False)
+    links = twiml.Links(
+        input=lambda _step: url_for("voice.whisper_answer"), dial=lambda _s: "", whisper=None
+    )
+    return _answer(twiml.render([gather, Hangup()], links))
+
+
+@bp.post("/whisper/answer")
+def whisper_answer() -> Response:
+    """The agent's key: 1 bridges the call (an empty document), anything else declines."""
+    call = webhook.parse(request.form)
+    if call.digits == "1":
+        log.info("agent leg %s accepted", call.call_sid)
+        return _answer(twiml.document())
+    return _answer(twiml.document(Hangup()))
+
+
+@bp.post("/status")
+def status() -> Response:
+    """Call status callback: on a final status, audit the call once and forget its state."""
+    call = webhook.parse(request.form)
+    if call.call_status not in FINAL_STATUSES:
+        return _answer(twiml.document())
+    try:
+        state = callstore.load(call.call_sid)
+    except StorageUnavailable:
+        state = None
+    details: dict[str, object] = {"status": call.call_status}
+    duration = request.form.get("CallDuration", "")
+    if duration.isdigit():
+        details["duration"] = int(duration)
+    if state is not None:
+        details.update(
+            flow=state.flow, version=state.version, caller=mask(state.caller),
+            identity=state.identity, verification=state.verification,
+            methods=[method for method, _ in state.methods], failure=state.failure,
+            transfer_reason=state.transfer_reason, flags=state.flags,
+        )
+    first = audit.record(
+        db.session(), "call.ended", actor="twilio", call_sid=call.call_sid,
+        account_id=state.account_id if state else None, details=details,
+        dedupe_key=f"call.ended:{call.call_sid}:{call.call_status}",
+    )
+    if first and state is not None:
+        callstore.delete(call.call_sid)
+    log.info("call %s ended: %s%s", call.call_sid, call.call_status, "" if first else " (repeat)")
+    return _answer(twiml.document())
+
+
+@bp.post("/fallback")
+def fallback() -> Response:
+    """Twilio's fallback URL: needs neither Redis nor the database."""
+    log.error(
+        "fallback for call %s: Twilio error %s on %s", request.form.get("CallSid", "-"),
+        request.form.get("ErrorCode", "-"), request.form.get("ErrorUrl", "-"),
+    )
+    return _answer(_apology_and_transfer())
+
+
+@bp.post("/fallback/dial")
+def fallback_dial() -> Response:
+    """After the fallback's transfer: goodbye if nobody answered."""
+    rt = runtime.get()
+    if request.form.get("DialCallStatus") in ("completed", "answered"):
+        return _answer(twiml.document(Hangup()))
+    language = rt.flow.default_language
+    catalog = rt.definitions.catalog
+    return _answer(twiml.document(
+        Say(catalog.text(language, "agents_unavailable"), language, catalog.voice(language)),
+        Hangup(),
+    ))
+
+
+def _state_of(call_sid: str) -> CallState:
+    state = callstore.load(call_sid)
+    if state is None:
+        raise CallStateLost(f"no state for call {call_sid}")
+    return state
+
+
+def _apology_and_transfer() -> str:
+    """Sorry, and straight to an agent — unverified, with no state needed."""
+    rt = runtime.get()
+    language = rt.flow.default_language
+    catalog = rt.definitions.catalog
+    target: TransferTarget = rt.agent_target
+    links = twiml.Links(input=lambda _s: "", dial=lambda _s: url_for("voice.fallback_dial"), whisper=None)
+    return twiml.render(
+        [Say(catalog.text(language, "error_apology"), language, catalog.voice(language)),
+         Transfer(target, step=0)],
+        links,
+    )
+
+
+@bp.errorhandler(Exception)
+def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
+    """Any failure mid-call still answers valid TwiML: apology, then an agent."""
+    if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
+        return exc  # 403 bad signature, 405 wrong method: not a call to rescue
+    call_sid = request.form.get("CallSid", "-")
+    if isinstance(exc, StorageUnavailable):
+        log.error("call %s: %s; failing closed to an agent", call_sid, exc)
+    else:
+        # Expected run-time errors get one line; anything else gets its traceback.
+        log.error(
+            "call %s: %s: %s", call_sid, type(exc).__name__, exc,
+            exc_info=not isinstance(exc, CallError),
+        )
+    if request.endpoint == "voice.status":
+        return _answer(twiml.document())
+    try:
+        return _answer(_apology_and_transfer())
+    except Exception:  # the prompts are in memory; this is a last resort
+        log.exception("call %s: could not build the apology", call_sid)
+        return _answer('<?xml version="1.0" encoding="UTF-8"?><Response><Hangup /></Response>')

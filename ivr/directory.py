@@ -1,0 +1,46 @@
+"""Account lookups for the engine, over the database (one query each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from ivr.db import unavailable_as_storage_error
+from ivr.flow.engine import AccountView
+from ivr.flow.state import MAX_CANDIDATES
+from ivr.models import Account, Customer, PhoneNumber
+
+
+class SqlDirectory:
+    """The engine's Directory, backed by SQLAlchemy."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def accounts_for_phone(self, e164: str) -> list[AccountView]:
+        return self._views(_base().where(PhoneNumber.e164 == e164).limit(MAX_CANDIDATES))
+
+    def accounts_by_ids(self, ids: Sequence[int]) -> list[AccountView]:
+        if not ids:
+            return []
+        return self._views(_base().where(Account.id.in_(list(ids))))
+
+    def account_by_number(self, number: str) -> AccountView | None:
+        views = self._views(_base().where(Account.number == number))
+        return views[0] if views else None
+
+    def _views(self, query: Select[tuple[int, str, str, str]]) -> list[AccountView]:
+        with unavailable_as_storage_error():
+            rows = self.session.execute(query).all()
+        return [AccountView(id=r[0], number=r[1], name=r[2], phone=r[3]) for r in rows]
+
+
+def _base() -> Select[tuple[int, str, str, str]]:
+    return (
+        select(Account.id, Account.number, Customer.name, PhoneNumber.e164)
+        .join(Customer, Account.customer_id == Customer.id)
+        .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
+        .order_by(Account.id)
+    )

@@ -1,0 +1,56 @@
+"""What the engine asks the telephony layer to do, as plain data.
+
+The engine knows nothing of TwiML or URLs; `ivr.voice.twiml` turns these into a
+Twilio document. `step` numbers tie a later webhook to the turn that asked for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr.flow.model import TransferTarget
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    language: str
+    voice: str | None
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Play `prompts` while listening for keys.
+
+    With `retry_on_silence`, no input comes back to the same action (as an empty
+    input); without it, the instructions after the Gather run instead.
+    """
+
+    prompts: tuple[Say | Pause, ...]
+    step: int
+    timeout: int
+    num_digits: int | None
+    finish_on_key: str
+    retry_on_silence: bool = True
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Connect the caller to people; the outcome comes back as a DialResult event."""
+
+    target: TransferTarget
+    step: int
+    ring_seconds: int = 25
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Instruction = Say | Pause | Gather | Transfer | Hangup

@@ -1,0 +1,285 @@
+"""The flow model: plain frozen data read from `flows/*.yaml` and `prompts/*.yaml`.
+
+Each node kind is a dataclass. Field metadata says what a value refers to (another
+node, a prompt, a language) so the loader and the validator can check every
+reference generically; the engine never looks a name up lazily during a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# What a field's value refers to (field metadata "ref").
+NODE = "node"
+PROMPT = "prompt"
+LANGUAGE = "language"
+
+DTMF_KEYS = frozenset("0123456789")
+
+# Facts a `branch` node may test, with the values each can take.
+# (`language` takes the flow's own languages.)
+FACTS: Mapping[str, frozenset[str]] = {
+    "identity": frozenset({"one_account", "several_accounts", "unknown_number", "withheld"}),
+    "verification": frozenset({"none", "digits", "code"}),
+    "caller_id": frozenset({"present", "withheld"}),
+}
+
+TRANSFER_REASONS = frozenset(
+    {"caller_request", "verification_failed", "no_input", "unknown_caller", "error"}
+)
+
+# Placeholders a prompt text may use; the engine fills the ones it knows.
+PLACEHOLDERS = frozenset({"first_name", "name", "account_last4", "method", "reason"})
+
+# Prompts the service itself speaks outside any flow (fallback, whisper);
+# every prompt file must have them.
+SYSTEM_PROMPTS = (
+    "error_apology",
+    "agents_unavailable",
+    "whisper_verified",
+    "whisper_unverified",
+    "whisper_accept",
+    "method_account_digits",
+    "method_account_number",
+    "reason_caller_request",
+    "reason_verification_failed",
+    "reason_no_input",
+    "reason_unknown_caller",
+    "reason_error",
+)
+
+
+def node_ref(**kwargs: Any) -> Any:
+    """A field holding the id of another node (a transition)."""
+    return field(metadata={"ref": NODE}, **kwargs)
+
+
+def prompt_ref(**kwargs: Any) -> Any:
+    """A field holding a prompt key, which must exist in every language."""
+    return field(metadata={"ref": PROMPT}, **kwargs)
+
+
+def bounded(low: int, high: int, default: int) -> Any:
+    """An integer field with inclusive bounds."""
+    return field(default=default, metadata={"min": low, "max": high})
+
+
+def choice(values: frozenset[str], **kwargs: Any) -> Any:
+    """A string field limited to `values`."""
+    return field(metadata={"choices": values}, **kwargs)
+
+
+def keyed(key_kind: str, value_ref: str) -> Any:
+    """A mapping field: keys of `key_kind` ("dtmf" or "fact"), values referring to `value_ref`."""
+    return field(metadata={"keys": key_kind, "ref": value_ref})
+
+
+def internal(**kwargs: Any) -> Any:
+    """A field set by the loader, not written in YAML."""
+    return field(metadata={"internal": True}, **kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """Base of every node kind: its id and where it was defined."""
+
+    id: str = internal()
+    line: int | None = internal(default=None, compare=False)
+
+    def transitions(self) -> dict[str, str]:
+        """Every outgoing transition as {field label: target node id}."""
+        result: dict[str, str] = {}
+        for spec in fields(self):
+            if spec.metadata.get("ref") != NODE:
+                continue
+            value = getattr(self, spec.name)
+            if isinstance(value, str):
+                result[spec.name] = value
+            elif isinstance(value, Mapping):
+                for key, target in value.items():
+                    result[f"{spec.name}.{key}"] = target
+        return result
+
+    def prompts(self) -> dict[str, str]:
+        """Every prompt key used, as {field name: prompt key}."""
+        return {
+            spec.name: getattr(self, spec.name)
+            for spec in fields(self)
+            if spec.metadata.get("ref") == PROMPT and getattr(self, spec.name)
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputNode(Node):
+    """A node that waits for keypad input; every one needs all three failure exits."""
+
+    prompt: str = prompt_ref()
+    retry_prompt: str | None = prompt_ref(default=None)
+    max_tries: int = bounded(1, 10, 3)
+    timeout: int = bounded(1, 30, 5)
+    no_input: str = node_ref()
+    invalid: str = node_ref()
+    too_many_tries: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SayNode(Node):
+    prompt: str = prompt_ref()
+    next: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MenuNode(InputNode):
+    options: Mapping[str, str] = keyed("dtmf", NODE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectDigitsNode(InputNode):
+    save_as: str = field()
+    min_length: int = bounded(1, 32, 1)
+    max_length: int = bounded(1, 32, 20)
+    next: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChooseLanguageNode(InputNode):
+    """Speaks its prompt once in each offered language, then sets the call's language."""
+
+    options: Mapping[str, str] = keyed("dtmf", LANGUAGE)
+    next: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckAccountDigitsNode(InputNode):
+    """`last4`: the last 4 digits pick one of the caller ID's accounts; `full`: the
+    whole account number, ended by #, for callers the number did not identify."""
+
+    mode: str = choice(frozenset({"last4", "full"}))
+    ok: str = node_ref()
+    ambiguous: str | None = node_ref(default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchNode(Node):
+    on: str = choice(frozenset(FACTS) | {"language"})
+    cases: Mapping[str, str] = keyed("fact", NODE)
+    default: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentifyCallerNode(Node):
+    one_account: str = node_ref()
+    several_accounts: str = node_ref()
+    unknown_number: str = node_ref()
+    withheld: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferNode(Node):
+    """Hands the call to people: a Dial (number, SIP, client) or an Enqueue."""
+
+    prompt: str | None = prompt_ref(default=None)
+    target: str | None = None  # None: the service's configured agent target
+    reason: str = choice(TRANSFER_REASONS)
+    unanswered: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HangupNode(Node):
+    prompt: str | None = prompt_ref(default=None)
+
+
+# The one registry of node kinds: YAML `type` → dataclass.
+NODE_TYPES: Mapping[str, type[Node]] = {
+    "say": SayNode,
+    "menu": MenuNode,
+    "collect_digits": CollectDigitsNode,
+    "choose_language": ChooseLanguageNode,
+    "check_account_digits": CheckAccountDigitsNode,
+    "branch": BranchNode,
+    "identify_caller": IdentifyCallerNode,
+    "transfer": TransferNode,
+    "hangup": HangupNode,
+}
+
+TERMINAL_TYPES = (HangupNode,)
+
+
+@dataclass(frozen=True)
+class TransferTarget:
+    """Where a transfer goes: kind is number, sip, client or queue."""
+
+    kind: str
+    address: str
+
+    @property
+    def rings_a_person(self) -> bool:
+        """Dial targets get a whisper; a queue has no agent leg to whisper to."""
+        return self.kind != "queue"
+
+
+def parse_target(text: str, default_region: str) -> TransferTarget:
+    """Parse `+14155550100`, `sip:agent@pbx.example`, `client:alice` or `queue:support`."""
+    from ivr.phone import to_e164
+
+    value = text.strip()
+    lowered = value.lower()
+    if lowered.startswith("sip:"):
+        if "@" not in value[4:]:
+            raise ValueError(f"SIP target {value!r} needs user@host")
+        return TransferTarget("sip", value)
+    for kind in ("client", "queue"):
+        if lowered.startswith(kind + ":"):
+            name = value[len(kind) + 1 :].strip()
+            if not name or len(name) > 64:
+                raise ValueError(f"{kind} target needs a name of 1 to 64 characters")
+            return TransferTarget(kind, name)
+    number = to_e164(value, default_region)
+    if number is None:
+        raise ValueError(
+            f"transfer target {value!r} is not a phone number, sip:, client: or queue: target"
+        )
+    return TransferTarget("number", number)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One validated version of a call flow."""
+
+    name: str
+    file: str
+    version: str
+    description: str
+    start: str
+    languages: tuple[str, ...]
+    nodes: Mapping[str, Node]
+    max_inputs: int
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The spoken texts of one language."""
+
+    language: str
+    voice: str | None
+    texts: Mapping[str, str]
+    file: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every language's prompts, as loaded together."""
+
+    languages: Mapping[str, PromptSet]
+
+    def text(self, language: str, key: str) -> str:
+        return self.languages[language].texts[key]
+
+    def voice(self, language: str) -> str | None:
+        return self.languages[language].voice

@@ -1,0 +1,72 @@
+"""How the simulator reaches the service: in-process (Flask test client) or over HTTP.
+
+Both sign every request exactly as Twilio does — over the public URL the
+service believes it is reached at — so the real signature check runs.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
+
+from flask import Flask
+from twilio.request_validator import RequestValidator
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str
+
+
+class Transport(Protocol):
+    """Posts a webhook: `url` is the public URL Twilio would request."""
+
+    def post(self, url: str, form: dict[str, str]) -> Reply: ...
+
+
+def _path_of(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class InProcess:
+    """Calls the app directly; no server needed."""
+
+    def __init__(self, app: Flask, auth_token: str, signed: bool = True):
+        self.client = app.test_client()
+        self.validator = RequestValidator(auth_token)
+        self.signed = signed
+
+    def post(self, url: str, form: dict[str, str]) -> Reply:
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, form)} if self.signed else {}
+        response = self.client.post(_path_of(url), data=form, headers=headers)
+        return Reply(response.status_code, response.get_data(as_text=True))
+
+
+class OverHttp:
+    """Calls a running server (`ivr run`, gunicorn) at `server_url`."""
+
+    def __init__(self, server_url: str, auth_token: str, timeout: float = 15.0):
+        self.server_url = server_url.rstrip("/")
+        self.validator = RequestValidator(auth_token)
+        self.timeout = timeout  # Twilio's own webhook budget
+
+    def post(self, url: str, form: dict[str, str]) -> Reply:
+        request = urllib.request.Request(
+            self.server_url + _path_of(url),
+            data=urllib.parse.urlencode(form).encode(),
+            headers={
+                "X-Twilio-Signature": self.validator.compute_signature(url, form),
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return Reply(response.status, response.read().decode())
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, exc.read().decode(errors="replace"))

@@ -1,0 +1,76 @@
+"""Parses Twilio's voice webhook form into typed values; rejects what Twilio never sends.
+
+Twilio may add parameters at any time, so unknown fields are ignored (they still
+count for the signature, which is checked before this runs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ivr.errors import CallError
+
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+MAX_DIGITS = 64  # far beyond any real entry; longer input is cut, never stored
+
+
+class MalformedWebhook(CallError):
+    """The request is missing or garbles something Twilio always sends."""
+
+
+@dataclass(frozen=True)
+class VoiceRequest:
+    call_sid: str
+    caller: str  # the raw From: a number, anonymous, client:…, or empty
+    called: str
+    call_status: str
+    direction: str
+    digits: str | None  # None when the caller pressed nothing
+    stir_verstat: str | None
+    parent_call_sid: str | None
+
+
+def parse(form: Mapping[str, str]) -> VoiceRequest:
+    """Read the fields the service uses; MalformedWebhook when CallSid is missing or odd."""
+    call_sid = form.get("CallSid", "")
+    if not CALL_SID.match(call_sid):
+        raise MalformedWebhook("missing or malformed CallSid")
+    digits = form.get("Digits")
+    parent = form.get("ParentCallSid") or None
+    return VoiceRequest(
+        call_sid=call_sid,
+        caller=form.get("From", ""),
+        called=form.get("To", ""),
+        call_status=form.get("CallStatus", ""),
+        direction=form.get("Direction", ""),
+        digits=digits[:MAX_DIGITS] if digits else None,
+        stir_verstat=form.get("StirVerstat") or None,
+        parent_call_sid=parent if parent and CALL_SID.match(parent) else None,
+    )
+
+
+def step(args: Mapping[str, str]) -> int:
+    """The step number a webhook URL carries (?s=N); -1 when absent or garbled."""
+    raw = args.get("s", "")
+    return int(raw) if raw.isdigit() and len(raw) < 9 else -1
+
+
+# How a `<Dial>` or `<Enqueue>` ended, in the engine's words.
+_QUEUE_RESULTS = {
+    "bridged": "completed",
+    "hangup": "completed",  # the caller left the queue; nothing more to do
+    "queue-full": "failed",
+    "error": "failed",
+    "system-error": "failed",
+    "redirected": "no-answer",
+    "leave": "no-answer",
+}
+
+
+def dial_status(form: Mapping[str, str]) -> str:
+    """DialCallStatus, or QueueResult mapped onto the same outcomes."""
+    if "DialCallStatus" in form:
+        return form["DialCallStatus"]
+    return _QUEUE_RESULTS.get(form.get("QueueResult", ""), "failed")

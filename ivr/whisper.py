@@ -1,0 +1,36 @@
+"""What the agent hears before being connected: who, how verified, and why.
+
+Pure: built from the call state, the account (if verified) and the prompts. It
+never includes a code, a full account number or a full phone number.
+"""
+
+from __future__ import annotations
+
+from ivr.flow.engine import AccountView
+from ivr.flow.instructions import Say
+from ivr.flow.model import Catalog
+from ivr.flow.state import CallState
+from ivr.phone import spoken_digits
+
+
+def whisper_says(
+    state: CallState, account: AccountView | None, catalog: Catalog, language: str
+) -> list[Say]:
+    """The whisper, as Say instructions in the agents' language."""
+    texts = catalog.languages[language].texts
+    reason = texts.get(f"reason_{state.transfer_reason or 'error'}", "")
+    if state.verification != "none" and account is not None and state.methods:
+        method = texts.get(f"method_{state.methods[-1][0]}", state.methods[-1][0])
+        summary = texts["whisper_verified"].format(
+            name=account.name,
+            first_name=account.first_name,
+            account_last4=spoken_digits(account.number[-4:]),
+            method=method,
+            reason=reason,
+        )
+    else:
+        summary = texts["whisper_unverified"].format(
+            name="", first_name="", account_last4="", method="", reason=reason
+        )
+    voice = catalog.voice(language)
+    return [Say(" ".join(summary.split()), language, voice), Say(texts["whisper_accept"], language, voice)]
