@@ -139,3 +139,11 @@ def db_session(app: Flask) -> Iterator[Session]:
 @pytest.fixture
 def data_dir() -> Path:
     return Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def phone(app: Flask):  # type: ignore[no-untyped-def]
+    """Place simulated calls into `app` (see tests/caller.py)."""
+    from caller import Phone
+
+    return Phone(app)

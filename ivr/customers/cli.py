@@ -1,10 +1,84 @@
-"""`ivr customers …` commands."""
+"""`ivr customers …` commands: import a customers CSV, show one account."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ivr import db
+from ivr.customers.accounts import account_summary, find_account
+from ivr.customers.importer import CustomerImportError, import_csv
 
 
 @click.group("customers")
 def customers() -> None:
     """Import and inspect customers and their accounts."""
+
+
+@customers.command("import")
+@click.argument(
+    "csv_file",
+    metavar="FILE.csv",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the valid rows and list the invalid ones, instead of importing nothing.",
+)
+@with_appcontext
+def import_command(csv_file: Path, skip_invalid: bool) -> None:
+    """Create or update customers and accounts from a CSV file.
+
+    The header must be exactly name,phone,account_number,email (email may be
+    empty). Rows are matched by account number; running a file twice changes
+    nothing. Any invalid row stops the whole import unless --skip-invalid is given.
+    """
+    region = current_app.config["IVR_SETTINGS"].default_region
+    try:
+        result = import_csv(db.session(), csv_file, region, skip_invalid=skip_invalid)
+    except CustomerImportError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(
+            f"nothing imported from {csv_file.name}: {len(exc.problems)} problem(s)", err=True
+        )
+        click.get_current_context().exit(1)
+    click.echo(result.summary())
+    for problem in result.skipped:
+        click.echo(f"skipped {problem}", err=True)
+    if result.skipped and result.imported_rows == 0:
+        click.get_current_context().exit(1)
+
+
+@customers.command("show")
+@click.argument("account_number")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@with_appcontext
+def show_command(account_number: str, as_json: bool) -> None:
+    """Show an account: its customer, email and phone number on file (E.164)."""
+    session = db.session()
+    account = find_account(session, account_number)
+    if account is None:
+        click.echo(f"no account {account_number!r}", err=True)
+        click.get_current_context().exit(1)
+    summary = account_summary(session, account)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    others = ", ".join(summary["other_accounts_on_phone"]) or "none"
+    lines = [
+        ("account", summary["account_number"]),
+        ("name", summary["name"]),
+        ("email", summary["email"] or "none"),
+        ("phone", summary["phone"]),
+        ("created", summary["created_at"]),
+        ("other accounts on this phone", others),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        click.echo(f"{label + ':':<{width + 1}} {value}")

@@ -31,7 +31,7 @@ from ivr.flow.model import (
     Node,
     PromptSet,
 )
-from ivr.flow.validate import validate_flow
+from ivr.flow.validate import PartialNode, validate_flow
 
 FLOW_KEYS = {
     "name": "the flow's name (matches the file name)",
@@ -203,26 +203,33 @@ def load_flow(
         max_inputs = 40
 
     nodes: dict[str, Node] = {}
+    unparsed: dict[str, set[str]] = {}
+    partial_nodes: dict[str, PartialNode] = {}
     raw_nodes = data.get("nodes")
     if "nodes" in data and (not isinstance(raw_nodes, yamlread.LineDict) or not raw_nodes):
         problems.append(DefinitionProblem(file, "", "nodes", "must be a mapping of node id: node", data.line_of("nodes")))
     elif isinstance(raw_nodes, yamlread.LineDict):
         for node_id, raw in raw_nodes.items():
             node = _parse_node(node_id, raw, raw_nodes.line_of(node_id), file, problems)
-            if node is not None:
+            if isinstance(node, Node):
                 nodes[node_id] = node
+            else:
+                unparsed[node_id] = _mentioned_ids(raw, set(raw_nodes))
+                if node is not None:
+                    partial_nodes[node_id] = node
 
     start = data.get("start")
     description = data.get("description", "")
+    if isinstance(start, str) and (nodes or unparsed):
+        # Checked even when some nodes are broken, so one run reports every problem.
+        validate_flow(
+            file, start, nodes, languages, catalog, default_region, problems, unparsed, partial_nodes
+        )
+    elif "start" in data:
+        problems.append(DefinitionProblem(file, "", "start", "must be a node id", data.line_of("start")))
     if problems:
-        # Still check what parsed, so one run reports every kind of problem.
-        if isinstance(start, str) and nodes:
-            validate_flow(file, start, nodes, languages, catalog, default_region, problems, partial=True)
         return None, problems
     assert isinstance(start, str) and isinstance(name, str)
-    validate_flow(file, start, nodes, languages, catalog, default_region, problems)
-    if problems:
-        return None, problems
     flow = Flow(
         name=name,
         file=file,
@@ -256,7 +263,8 @@ def _languages(
 
 def _parse_node(
     node_id: str, raw: Any, line: int | None, file: str, problems: list[DefinitionProblem]
-) -> Node | None:
+) -> Node | PartialNode | None:
+    """The node; or, when some fields are bad, the fields that parsed (still checked)."""
     if not isinstance(raw, yamlread.LineDict):
         problems.append(DefinitionProblem(file, node_id, "", "a node must be a mapping", line))
         return None
@@ -293,9 +301,21 @@ def _parse_node(
         if isinstance(value, yamlread.LineDict):
             value = MappingProxyType(dict(value))
         values[spec.name] = value
+    key_lines = MappingProxyType(dict(raw.key_lines))
     if len(problems) > before:
-        return None
-    return node_class(id=node_id, line=line, **values)
+        return PartialNode(node_id, node_class, values, key_lines, line)
+    return node_class(id=node_id, line=line, key_lines=key_lines, **values)
+
+
+def _mentioned_ids(raw: Any, node_ids: set[str]) -> set[str]:
+    """Node ids a broken node's raw values mention: its likely transitions."""
+    if isinstance(raw, str):
+        return {raw} & node_ids
+    if isinstance(raw, dict):
+        return set().union(*(_mentioned_ids(v, node_ids) for v in raw.values())) if raw else set()
+    if isinstance(raw, list):
+        return set().union(*(_mentioned_ids(v, node_ids) for v in raw)) if raw else set()
+    return set()
 
 
 def _missing_message(node_type: str, name: str) -> str:

@@ -87,6 +87,11 @@ class Node:
 
     id: str = internal()
     line: int | None = internal(default=None, compare=False)
+    key_lines: Mapping[str, int] = internal(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, field_name: str) -> int | None:
+        """The line a field (or `field.key` of a mapping) was written on."""
+        return self.key_lines.get(field_name.split(".")[0], self.line)
 
     def transitions(self) -> dict[str, str]:
         """Every outgoing transition as {field label: target node id}."""

@@ -8,12 +8,15 @@ being asked something, and failure exits cannot loop back onto their own node.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from typing import Any
 
 from ivr.errors import DefinitionProblem
 from ivr.flow.model import (
     FACTS,
     LANGUAGE,
+    NODE,
+    PROMPT,
     BranchNode,
     Catalog,
     CheckAccountDigitsNode,
@@ -25,6 +28,39 @@ from ivr.flow.model import (
 )
 
 
+@dataclass(frozen=True)
+class PartialNode:
+    """A node that failed to parse, with the fields that did: those are still checked."""
+
+    id: str
+    kind: type[Node]
+    values: Mapping[str, Any]
+    key_lines: Mapping[str, int]
+    line: int | None
+
+    def line_of(self, field_name: str) -> int | None:
+        return self.key_lines.get(field_name.split(".")[0], self.line)
+
+    def transitions(self) -> dict[str, str]:
+        return _refs(self.kind, self.values, NODE)
+
+    def prompts(self) -> dict[str, str]:
+        return _refs(self.kind, self.values, PROMPT)
+
+
+def _refs(kind: type[Node], values: Mapping[str, Any], ref: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for spec in fields(kind):
+        value = values.get(spec.name)
+        if spec.metadata.get("ref") != ref or not value:
+            continue
+        if isinstance(value, str):
+            result[spec.name] = value
+        elif isinstance(value, Mapping):
+            result.update({f"{spec.name}.{key}": target for key, target in value.items()})
+    return result
+
+
 def validate_flow(
     file: str,
     start: str,
@@ -33,31 +69,43 @@ def validate_flow(
     catalog: Catalog,
     default_region: str,
     problems: list[DefinitionProblem],
-    partial: bool = False,
+    unparsed: Mapping[str, set[str]] | None = None,
+    partial_nodes: Mapping[str, PartialNode] | None = None,
 ) -> None:
     """Append every problem of the flow's graph and references to `problems`.
 
-    `partial` is set when some nodes failed to parse: transitions to them are then
-    not reported again, since the node exists in the file.
+    `unparsed` holds the nodes that failed to parse, with the node ids their raw
+    values mention: they still count as existing targets and as links, so one
+    broken node does not hide the problems of the rest of the flow.
     """
+    unparsed = unparsed or {}
+    known = set(nodes) | set(unparsed)
 
-    def problem(node: Node | None, field_name: str, message: str) -> None:
+    def problem(node: Node | PartialNode | None, field_name: str, message: str) -> None:
         problems.append(
-            DefinitionProblem(file, node.id if node else "", field_name, message, node.line if node else None)
+            DefinitionProblem(
+                file, node.id if node else "", field_name, message,
+                node.line_of(field_name) if node else None,
+            )
         )
 
-    if start not in nodes and not partial:
+    if start not in known:
         problems.append(DefinitionProblem(file, "", "start", f"no node {start!r}"))
-    for node in nodes.values():
-        if not partial:
-            for label, target in node.transitions().items():
-                if target not in nodes:
-                    problem(node, label, f"goes to {target!r}, which is not a node of this flow")
+    for node in [*nodes.values(), *(partial_nodes or {}).values()]:
+        for label, target in node.transitions().items():
+            if target not in known:
+                problem(node, label, f"goes to {target!r}, which is not a node of this flow")
         _check_prompts(node, languages, catalog, problem)
-        _check_kind(node, languages, default_region, problem)
-    if partial or start not in nodes:
+        if isinstance(node, PartialNode):
+            _check_exits(node, node.kind, node.values, problem)
+        else:
+            _check_exits(node, type(node), {f.name: getattr(node, f.name) for f in fields(node)}, problem)
+            _check_kind(node, languages, default_region, problem)
+    if start not in known:
         return
-    reachable = _reachable(start, nodes)
+    links = {node_id: set(node.transitions().values()) for node_id, node in nodes.items()}
+    links.update(unparsed)
+    reachable = _reachable(start, links)
     for node_id, node in nodes.items():
         if node_id not in reachable:
             problem(node, "", "unreachable: no path from the start node leads here")
@@ -68,7 +116,15 @@ def validate_flow(
         )
 
 
-def _check_prompts(node: Node, languages: list[str], catalog: Catalog, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_exits(node, kind: type[Node], values: Mapping[str, Any], problem) -> None:  # type: ignore[no-untyped-def]
+    """Failure exits of an input node must not lead back to the node itself."""
+    if issubclass(kind, InputNode):
+        for exit_name in ("no_input", "too_many_tries"):
+            if values.get(exit_name) == node.id:
+                problem(node, exit_name, "must lead away from the node (it would retry forever)")
+
+
+def _check_prompts(node: Node | PartialNode, languages: list[str], catalog: Catalog, problem) -> None:  # type: ignore[no-untyped-def]
     for field_name, key in node.prompts().items():
         missing = [lang for lang in languages if key not in catalog.languages[lang].texts]
         if missing:
@@ -82,10 +138,6 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem) 
             for key, language in getattr(node, spec.name).items():
                 if language not in languages:
                     problem(node, f"{spec.name}.{key}", f"{language!r} is not one of the flow's languages")
-    if isinstance(node, InputNode):
-        for exit_name in ("no_input", "too_many_tries"):
-            if getattr(node, exit_name) == node.id:
-                problem(node, exit_name, "must lead away from the node (it would retry forever)")
     if isinstance(node, CheckAccountDigitsNode) and node.mode == "last4" and node.ambiguous is None:
         problem(
             node, "ambiguous",
@@ -105,15 +157,15 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem) 
             problem(node, "target", str(exc))
 
 
-def _reachable(start: str, nodes: Mapping[str, Node]) -> set[str]:
+def _reachable(start: str, links: Mapping[str, set[str]]) -> set[str]:
     seen: set[str] = set()
     pending = [start]
     while pending:
         node_id = pending.pop()
-        if node_id in seen or node_id not in nodes:
+        if node_id in seen or node_id not in links:
             continue
         seen.add(node_id)
-        pending.extend(nodes[node_id].transitions().values())
+        pending.extend(links[node_id])
     return seen
 
 
