@@ -31,13 +31,13 @@ class SqlDirectory:
         views = self._views(_base().where(Account.number == number))
         return views[0] if views else None
 
-    def _views(self, query: Select[tuple[int, str, str, str]]) -> list[AccountView]:
+    def _views(self, query: Select[int, str, str, str]) -> list[AccountView]:
         with unavailable_as_storage_error():
             rows = self.session.execute(query).all()
         return [AccountView(id=r[0], number=r[1], name=r[2], phone=r[3]) for r in rows]
 
 
-def _base() -> Select[tuple[int, str, str, str]]:
+def _base() -> Select[int, str, str, str]:
     return (
         select(Account.id, Account.number, Customer.name, PhoneNumber.e164)
         .join(Customer, Account.customer_id == Customer.id)

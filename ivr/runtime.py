@@ -35,12 +35,15 @@ class Runtime:
     def flow_for(self, state: CallState) -> Flow:
         """The flow a running call continues on."""
         flow = self.definitions.flows.get(state.flow)
-        if flow is None or state.node not in flow.nodes and not state.node.startswith("__"):
+        if flow is None or (state.node not in flow.nodes and not state.node.startswith("__")):
             raise CallStateLost(f"call {state.call_sid} is on a flow version no longer loaded")
         if flow.version != state.version:
             log.warning(
                 "call %s started on %s version %s; continuing on %s",
-                state.call_sid, state.flow, state.version, flow.version,
+                state.call_sid,
+                state.flow,
+                state.version,
+                flow.version,
             )
         return flow
 
@@ -57,7 +60,9 @@ class Runtime:
 def init_app(app: Flask) -> None:
     """Load and validate every flow and prompt; refuse to boot on any problem."""
     settings: Settings = app.config["IVR_SETTINGS"]
-    definitions = load_definitions(settings.flows_dir, settings.prompts_dir, settings.default_region)
+    definitions = load_definitions(
+        settings.flows_dir, settings.prompts_dir, settings.default_region
+    )
     if settings.flow not in definitions.flows:
         raise ConfigError(
             f"IVR_FLOW {settings.flow!r} is not among the flows in {settings.flows_dir}: "

@@ -33,4 +33,7 @@ def whisper_says(
             name="", first_name="", account_last4="", method="", reason=reason
         )
     voice = catalog.voice(language)
-    return [Say(" ".join(summary.split()), language, voice), Say(texts["whisper_accept"], language, voice)]
+    return [
+        Say(" ".join(summary.split()), language, voice),
+        Say(texts["whisper_accept"], language, voice),
+    ]

@@ -3,12 +3,12 @@ and checks every TwiML document the service answers against Twilio's schema."""
 
 from __future__ import annotations
 
+from conftest import AUTH_TOKEN, PUBLIC_URL
 from flask import Flask
+from twiml_schema import assert_valid_twiml
 
 from ivr.simulator.player import CallResult, Scripted, Simulator
 from ivr.simulator.transport import InProcess, Reply
-from conftest import AUTH_TOKEN, PUBLIC_URL
-from twiml_schema import assert_valid_twiml
 
 
 class SchemaCheckingTransport(InProcess):
@@ -37,5 +37,7 @@ class Phone:
         extra: dict[str, str] | None = None,
     ) -> CallResult:
         """One call from `caller`, pressing `keys` at successive prompts ("" = silence)."""
-        simulator = Simulator(SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent)
+        simulator = Simulator(
+            SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent
+        )
         return simulator.call(caller, Scripted(keys), call_sid=call_sid, extra=extra)

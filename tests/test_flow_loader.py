@@ -20,37 +20,90 @@ PROMPTS = ROOT / "prompts"
 BREAKAGES = [
     # (text to replace, replacement, node, field, words in the message)
     ("max_inputs: 40\n", "max_inputs: 40\ntitle: Support\n", "", "title", "unknown key; allowed"),
-    ("  welcome:\n    type: say\n", "  welcome:\n    type: play_music\n", "welcome", "type",
-     "unknown node type 'play_music'"),
-    ("    prompt: enter_last4_family\n", "    promt: enter_last4_family\n", "last4_family", "promt",
-     "unknown key; allowed"),
-    ("    ok: menu\n    ambiguous: account_number         # two",
-     "    ok: menuu\n    ambiguous: account_number         # two", "last4", "ok",
-     "goes to 'menuu'"),
-    ("    prompt: main_menu\n", "    prompt: main_menu_v2\n", "menu", "prompt",
-     "prompt 'main_menu_v2' is missing in: en-US, es-US"),
-    ("      2: es-US\n", "      2: es-US\n      3: fr-FR\n", "language", "options.3",
-     "'fr-FR' is not one of the flow's languages"),
-    ("      9: menu\n", "      9: menu\n      12: goodbye\n", "menu", "options",
-     "keys must be single keypad digits"),
+    (
+        "  welcome:\n    type: say\n",
+        "  welcome:\n    type: play_music\n",
+        "welcome",
+        "type",
+        "unknown node type 'play_music'",
+    ),
+    (
+        "    prompt: enter_last4_family\n",
+        "    promt: enter_last4_family\n",
+        "last4_family",
+        "promt",
+        "unknown key; allowed",
+    ),
+    (
+        "    ok: menu\n    ambiguous: account_number         # two",
+        "    ok: menuu\n    ambiguous: account_number         # two",
+        "last4",
+        "ok",
+        "goes to 'menuu'",
+    ),
+    (
+        "    prompt: main_menu\n",
+        "    prompt: main_menu_v2\n",
+        "menu",
+        "prompt",
+        "prompt 'main_menu_v2' is missing in: en-US, es-US",
+    ),
+    (
+        "      2: es-US\n",
+        "      2: es-US\n      3: fr-FR\n",
+        "language",
+        "options.3",
+        "'fr-FR' is not one of the flow's languages",
+    ),
+    (
+        "      9: menu\n",
+        "      9: menu\n      12: goodbye\n",
+        "menu",
+        "options",
+        "keys must be single keypad digits",
+    ),
     ("    timeout: 8\n", "    timeout: 99\n", "account_number", "timeout", "must be from 1 to 30"),
-    ("    mode: full\n", "    mode: everything\n", "account_number", "mode",
-     "'everything' is not one of: full, last4"),
-    ("    reason: caller_request\n", "    reason: caller_request\n    target: +1 nope\n",
-     "agent_verified", "target", "not a phone number"),
+    (
+        "    mode: full\n",
+        "    mode: everything\n",
+        "account_number",
+        "mode",
+        "'everything' is not one of: full, last4",
+    ),
+    (
+        "    reason: caller_request\n",
+        "    reason: caller_request\n    target: +1 nope\n",
+        "agent_verified",
+        "target",
+        "not a phone number",
+    ),
     # An input node without its no-input exit.
-    ("    invalid: last4_family\n    no_input: agent_unverified\n", "    invalid: last4_family\n",
-     "last4_family", "no_input", "every input node needs no_input, invalid and too_many_tries"),
+    (
+        "    invalid: last4_family\n    no_input: agent_unverified\n",
+        "    invalid: last4_family\n",
+        "last4_family",
+        "no_input",
+        "every input node needs no_input, invalid and too_many_tries",
+    ),
     # A node nothing leads to.
-    ("  goodbye:\n", "  orphan:\n    type: hangup\n\n  goodbye:\n", "orphan", "",
-     "unreachable"),
+    ("  goodbye:\n", "  orphan:\n    type: hangup\n\n  goodbye:\n", "orphan", "", "unreachable"),
     # Two say nodes bouncing between each other: a loop that never waits for the caller.
-    ("  goodbye:\n", "  spin_a:\n    type: say\n    prompt: goodbye\n    next: spin_b\n\n"
-     "  spin_b:\n    type: say\n    prompt: goodbye\n    next: spin_a\n\n  goodbye:\n",
-     "spin_a", "", "loop that never asks the caller"),
+    (
+        "  goodbye:\n",
+        "  spin_a:\n    type: say\n    prompt: goodbye\n    next: spin_b\n\n"
+        "  spin_b:\n    type: say\n    prompt: goodbye\n    next: spin_a\n\n  goodbye:\n",
+        "spin_a",
+        "",
+        "loop that never asks the caller",
+    ),
     ("      2: goodbye\n", "      2: spin_a\n", "menu", "", ""),  # makes the loop reachable
-    ("    too_many_tries: agent_verified\n", "    too_many_tries: menu\n", "menu", "too_many_tries",
-     "must lead away from the node"),
+    (
+        "    too_many_tries: agent_verified\n",
+        "    too_many_tries: menu\n",
+        "menu",
+        "too_many_tries",
+        "must lead away from the node",
+    ),
 ]
 
 
@@ -122,24 +175,44 @@ def write_flow(tmp_path: Path, body: str) -> Path:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("nodes:\n  hello:\n    type: hangup\n  hello:\n    type: hangup\n",
-         "key 'hello' appears twice"),
+        (
+            "nodes:\n  hello:\n    type: hangup\n  hello:\n    type: hangup\n",
+            "key 'hello' appears twice",
+        ),
         ("nodes:\n  hello: [unclosed\n", "YAML error"),
-        ("nodes:\n  hello:\n    type: hangup\n    prompt: 42\n", "hello: prompt: must be a non-empty word"),
+        (
+            "nodes:\n  hello:\n    type: hangup\n    prompt: 42\n",
+            "hello: prompt: must be a non-empty word",
+        ),
         ("nodes: []\n", "nodes: must be a mapping"),
         ("nodes:\n  hello:\n    type: say\n    prompt: goodbye\n", "hello: next: missing"),
-        ("max_inputs: 1\nnodes:\n  hello:\n    type: hangup\n", "max_inputs: must be a whole number"),
-        ("nodes:\n  hello:\n    type: branch\n    on: mood\n    cases: {happy: hello}\n"
-         "    default: hello\n", "'mood' is not one of"),
-        ("nodes:\n  hello:\n    type: branch\n    on: identity\n    cases: {famous: bye}\n"
-         "    default: bye\n  bye:\n    type: hangup\n", "identity is never 'famous'"),
-        ("nodes:\n  hello:\n    type: collect_digits\n    prompt: goodbye\n    save_as: x\n"
-         "    min_length: 9\n    max_length: 4\n    next: bye\n    no_input: bye\n"
-         "    invalid: hello\n    too_many_tries: bye\n  bye:\n    type: hangup\n",
-         "min_length: is greater than max_length"),
-        ("nodes:\n  hello:\n    type: check_account_digits\n    mode: last4\n    prompt: goodbye\n"
-         "    ok: bye\n    no_input: bye\n    invalid: hello\n    too_many_tries: bye\n"
-         "  bye:\n    type: hangup\n", "ambiguous: missing"),
+        (
+            "max_inputs: 1\nnodes:\n  hello:\n    type: hangup\n",
+            "max_inputs: must be a whole number",
+        ),
+        (
+            "nodes:\n  hello:\n    type: branch\n    on: mood\n    cases: {happy: hello}\n"
+            "    default: hello\n",
+            "'mood' is not one of",
+        ),
+        (
+            "nodes:\n  hello:\n    type: branch\n    on: identity\n    cases: {famous: bye}\n"
+            "    default: bye\n  bye:\n    type: hangup\n",
+            "identity is never 'famous'",
+        ),
+        (
+            "nodes:\n  hello:\n    type: collect_digits\n    prompt: goodbye\n    save_as: x\n"
+            "    min_length: 9\n    max_length: 4\n    next: bye\n    no_input: bye\n"
+            "    invalid: hello\n    too_many_tries: bye\n  bye:\n    type: hangup\n",
+            "min_length: is greater than max_length",
+        ),
+        (
+            "nodes:\n  hello:\n    type: check_account_digits\n    mode: last4\n"
+            "    prompt: goodbye\n"
+            "    ok: bye\n    no_input: bye\n    invalid: hello\n    too_many_tries: bye\n"
+            "  bye:\n    type: hangup\n",
+            "ambiguous: missing",
+        ),
     ],
 )
 def test_bad_flow_files_are_explained(tmp_path: Path, body: str, expected: str) -> None:
@@ -160,14 +233,21 @@ def prompt_dir(tmp_path: Path) -> Path:
     ("edit", "expected"),
     [
         (("  goodbye: Gracias por llamar. Adiós.\n", ""), "prompt 'goodbye' is missing in: es-US"),
-        (("  error_apology: >\n", "  error_apologies: >\n"), "error_apology: prompts: system prompt missing"),
+        (
+            ("  error_apology: >\n", "  error_apologies: >\n"),
+            "error_apology: prompts: system prompt missing",
+        ),
         (("voice: Polly.Lupe", "voice: Polly.Lupe-Neural"), "voice: must be man, woman or Polly"),
-        (("  goodbye: Gracias por llamar. Adiós.", "  goodbye: Adiós {nombre}."),
-         "unknown placeholder {nombre}"),
+        (
+            ("  goodbye: Gracias por llamar. Adiós.", "  goodbye: Adiós {nombre}."),
+            "unknown placeholder {nombre}",
+        ),
         (("language: es-US", "language: es-MX"), "language: must be 'es-US'"),
     ],
 )
-def test_prompt_problems_are_explained(prompt_dir: Path, edit: tuple[str, str], expected: str) -> None:
+def test_prompt_problems_are_explained(
+    prompt_dir: Path, edit: tuple[str, str], expected: str
+) -> None:
     spanish = prompt_dir / "es-US.yaml"
     text = spanish.read_text()
     assert edit[0] in text

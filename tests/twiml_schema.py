@@ -9,7 +9,9 @@ import pytest
 
 SCHEMA = (
     Path(__file__).resolve().parent.parent.parent
-    / "shared" / "twilio" / "twiml_v20100401_twilioRealtimeCallSchema.xsd"
+    / "shared"
+    / "twilio"
+    / "twiml_v20100401_twilioRealtimeCallSchema.xsd"
 )
 
 

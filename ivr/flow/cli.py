@@ -23,12 +23,15 @@ def flows() -> None:
 @flows.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--prompts", "prompts_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    "--prompts",
+    "prompts_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=lambda: os.environ.get("IVR_PROMPTS_DIR") or str(PROJECT_ROOT / "prompts"),
     help="Prompt folder (default: IVR_PROMPTS_DIR or prompts/).",
 )
 @click.option(
-    "--region", default=lambda: os.environ.get("IVR_DEFAULT_REGION") or "US",
+    "--region",
+    default=lambda: os.environ.get("IVR_DEFAULT_REGION") or "US",
     help="Region for phone numbers in transfer targets (default: IVR_DEFAULT_REGION or US).",
 )
 def validate(paths: tuple[Path, ...], prompts_dir: Path, region: str) -> None:
@@ -49,5 +52,7 @@ def validate(paths: tuple[Path, ...], prompts_dir: Path, region: str) -> None:
         raise click.ClickException(f"{len(problems)} problem(s) in {len(files)} flow file(s)")
     assert definitions is not None
     for flow in definitions.flows.values():
-        click.echo(f"{flow.file}: ok — {len(flow.nodes)} nodes, "
-                   f"languages {', '.join(flow.languages)}, version {flow.version}")
+        click.echo(
+            f"{flow.file}: ok — {len(flow.nodes)} nodes, "
+            f"languages {', '.join(flow.languages)}, version {flow.version}"
+        )

@@ -21,6 +21,7 @@ from ivr.errors import CallError
 from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say, Transfer
 from ivr.flow.model import (
     FACTS,
+    NODE_TYPES,
     BranchNode,
     Catalog,
     CheckAccountDigitsNode,
@@ -30,7 +31,6 @@ from ivr.flow.model import (
     HangupNode,
     IdentifyCallerNode,
     InputNode,
-    NODE_TYPES,
     MenuNode,
     Node,
     SayNode,
@@ -377,7 +377,9 @@ def _input_menu(engine: Engine, turn: Turn, node: MenuNode, digits: str) -> str 
     return node.options.get(digits, INVALID)
 
 
-def _input_language(engine: Engine, turn: Turn, node: ChooseLanguageNode, digits: str) -> str | _Invalid:
+def _input_language(
+    engine: Engine, turn: Turn, node: ChooseLanguageNode, digits: str
+) -> str | _Invalid:
     language = node.options.get(digits)
     if language is None:
         return INVALID
@@ -385,7 +387,9 @@ def _input_language(engine: Engine, turn: Turn, node: ChooseLanguageNode, digits
     return node.next
 
 
-def _input_collect(engine: Engine, turn: Turn, node: CollectDigitsNode, digits: str) -> str | _Invalid:
+def _input_collect(
+    engine: Engine, turn: Turn, node: CollectDigitsNode, digits: str
+) -> str | _Invalid:
     if not digits.isdigit() or not node.min_length <= len(digits) <= node.max_length:
         return INVALID
     turn.state.slots[node.save_as] = digits
@@ -403,7 +407,9 @@ def _input_account_digits(
             return INVALID
         accounts = engine.directory.accounts_by_ids(state.candidates)
         # Compare against every candidate, in constant time each.
-        matches = [a for a in accounts if hmac.compare_digest(a.number[-4:].encode(), digits.encode())]
+        matches = [
+            a for a in accounts if hmac.compare_digest(a.number[-4:].encode(), digits.encode())
+        ]
         if len(matches) > 1:
             assert node.ambiguous is not None  # validation requires it in last4 mode
             return node.ambiguous

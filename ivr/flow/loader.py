@@ -114,7 +114,11 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
     if language != path.stem:
         problems.append(
             DefinitionProblem(
-                file, "", "language", f"must be {path.stem!r}, the file's name", data.line_of("language")
+                file,
+                "",
+                "language",
+                f"must be {path.stem!r}, the file's name",
+                data.line_of("language"),
             )
         )
         return None
@@ -128,7 +132,9 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
         voice = None
     texts = data.get("prompts")
     if not isinstance(texts, yamlread.LineDict):
-        problems.append(DefinitionProblem(file, "", "prompts", "must be a mapping of key: text", data.line))
+        problems.append(
+            DefinitionProblem(file, "", "prompts", "must be a mapping of key: text", data.line)
+        )
         return None
     limit = POLLY_SAY_LIMIT if isinstance(voice, str) and voice.startswith("Polly.") else SAY_LIMIT
     clean: dict[str, str] = {}
@@ -139,13 +145,17 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
             continue
         if len(text) > limit:
             problems.append(
-                DefinitionProblem(file, key, "text", f"is {len(text)} characters; at most {limit}", line)
+                DefinitionProblem(
+                    file, key, "text", f"is {len(text)} characters; at most {limit}", line
+                )
             )
         for placeholder in _placeholders(text, file, key, line, problems):
             if placeholder not in PLACEHOLDERS:
                 problems.append(
                     DefinitionProblem(
-                        file, key, "text",
+                        file,
+                        key,
+                        "text",
                         f"unknown placeholder {{{placeholder}}}; allowed: "
                         + ", ".join(sorted(PLACEHOLDERS)),
                         line,
@@ -187,18 +197,32 @@ def load_flow(
     _unknown_keys(data, FLOW_KEYS, file, "", problems)
     for key in REQUIRED_FLOW_KEYS:
         if key not in data:
-            problems.append(DefinitionProblem(file, "", key, f"missing ({FLOW_KEYS[key]})", data.line))
+            problems.append(
+                DefinitionProblem(file, "", key, f"missing ({FLOW_KEYS[key]})", data.line)
+            )
 
     name = data.get("name")
     if "name" in data and name != path.stem:
         problems.append(
-            DefinitionProblem(file, "", "name", f"must be {path.stem!r}, the file's name", data.line_of("name"))
+            DefinitionProblem(
+                file, "", "name", f"must be {path.stem!r}, the file's name", data.line_of("name")
+            )
         )
     languages = _languages(data, file, catalog, problems)
     max_inputs = data.get("max_inputs", 40)
-    if not isinstance(max_inputs, int) or isinstance(max_inputs, bool) or not 5 <= max_inputs <= 200:
+    if (
+        not isinstance(max_inputs, int)
+        or isinstance(max_inputs, bool)
+        or not 5 <= max_inputs <= 200
+    ):
         problems.append(
-            DefinitionProblem(file, "", "max_inputs", "must be a whole number from 5 to 200", data.line_of("max_inputs"))
+            DefinitionProblem(
+                file,
+                "",
+                "max_inputs",
+                "must be a whole number from 5 to 200",
+                data.line_of("max_inputs"),
+            )
         )
         max_inputs = 40
 
@@ -207,7 +231,11 @@ def load_flow(
     partial_nodes: dict[str, PartialNode] = {}
     raw_nodes = data.get("nodes")
     if "nodes" in data and (not isinstance(raw_nodes, yamlread.LineDict) or not raw_nodes):
-        problems.append(DefinitionProblem(file, "", "nodes", "must be a mapping of node id: node", data.line_of("nodes")))
+        problems.append(
+            DefinitionProblem(
+                file, "", "nodes", "must be a mapping of node id: node", data.line_of("nodes")
+            )
+        )
     elif isinstance(raw_nodes, yamlread.LineDict):
         for node_id, raw in raw_nodes.items():
             node = _parse_node(node_id, raw, raw_nodes.line_of(node_id), file, problems)
@@ -223,10 +251,20 @@ def load_flow(
     if isinstance(start, str) and (nodes or unparsed):
         # Checked even when some nodes are broken, so one run reports every problem.
         validate_flow(
-            file, start, nodes, languages, catalog, default_region, problems, unparsed, partial_nodes
+            file,
+            start,
+            nodes,
+            languages,
+            catalog,
+            default_region,
+            problems,
+            unparsed,
+            partial_nodes,
         )
     elif "start" in data:
-        problems.append(DefinitionProblem(file, "", "start", "must be a node id", data.line_of("start")))
+        problems.append(
+            DefinitionProblem(file, "", "start", "must be a node id", data.line_of("start"))
+        )
     if problems:
         return None, problems
     assert isinstance(start, str) and isinstance(name, str)
@@ -250,8 +288,14 @@ def _languages(
     line = data.line_of("languages")
     if "languages" not in data:
         return []
-    if not isinstance(languages, list) or not languages or not all(isinstance(x, str) for x in languages):
-        problems.append(DefinitionProblem(file, "", "languages", "must be a list of language codes", line))
+    if (
+        not isinstance(languages, list)
+        or not languages
+        or not all(isinstance(x, str) for x in languages)
+    ):
+        problems.append(
+            DefinitionProblem(file, "", "languages", "must be a list of language codes", line)
+        )
         return []
     for language in languages:
         if language not in catalog.languages:
@@ -273,7 +317,9 @@ def _parse_node(
     if node_class is None:
         problems.append(
             DefinitionProblem(
-                file, node_id, "type",
+                file,
+                node_id,
+                "type",
                 f"unknown node type {node_type!r}; known types: " + ", ".join(sorted(NODE_TYPES)),
                 raw.line_of("type"),
             )
@@ -290,13 +336,17 @@ def _parse_node(
         if spec.name not in raw:
             if required:
                 problems.append(
-                    DefinitionProblem(file, node_id, spec.name, _missing_message(node_type, spec.name), raw.line)
+                    DefinitionProblem(
+                        file, node_id, spec.name, _missing_message(node_type, spec.name), raw.line
+                    )
                 )
             continue
         value = raw[spec.name]
         message = _type_problem(value, hints[spec.name], spec.metadata)
         if message:
-            problems.append(DefinitionProblem(file, node_id, spec.name, message, raw.line_of(spec.name)))
+            problems.append(
+                DefinitionProblem(file, node_id, spec.name, message, raw.line_of(spec.name))
+            )
             continue
         if isinstance(value, yamlread.LineDict):
             value = MappingProxyType(dict(value))
@@ -318,7 +368,7 @@ def _mentioned_ids(raw: Any, node_ids: set[str]) -> set[str]:
     return set()
 
 
-def _missing_message(node_type: str, name: str) -> str:
+def _missing_message(node_type: object, name: str) -> str:
     if name in ("no_input", "invalid", "too_many_tries"):
         return "missing: every input node needs no_input, invalid and too_many_tries exits"
     return f"missing: a {node_type} node needs {name}"
@@ -370,7 +420,9 @@ def _unknown_keys(
         if key not in allowed:
             problems.append(
                 DefinitionProblem(
-                    file, where, key,
+                    file,
+                    where,
+                    key,
                     f"unknown key; allowed {what}: " + ", ".join(allowed),
                     data.line_of(key),
                 )
@@ -387,7 +439,9 @@ def _read_yaml(path: Path, problems: list[DefinitionProblem]) -> Any:
         return yamlread.read(text)
     except yaml.YAMLError as exc:
         reason = str(getattr(exc, "problem", None) or exc).strip()
-        problems.append(DefinitionProblem(str(path), "", "", f"YAML error: {reason}", yamlread.error_line(exc)))
+        problems.append(
+            DefinitionProblem(str(path), "", "", f"YAML error: {reason}", yamlread.error_line(exc))
+        )
         return None
 
 

@@ -49,7 +49,9 @@ class CallState:
             self.verification = level
 
     def to_json(self) -> str:
-        data = {key: value for key, value in asdict(self).items() if value not in (None, [], {}, "")}
+        data = {
+            key: value for key, value in asdict(self).items() if value not in (None, [], {}, "")
+        }
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod

@@ -7,7 +7,7 @@ being asked something, and failure exits cannot loop back onto their own node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -48,6 +48,9 @@ class PartialNode:
         return _refs(self.kind, self.values, PROMPT)
 
 
+Report = Callable[["Node | PartialNode | None", str, str], None]
+
+
 def _refs(kind: type[Node], values: Mapping[str, Any], ref: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for spec in fields(kind):
@@ -84,14 +87,18 @@ def validate_flow(
     def problem(node: Node | PartialNode | None, field_name: str, message: str) -> None:
         problems.append(
             DefinitionProblem(
-                file, node.id if node else "", field_name, message,
+                file,
+                node.id if node else "",
+                field_name,
+                message,
                 node.line_of(field_name) if node else None,
             )
         )
 
     if start not in known:
         problems.append(DefinitionProblem(file, "", "start", f"no node {start!r}"))
-    for node in [*nodes.values(), *(partial_nodes or {}).values()]:
+    checked: list[Node | PartialNode] = [*nodes.values(), *(partial_nodes or {}).values()]
+    for node in checked:
         for label, target in node.transitions().items():
             if target not in known:
                 problem(node, label, f"goes to {target!r}, which is not a node of this flow")
@@ -99,7 +106,9 @@ def validate_flow(
         if isinstance(node, PartialNode):
             _check_exits(node, node.kind, node.values, problem)
         else:
-            _check_exits(node, type(node), {f.name: getattr(node, f.name) for f in fields(node)}, problem)
+            _check_exits(
+                node, type(node), {f.name: getattr(node, f.name) for f in fields(node)}, problem
+            )
             _check_kind(node, languages, default_region, problem)
     if start not in known:
         return
@@ -111,12 +120,15 @@ def validate_flow(
             problem(node, "", "unreachable: no path from the start node leads here")
     for cycle_node in _silent_cycles(nodes):
         problem(
-            cycle_node, "",
+            cycle_node,
+            "",
             "can enter a loop that never asks the caller anything; the call would spin forever",
         )
 
 
-def _check_exits(node, kind: type[Node], values: Mapping[str, Any], problem) -> None:  # type: ignore[no-untyped-def]
+def _check_exits(
+    node: Node | PartialNode, kind: type[Node], values: Mapping[str, Any], problem: Report
+) -> None:
     """Failure exits of an input node must not lead back to the node itself."""
     if issubclass(kind, InputNode):
         for exit_name in ("no_input", "too_many_tries"):
@@ -124,24 +136,32 @@ def _check_exits(node, kind: type[Node], values: Mapping[str, Any], problem) -> 
                 problem(node, exit_name, "must lead away from the node (it would retry forever)")
 
 
-def _check_prompts(node: Node | PartialNode, languages: list[str], catalog: Catalog, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_prompts(
+    node: Node | PartialNode, languages: list[str], catalog: Catalog, problem: Report
+) -> None:
     for field_name, key in node.prompts().items():
         missing = [lang for lang in languages if key not in catalog.languages[lang].texts]
         if missing:
             problem(node, field_name, f"prompt {key!r} is missing in: " + ", ".join(missing))
 
 
-def _check_kind(node: Node, languages: list[str], default_region: str, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_kind(node: Node, languages: list[str], default_region: str, problem: Report) -> None:
     """Rules that belong to one node kind."""
     for spec in fields(node):
         if spec.metadata.get("ref") == LANGUAGE:
             for key, language in getattr(node, spec.name).items():
                 if language not in languages:
-                    problem(node, f"{spec.name}.{key}", f"{language!r} is not one of the flow's languages")
+                    problem(
+                        node,
+                        f"{spec.name}.{key}",
+                        f"{language!r} is not one of the flow's languages",
+                    )
     if isinstance(node, CheckAccountDigitsNode) and node.mode == "last4" and node.ambiguous is None:
         problem(
-            node, "ambiguous",
-            "missing: last4 mode needs an exit for when several accounts on the number end in the same digits",
+            node,
+            "ambiguous",
+            "missing: last4 mode needs an exit for when several accounts on the number"
+            " end in the same digits",
         )
     if isinstance(node, CollectDigitsNode) and node.min_length > node.max_length:
         problem(node, "min_length", "is greater than max_length")
@@ -149,7 +169,11 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem) 
         allowed = set(languages) if node.on == "language" else FACTS.get(node.on, frozenset())
         for key in node.cases:
             if key not in allowed:
-                problem(node, f"cases.{key}", f"{node.on} is never {key!r}; it is one of: " + ", ".join(sorted(allowed)))
+                problem(
+                    node,
+                    f"cases.{key}",
+                    f"{node.on} is never {key!r}; it is one of: " + ", ".join(sorted(allowed)),
+                )
     if isinstance(node, TransferNode) and node.target is not None:
         try:
             parse_target(node.target, default_region)
@@ -186,4 +210,3 @@ def _silent_cycles(nodes: Mapping[str, Node]) -> list[Node]:
                 del remaining[node_id]
                 changed = True
     return [nodes[node_id] for node_id in sorted(remaining)]
-

@@ -68,7 +68,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def read(text: str) -> Any:
     """Parse one YAML document strictly (raises yaml.YAMLError with a line)."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 — a SafeLoader subclass
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 def error_line(exc: yaml.YAMLError) -> int | None:

@@ -18,7 +18,8 @@ class Interactive:
         try:
             raw = click.prompt(
                 click.style(f"  keys ({listening}; Enter = silence, q = hang up)", dim=True),
-                default="", show_default=False,
+                default="",
+                show_default=False,
             )
         except (EOFError, click.Abort):
             return None
@@ -51,13 +52,20 @@ def print_event(event: Event) -> None:
     "e.g. 1,4321,1. Without it the call is interactive.",
 )
 @click.option(
-    "--agent", type=click.Choice(AGENT_BEHAVIOURS), default="accept", show_default=True,
+    "--agent",
+    type=click.Choice(AGENT_BEHAVIOURS),
+    default="accept",
+    show_default=True,
     help="What the agent does when the call is transferred.",
 )
 @click.option("--url", default=None, help="A running server to call (default: in-process).")
-@click.option("--public-url", default=None, help="The URL the server signs against (default: --url).")
+@click.option(
+    "--public-url", default=None, help="The URL the server signs against (default: --url)."
+)
 @with_appcontext
-def call(caller: str, digits: str | None, agent: str, url: str | None, public_url: str | None) -> None:
+def call(
+    caller: str, digits: str | None, agent: str, url: str | None, public_url: str | None
+) -> None:
     """Place a simulated call through the signed webhooks and print what is heard."""
     settings: Settings = current_app.config["IVR_SETTINGS"]
     transport: Transport
@@ -68,6 +76,7 @@ def call(caller: str, digits: str | None, agent: str, url: str | None, public_ur
         transport = InProcess(current_app, settings.twilio_auth_token)
         base = settings.public_url
     keypad = Scripted(digits.split(",")) if digits is not None else Interactive()
-    simulator = Simulator(transport, base, agent=agent, echo=print_event,
-                          support_number=settings.support_number)
+    simulator = Simulator(
+        transport, base, agent=agent, echo=print_event, support_number=settings.support_number
+    )
     simulator.call(caller, keypad)

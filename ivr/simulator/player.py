@@ -136,7 +136,9 @@ class Simulator:
 class _Leg:
     """One call leg's walk through TwiML documents."""
 
-    def __init__(self, sim: Simulator, result: CallResult, base: dict[str, str], keypad: Keypad, who: str):
+    def __init__(
+        self, sim: Simulator, result: CallResult, base: dict[str, str], keypad: Keypad, who: str
+    ):
         self.sim, self.result, self.base, self.keypad, self.who = sim, result, base, keypad, who
         self.requests = 0
         self.seconds = 0
@@ -182,7 +184,7 @@ class _Leg:
             current_url, form = next_request
             document = self.fetch(current_url, form)
             next_request = self.execute(document, current_url)
-        raise _CallOver(self.who == "caller" and "ivr" or "agent-done")
+        raise _CallOver((self.who == "caller" and "ivr") or "agent-done")
 
     def execute(self, document: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
         """Run the verbs of one document; return the next request, or None at its end."""
@@ -193,7 +195,7 @@ class _Leg:
                 continue
             follow = handler(verb, url)
             if follow is not None:
-                return follow  # type: ignore[no-any-return]
+                return follow
         return None
 
     # ---- verbs: return (url, form) to request next, or None to go on with the next verb
@@ -298,8 +300,13 @@ class _Leg:
     def _verb_enqueue(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
         queue = (verb.text or verb.get("workflowSid") or "").strip()
         self.emit("transfer", f"enqueue {queue}")
-        result = {"accept": "bridged", "silent": "bridged", "no-answer": "leave",
-                  "busy": "queue-full", "failed": "error"}[self.sim.agent]
+        result = {
+            "accept": "bridged",
+            "silent": "bridged",
+            "no-answer": "leave",
+            "busy": "queue-full",
+            "failed": "error",
+        }[self.sim.agent]
         self.note(f"queue result: {result}")
         action = verb.get("action")
         if action:

@@ -42,7 +42,11 @@ class InProcess:
         self.signed = signed
 
     def post(self, url: str, form: dict[str, str]) -> Reply:
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, form)} if self.signed else {}
+        headers = (
+            {"X-Twilio-Signature": self.validator.compute_signature(url, form)}
+            if self.signed
+            else {}
+        )
         response = self.client.post(_path_of(url), data=form, headers=headers)
         return Reply(response.status_code, response.get_data(as_text=True))
 
@@ -66,7 +70,7 @@ class OverHttp:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return Reply(response.status, response.read().decode())
         except urllib.error.HTTPError as exc:
             return Reply(exc.code, exc.read().decode(errors="replace"))

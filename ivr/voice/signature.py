@@ -33,6 +33,7 @@ def require_twilio_signature() -> None:
     if not validator.validate(signed_url(settings), request.form, signature):
         log.warning(
             "rejected %s: bad or missing X-Twilio-Signature (call %s)",
-            request.path, request.form.get("CallSid", "-"),
+            request.path,
+            request.form.get("CallSid", "-"),
         )
         abort(403)

@@ -60,7 +60,10 @@ def incoming() -> Response:
         return _respond(rt.engine(rt.flow_for(state), directory).replay(state))
     turn = rt.engine(rt.flow, directory).start(call.call_sid, call.caller, call.stir_verstat)
     log.info(
-        "call %s started on %s@%s from %s", call.call_sid, rt.flow.name, rt.flow.version,
+        "call %s started on %s@%s from %s",
+        call.call_sid,
+        rt.flow.name,
+        rt.flow.version,
         mask(turn.state.caller),
     )
     return _respond(turn)
@@ -101,14 +104,20 @@ def whisper() -> Response:
         account = found[0] if found else None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
-        says = [Say(rt.definitions.catalog.text(language, "whisper_unverified").format(reason=""),
-                    language, rt.definitions.catalog.voice(language))]
+        says = [
+            Say(
+                rt.definitions.catalog.text(language, "whisper_unverified").format(reason=""),
+                language,
+                rt.definitions.catalog.voice(language),
+            )
+        ]
     else:
         says = whisper_says(state, account, rt.definitions.catalog, language)
     # No key within the timeout means no agent: this leg hangs up, and the
     # caller's <Dial> action moves the flow on.
-    gather = Gather(tuple(says), step=0, timeout=6, num_digits=1, finish_on_key="",
-                    retry_on_silence=False)
+    gather = Gather(
+        tuple(says), step=0, timeout=6, num_digits=1, finish_on_key="", retry_on_silence=False
+    )
     links = twiml.Links(
         input=lambda _step: url_for("voice.whisper_answer"), dial=lambda _s: "", whisper=None
     )
@@ -141,14 +150,23 @@ def status() -> Response:
         details["duration"] = int(duration)
     if state is not None:
         details.update(
-            flow=state.flow, version=state.version, caller=mask(state.caller),
-            identity=state.identity, verification=state.verification,
-            methods=[method for method, _ in state.methods], failure=state.failure,
-            transfer_reason=state.transfer_reason, flags=state.flags,
+            flow=state.flow,
+            version=state.version,
+            caller=mask(state.caller),
+            identity=state.identity,
+            verification=state.verification,
+            methods=[method for method, _ in state.methods],
+            failure=state.failure,
+            transfer_reason=state.transfer_reason,
+            flags=state.flags,
         )
     first = audit.record(
-        db.session(), "call.ended", actor="twilio", call_sid=call.call_sid,
-        account_id=state.account_id if state else None, details=details,
+        db.session(),
+        "call.ended",
+        actor="twilio",
+        call_sid=call.call_sid,
+        account_id=state.account_id if state else None,
+        details=details,
         dedupe_key=f"call.ended:{call.call_sid}:{call.call_status}",
     )
     if first and state is not None:
@@ -161,8 +179,10 @@ def status() -> Response:
 def fallback() -> Response:
     """Twilio's fallback URL: needs neither Redis nor the database."""
     log.error(
-        "fallback for call %s: Twilio error %s on %s", request.form.get("CallSid", "-"),
-        request.form.get("ErrorCode", "-"), request.form.get("ErrorUrl", "-"),
+        "fallback for call %s: Twilio error %s on %s",
+        request.form.get("CallSid", "-"),
+        request.form.get("ErrorCode", "-"),
+        request.form.get("ErrorUrl", "-"),
     )
     return _answer(_apology_and_transfer())
 
@@ -175,10 +195,12 @@ def fallback_dial() -> Response:
         return _answer(twiml.document(Hangup()))
     language = rt.flow.default_language
     catalog = rt.definitions.catalog
-    return _answer(twiml.document(
-        Say(catalog.text(language, "agents_unavailable"), language, catalog.voice(language)),
-        Hangup(),
-    ))
+    return _answer(
+        twiml.document(
+            Say(catalog.text(language, "agents_unavailable"), language, catalog.voice(language)),
+            Hangup(),
+        )
+    )
 
 
 def _state_of(call_sid: str) -> CallState:
@@ -194,10 +216,14 @@ def _apology_and_transfer() -> str:
     language = rt.flow.default_language
     catalog = rt.definitions.catalog
     target: TransferTarget = rt.agent_target
-    links = twiml.Links(input=lambda _s: "", dial=lambda _s: url_for("voice.fallback_dial"), whisper=None)
+    links = twiml.Links(
+        input=lambda _s: "", dial=lambda _s: url_for("voice.fallback_dial"), whisper=None
+    )
     return twiml.render(
-        [Say(catalog.text(language, "error_apology"), language, catalog.voice(language)),
-         Transfer(target, step=0)],
+        [
+            Say(catalog.text(language, "error_apology"), language, catalog.voice(language)),
+            Transfer(target, step=0),
+        ],
         links,
     )
 
@@ -213,7 +239,10 @@ def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
     else:
         # Expected run-time errors get one line; anything else gets its traceback.
         log.error(
-            "call %s: %s: %s", call_sid, type(exc).__name__, exc,
+            "call %s: %s: %s",
+            call_sid,
+            type(exc).__name__,
+            exc,
             exc_info=not isinstance(exc, CallError),
         )
     if request.endpoint == "voice.status":
