@@ -11,6 +11,7 @@ an older step is a replay and only repeats the current prompt, with no side effe
 
 from __future__ import annotations
 
+import copy
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -147,7 +148,8 @@ class Engine:
         return turn
 
     def handle(self, state: CallState, event: Event) -> Turn:
-        """Apply a caller event to the stored state."""
+        """Apply a caller event to the stored state (which is left as it was)."""
+        state = copy.deepcopy(state)
         turn = Turn(state)
         if state.ended:
             turn.instructions.append(Hangup())
@@ -170,7 +172,7 @@ class Engine:
 
     def replay(self, state: CallState) -> Turn:
         """Repeat what the call is waiting on, with no side effect."""
-        turn = Turn(state)
+        turn = Turn(copy.deepcopy(state))
         if state.ended:
             turn.instructions.append(Hangup())
         elif state.node == LIMIT_TRANSFER:
