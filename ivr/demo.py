@@ -23,4 +23,4 @@ def demo() -> None:
             f"{'  email ' + email if email else ''}"
         )
         click.echo(f"      ivr call --from {phone} --digits 1,{account_number[-4:]},1")
-    click.echo("  Unknown or withheld caller: ivr call --from anonymous --digits 1,10004321,1")
+    click.echo("  Unknown or withheld caller: ivr call --from anonymous --digits 1,10004321#,1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -73,6 +75,8 @@ def call(
         transport = OverHttp(url, settings.twilio_auth_token)
         base = public_url or url
     else:
+        # The service runs in this process: keep its log lines out of the transcript.
+        logging.getLogger("ivr").setLevel(logging.WARNING)
         transport = InProcess(current_app, settings.twilio_auth_token)
         base = settings.public_url
     keypad = Scripted(digits.split(",")) if digits is not None else Interactive()
