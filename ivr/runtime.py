@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from ivr.config import Settings
 from ivr.errors import CallStateLost, ConfigError
-from ivr.flow.engine import Directory, Engine
+from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine
 from ivr.flow.loader import Definitions, load_definitions
 from ivr.flow.model import Flow, TransferTarget, parse_target
 from ivr.flow.state import CallState
@@ -35,7 +35,7 @@ class Runtime:
     def flow_for(self, state: CallState) -> Flow:
         """The flow a running call continues on."""
         flow = self.definitions.flows.get(state.flow)
-        if flow is None or (state.node not in flow.nodes and not state.node.startswith("__")):
+        if flow is None or (state.node not in flow.nodes and state.node != LIMIT_TRANSFER):
             raise CallStateLost(f"call {state.call_sid} is on a flow version no longer loaded")
         if flow.version != state.version:
             log.warning(

@@ -14,12 +14,16 @@ from ivr.phone import spoken_digits
 
 
 def whisper_says(
-    state: CallState, account: AccountView | None, catalog: Catalog, language: str
+    state: CallState | None, account: AccountView | None, catalog: Catalog, language: str
 ) -> list[Say]:
-    """The whisper, as Say instructions in the agents' language."""
+    """The whisper, as Say instructions in the agents' language.
+
+    Without a state (lost or expired) the caller is announced as unverified.
+    """
     texts = catalog.languages[language].texts
-    reason = texts.get(f"reason_{state.transfer_reason or 'error'}", "")
-    if state.verification != "none" and account is not None and state.methods:
+    reason_key = f"reason_{state.transfer_reason}" if state and state.transfer_reason else ""
+    reason = texts.get(reason_key, "")
+    if state is not None and state.verification != "none" and account is not None and state.methods:
         method = texts.get(f"method_{state.methods[-1][0]}", state.methods[-1][0])
         summary = texts["whisper_verified"].format(
             name=account.name,

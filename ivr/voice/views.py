@@ -104,15 +104,7 @@ def whisper() -> Response:
         account = found[0] if found else None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
-        says = [
-            Say(
-                rt.definitions.catalog.text(language, "whisper_unverified").format(reason=""),
-                language,
-                rt.definitions.catalog.voice(language),
-            )
-        ]
-    else:
-        says = whisper_says(state, account, rt.definitions.catalog, language)
+    says = whisper_says(state, account, rt.definitions.catalog, language)
     # No key within the timeout means no agent: this leg hangs up, and the
     # caller's <Dial> action moves the flow on.
     gather = Gather(
