@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from ivr.flow.engine import AccountView, DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Say, Transfer
 from ivr.flow.loader import load_definitions
-from ivr.flow.model import TransferTarget
+from ivr.flow.model import Catalog, TransferTarget
 from ivr.flow.state import CallState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +205,20 @@ def test_menu_transfer_and_dial_outcomes() -> None:
     assert done.instructions == [Hangup()] and done.state.ended
     busy = eng.handle(turn.state, DialResult("busy", turn.state.step))
     assert spoken(busy) == [text("agents_busy")] and busy.instructions[-1] == Hangup()
+
+
+def test_first_name_is_spoken_only_at_full_verification() -> None:
+    """{first_name} stays blank until digits *and* a code are verified (security.md)."""
+    english = CATALOG.languages["en-US"]
+    texts = {**english.texts, "main_menu": "Hello {first_name}. Press 1 for an agent."}
+    catalog = Catalog({**CATALOG.languages, "en-US": replace(english, texts=texts)})
+    eng = Engine(FLOW, catalog, MemoryDirectory(JANE), AGENTS, "US", clock=lambda: 1.0)
+    state = eng.handle(eng.start("CA" + "5" * 32, JANE.phone).state, Input("1", 1)).state
+    at_digits = eng.handle(state, Input("4321", state.step))
+    assert spoken(at_digits) == ["Hello . Press 1 for an agent."]
+    fully = at_digits.state
+    fully.verify("code_sms", 2.0)
+    assert spoken(eng.replay(fully)) == ["Hello Jane. Press 1 for an agent."]
 
 
 def test_spanish_changes_every_later_prompt() -> None:

@@ -98,7 +98,7 @@ BREAKAGES = [
     ),
     ("      2: goodbye\n", "      2: spin_a\n", "menu", "", ""),  # makes the loop reachable
     (
-        "    too_many_tries: agent_verified\n",
+        "    too_many_tries: agent_menu_failed\n",
         "    too_many_tries: menu\n",
         "menu",
         "too_many_tries",

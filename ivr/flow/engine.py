@@ -290,8 +290,12 @@ class Engine:
         return Say(text, lang, self.catalog.voice(lang))
 
     def _prompt_values(self, state: CallState) -> dict[str, str]:
-        """Account facts for prompts — only once the caller passed verification."""
-        if state.verification == "none" or state.account_id is None:
+        """Account facts for prompts — only at full verification (digits and a code).
+
+        Caller ID is spoofable and four digits are guessable, so a name is never
+        spoken to a caller who has not also proven possession of the phone.
+        """
+        if state.verification != "code" or state.account_id is None:
             return {}
         accounts = self.directory.accounts_by_ids([state.account_id])
         if not accounts:

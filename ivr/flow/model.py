@@ -27,7 +27,7 @@ FACTS: Mapping[str, frozenset[str]] = {
 }
 
 TRANSFER_REASONS = frozenset(
-    {"caller_request", "verification_failed", "no_input", "unknown_caller", "error"}
+    {"caller_request", "verification_failed", "no_input", "menu_failed", "unknown_caller", "error"}
 )
 
 # Placeholders a prompt text may use; the engine fills the ones it knows.
@@ -46,6 +46,7 @@ SYSTEM_PROMPTS = (
     "reason_caller_request",
     "reason_verification_failed",
     "reason_no_input",
+    "reason_menu_failed",
     "reason_unknown_caller",
     "reason_error",
 )

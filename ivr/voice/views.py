@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 bp.before_request(require_twilio_signature)
 
+AGENT_LEG_ENDPOINTS = frozenset({"voice.whisper", "voice.whisper_answer", "voice.status"})
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 
 
@@ -97,11 +98,15 @@ def whisper() -> Response:
     call = webhook.parse(request.form)
     rt = runtime.get()
     language = rt.flow.default_language
-    state = callstore.load(call.parent_call_sid) if call.parent_call_sid else None
-    account = None
-    if state is not None and state.account_id is not None:
-        found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
-        account = found[0] if found else None
+    state, account = None, None
+    try:  # storage trouble must not stop the agent taking the call: say "unverified"
+        state = callstore.load(call.parent_call_sid) if call.parent_call_sid else None
+        if state is not None and state.account_id is not None:
+            found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
+            account = found[0] if found else None
+    except StorageUnavailable as exc:
+        log.error("whisper for call %s: %s; announcing unverified", call.call_sid, exc)
+        state = None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
     says = whisper_says(state, account, rt.definitions.catalog, language)
@@ -183,7 +188,7 @@ def fallback() -> Response:
 def fallback_dial() -> Response:
     """After the fallback's transfer: goodbye if nobody answered."""
     rt = runtime.get()
-    if request.form.get("DialCallStatus") in ("completed", "answered"):
+    if webhook.dial_status(request.form) in ("completed", "answered"):
         return _answer(twiml.document(Hangup()))
     language = rt.flow.default_language
     catalog = rt.definitions.catalog
@@ -237,7 +242,9 @@ def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
             exc,
             exc_info=not isinstance(exc, CallError),
         )
-    if request.endpoint == "voice.status":
+    if request.endpoint in AGENT_LEG_ENDPOINTS:
+        # An agent leg (or a status callback) must never dial the agent target again;
+        # an empty document bridges the agent (or just acknowledges).
         return _answer(twiml.document())
     try:
         return _answer(_apology_and_transfer())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ivr.errors import CallError
 
-CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 MAX_DIGITS = 64  # far beyond any real entry; longer input is cut, never stored
 
 
@@ -35,7 +35,7 @@ class VoiceRequest:
 def parse(form: Mapping[str, str]) -> VoiceRequest:
     """Read the fields the service uses; MalformedWebhook when CallSid is missing or odd."""
     call_sid = form.get("CallSid", "")
-    if not CALL_SID.match(call_sid):
+    if not CALL_SID.fullmatch(call_sid):
         raise MalformedWebhook("missing or malformed CallSid")
     digits = form.get("Digits")
     parent = form.get("ParentCallSid") or None
@@ -47,7 +47,7 @@ def parse(form: Mapping[str, str]) -> VoiceRequest:
         direction=form.get("Direction", ""),
         digits=digits[:MAX_DIGITS] if digits else None,
         stir_verstat=form.get("StirVerstat") or None,
-        parent_call_sid=parent if parent and CALL_SID.match(parent) else None,
+        parent_call_sid=parent if parent and CALL_SID.fullmatch(parent) else None,
     )
 
 

@@ -1,0 +1,601 @@
+"""End-to-end journeys through the default flow (flows/support.yaml), one per branch.
+
+Every call is played by the project's simulator over signed webhooks into a real
+app (tests/caller.py); every TwiML answer is checked against Twilio's schema on the
+way. Tests compare what the caller and the agent hear with the prompt texts the app
+loaded, so rewording a prompt never breaks them; what was stored is read back from
+the audit table and Redis after the call.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from caller import Phone
+from factories import make_account
+from flask import Flask
+from sqlalchemy import select
+
+from ivr import db, keys, store
+from ivr.models import AuditEvent
+from ivr.simulator.player import CallResult
+
+AGENT = "+15005550006"  # IVR_AGENT_TARGET of the test app
+JANE_PHONE = "+14155550100"
+JANE_MASKED = "+1415•••0100"
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def text(app: Flask, key: str, language: str = "en-US", **values: str) -> str:
+    """A prompt as the caller hears it: placeholders filled, whitespace as the simulator logs it."""
+    raw = app.extensions["ivr.runtime"].definitions.catalog.text(language, key)
+    return " ".join(raw.format(**values).split()) if values else " ".join(raw.split())
+
+
+def greeting(app: Flask) -> list[str]:
+    """The welcome and the language choice, spoken once in each language."""
+    return [
+        text(app, "welcome"),
+        text(app, "language_option", "en-US"),
+        text(app, "language_option", "es-US"),
+    ]
+
+
+def verified_whisper(app: Flask, name: str, last4: str, method: str, reason: str) -> str:
+    """What the agent hears about a caller who passed verification."""
+    return text(
+        app,
+        "whisper_verified",
+        name=name,
+        account_last4=" ".join(last4),
+        method=text(app, f"method_{method}"),
+        reason=text(app, f"reason_{reason}"),
+    )
+
+
+def unverified_whisper(app: Flask, reason: str) -> str:
+    """What the agent hears about a caller who did not pass verification."""
+    return text(app, "whisper_unverified", reason=text(app, f"reason_{reason}"))
+
+
+def add_account(app: Flask, name: str, phone: str, account_number: str) -> int:
+    """One committed account (in a context of its own, so calls use their own sessions)."""
+    with app.app_context():
+        return make_account(db.session(), name=name, phone=phone, account_number=account_number).id
+
+
+def call_ended_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
+    """The `call.ended` audit rows of one call, read on a fresh session."""
+    with app.app_context():
+        query = select(AuditEvent).where(
+            AuditEvent.call_sid == call_sid, AuditEvent.action == "call.ended"
+        )
+        return list(db.session().scalars(query))
+
+
+def stored_state(app: Flask, call_sid: str) -> Any:
+    """The raw call state kept in Redis for `call_sid` (None when there is none)."""
+    with app.app_context():
+        return store.client().get(keys.call_state(call_sid))
+
+
+def caller_documents(result: CallResult) -> list[tuple[str, ET.Element]]:
+    """The TwiML documents of the caller's leg (not the agent's whisper), parsed."""
+    return [
+        (url, ET.fromstring(body)) for url, body in result.documents if "/voice/whisper" not in url
+    ]
+
+
+def dial_of(result: CallResult) -> ET.Element:
+    """The one <Dial> the caller's leg received."""
+    dials = [dial for _, doc in caller_documents(result) for dial in doc.iter("Dial")]
+    assert len(dials) == 1, f"expected one <Dial>, got {len(dials)}"
+    return dials[0]
+
+
+def heard_before_keys(result: CallResult, entry: int) -> list[str]:
+    """What the caller heard before their `entry`-th keypad entry (0-based)."""
+    heard: list[str] = []
+    seen = 0
+    for event in result.events:
+        if event.who != "caller":
+            continue
+        if event.kind == "keys":
+            if seen == entry:
+                return heard
+            seen += 1
+        elif event.kind == "say":
+            heard.append(event.text)
+    raise AssertionError(f"the caller made fewer than {entry + 1} entries")
+
+
+# --- one account on the number -------------------------------------------------------------
+
+
+def test_one_account_last4_menu_agent_verified(app: Flask, phone: Phone) -> None:
+    """A known caller who keys the last 4 reaches the menu, then an agent told who they are."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "1"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_last4"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.transfers == [f"dial number {AGENT}"]
+    assert result.heard("agent") == [
+        verified_whisper(app, "Jane Doe", "4321", "account_digits", "caller_request"),
+        text(app, "whisper_accept"),
+    ]
+    assert "4 3 2 1" in result.heard("agent")[0]
+    assert result.ended_by == "ivr"
+
+
+def test_last4_prompt_asks_for_exactly_four_keys(app: Flask, phone: Phone) -> None:
+    """The last-4 prompt collects 4 keys (or up to #) and comes back to the input webhook."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1"])
+
+    _, doc = caller_documents(result)[-1]
+    gather = doc.find("Gather")
+    assert gather is not None
+    assert gather.get("numDigits") == "4"
+    assert gather.get("finishOnKey") == "#"
+    assert (gather.get("action") or "").startswith("/voice/input?s=")
+    redirect = doc.find("Redirect")
+    assert redirect is not None and redirect.text == gather.get("action")
+
+
+@pytest.mark.parametrize(
+    ("last4", "name"),
+    [("4321", "Jane Doe"), ("8765", "John Doe")],
+)
+def test_family_line_last4_picks_the_account(
+    app: Flask, phone: Phone, last4: str, name: str
+) -> None:
+    """Several accounts on one number: the last 4 choose which one, and the whisper names it."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    add_account(app, "John Doe", JANE_PHONE, "20008765")
+
+    result = phone.call(JANE_PHONE, ["1", last4, "1"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_last4_family"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.heard("agent")[0] == verified_whisper(
+        app, name, last4, "account_digits", "caller_request"
+    )
+
+
+def test_family_line_same_last4_goes_to_full_account_number(app: Flask, phone: Phone) -> None:
+    """Two accounts on the number ending in the same 4 digits: the full number decides."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    add_account(app, "John Doe", JANE_PHONE, "20004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "20004321#", "1"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_last4_family"),
+        text(app, "enter_account_number"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.heard("agent")[0] == verified_whisper(
+        app, "John Doe", "4321", "account_number", "caller_request"
+    )
+
+
+# --- callers the number does not identify -----------------------------------------------------
+
+
+def test_unknown_number_full_account_number_then_menu(app: Flask, phone: Phone) -> None:
+    """An unknown number keys the full account number ended by #, then gets the menu."""
+    add_account(app, "Ann Lee", "+14155550111", "20005678")
+
+    result = phone.call("+14155550199", ["1", "20005678#", "1"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_account_number"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.heard("agent")[0] == verified_whisper(
+        app, "Ann Lee", "5678", "account_number", "caller_request"
+    )
+    # The account-number prompt: any length, ended by #.
+    gathers = [
+        gather
+        for _, doc in caller_documents(result)
+        for gather in doc.iter("Gather")
+        if gather.findtext("Say") == text(app, "enter_account_number")
+    ]
+    assert len(gathers) == 1
+    assert gathers[0].get("finishOnKey") == "#"
+    assert gathers[0].get("numDigits") is None
+    (row,) = call_ended_rows(app, result.call_sid)
+    assert row.details["identity"] == "unknown_number"
+    assert "caller_id_mismatch" in row.details["flags"]
+
+
+WITHHELD_CALLER_IDS = [
+    "anonymous",
+    "Anonymous",
+    "restricted",
+    "unknown",
+    "+266696687",
+    "",
+    "client:alice",
+    "sip:bob@example.com",
+    "+1555",
+]
+
+
+@pytest.mark.parametrize("caller_id", WITHHELD_CALLER_IDS)
+def test_withheld_caller_goes_to_full_account_number(
+    app: Flask, phone: Phone, caller_id: str
+) -> None:
+    """A withheld, anonymous, non-phone or invalid caller ID asks for the full account number."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(caller_id, ["1", "10004321#", "1"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_account_number"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    (row,) = call_ended_rows(app, result.call_sid)
+    assert row.details["identity"] == "withheld"
+    assert row.details["caller"] == "withheld"
+    assert row.details["verification"] == "digits"
+
+
+# --- failing verification ----------------------------------------------------------------------
+
+
+def test_wrong_last4_three_times_transfers_unverified(app: Flask, phone: Phone) -> None:
+    """Three wrong entries: the clearer retry prompt twice, then an agent told 'unverified'."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "0000", "1111", "2222"])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_last4"),
+        text(app, "enter_last4_retry"),
+        text(app, "enter_last4_retry"),
+        text(app, "connecting_unverified"),
+    ]
+    assert result.transfers == [f"dial number {AGENT}"]
+    assert result.heard("agent") == [
+        unverified_whisper(app, "verification_failed"),
+        text(app, "whisper_accept"),
+    ]
+    assert not any("Jane" in said for said in result.heard("agent"))
+    (row,) = call_ended_rows(app, result.call_sid)
+    assert row.details["verification"] == "none"
+    assert row.details["failure"] == "digits_failed"
+    assert row.account_id is None
+
+
+def test_no_input_twice_at_digits_transfers_unverified(app: Flask, phone: Phone) -> None:
+    """Silence at the digits prompt repeats it once, then hands over to an agent, unverified."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "", ""])
+
+    assert result.heard("caller") == [
+        *greeting(app),
+        text(app, "enter_last4"),
+        text(app, "enter_last4"),
+        text(app, "connecting_unverified"),
+    ]
+    assert result.heard("agent")[0] == unverified_whisper(app, "verification_failed")
+
+
+def test_star_repeats_the_prompt(app: Flask, phone: Phone) -> None:
+    """`*` repeats the current prompt (the first one, since no try was used)."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "*", "4321", "1"])
+
+    assert result.heard("caller")[3:6] == [
+        text(app, "enter_last4"),
+        text(app, "enter_last4"),
+        text(app, "main_menu"),
+    ]
+
+
+def test_star_costs_no_try(app: Flask, phone: Phone) -> None:
+    """Two wrong entries and two `*`: the third real try is still allowed and succeeds."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "0000", "*", "1111", "*", "4321", "1"])
+
+    assert result.heard("caller")[3:] == [
+        text(app, "enter_last4"),
+        text(app, "enter_last4_retry"),
+        text(app, "enter_last4_retry"),
+        text(app, "enter_last4_retry"),
+        text(app, "enter_last4_retry"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.heard("agent")[0] == verified_whisper(
+        app, "Jane Doe", "4321", "account_digits", "caller_request"
+    )
+
+
+def test_endless_star_ends_with_an_agent(app: Flask, phone: Phone) -> None:
+    """A caller who keeps pressing `*` is not looped forever: the input cap hands them over."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1"] + ["*"] * 100)
+
+    assert result.transfers == [f"dial number {AGENT}"]
+    assert result.heard("agent")[0] == unverified_whisper(app, "error")
+    assert result.ended_by == "ivr"
+
+
+# --- the menu --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("menu_keys", "menu_heard"),
+    [
+        (["9", "1"], ["main_menu", "main_menu", "connecting"]),
+        (["5", "1"], ["main_menu", "main_menu_retry", "connecting"]),
+        (["5", "9", "1"], ["main_menu", "main_menu_retry", "main_menu", "connecting"]),
+        (["", "1"], ["main_menu", "main_menu", "connecting"]),
+    ],
+    ids=["9-repeats", "invalid-retry-prompt", "9-after-invalid", "silence-repeats-once"],
+)
+def test_menu_repeats_and_retries(
+    app: Flask, phone: Phone, menu_keys: list[str], menu_heard: list[str]
+) -> None:
+    """9 repeats the menu, a wrong key gets the retry prompt, silence repeats it once."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", *menu_keys])
+
+    assert result.heard("caller")[4:] == [text(app, key) for key in menu_heard]
+    assert result.transfers == [f"dial number {AGENT}"]
+
+
+def test_menu_2_says_goodbye_and_hangs_up(app: Flask, phone: Phone) -> None:
+    """2 ends the call politely: goodbye, then <Hangup>, and no transfer."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "2"])
+
+    assert result.heard("caller")[-1] == text(app, "goodbye")
+    assert result.transfers == []
+    assert result.ended_by == "ivr"
+    _, last = caller_documents(result)[-1]
+    assert [child.tag for child in last] == ["Say", "Hangup"]
+
+
+def test_menu_no_input_twice_goes_to_an_agent(app: Flask, phone: Phone) -> None:
+    """Silence at the menu twice takes the safe default: a person, with the caller verified."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "", ""])
+
+    assert result.heard("caller")[4:] == [
+        text(app, "main_menu"),
+        text(app, "main_menu"),
+        text(app, "connecting"),
+    ]
+    assert result.transfers == [f"dial number {AGENT}"]
+    assert result.heard("agent")[0].startswith(text(app, "whisper_verified").split("{")[0].strip())
+
+
+def test_menu_no_input_whisper_does_not_claim_the_caller_asked(app: Flask, phone: Phone) -> None:
+    """After silence at the menu the agent hears why: the caller did not respond.
+
+    The prompts carry `reason_no_input` for exactly this; saying "the caller asked
+    for an agent" would tell the agent something that did not happen.
+    """
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "", ""])
+
+    whisper = result.heard("agent")[0]
+    assert text(app, "reason_caller_request") not in whisper
+    assert whisper == verified_whisper(app, "Jane Doe", "4321", "account_digits", "no_input")
+
+
+# --- Spanish ---------------------------------------------------------------------------------
+
+
+def test_spanish_choice_makes_later_prompts_spanish(app: Flask, phone: Phone) -> None:
+    """Pressing 2 switches every later caller prompt to es-US (text, language and voice)."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["2", "4321", "1"])
+
+    assert result.heard("caller")[3:] == [
+        text(app, "enter_last4", "es-US"),
+        text(app, "main_menu", "es-US"),
+        text(app, "connecting", "es-US"),
+    ]
+    spanish_voice = app.extensions["ivr.runtime"].definitions.catalog.voice("es-US")
+    later = caller_documents(result)[1:]  # everything after the language choice
+    says = [say for _, doc in later for say in doc.iter("Say")]
+    assert len(says) == 3
+    assert {(say.get("language"), say.get("voice")) for say in says} == {("es-US", spanish_voice)}
+
+
+# --- agents who do not take the call -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("agent", ["no-answer", "busy", "failed"])
+def test_unanswered_transfer_says_agents_busy(app: Flask, phone: Phone, agent: str) -> None:
+    """Nobody answers: the caller hears the polite agents_busy goodbye, never silence."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "1"], agent=agent)
+
+    assert result.heard("caller")[-2:] == [text(app, "connecting"), text(app, "agents_busy")]
+    assert result.heard("agent") == []
+    url, last = caller_documents(result)[-1]
+    assert url.startswith("https://ivr.example.test/voice/dial?s=")
+    assert [child.tag for child in last] == ["Say", "Hangup"]
+
+
+def test_silent_agent_counts_as_unanswered(app: Flask, phone: Phone) -> None:
+    """An agent who hears the whisper but presses nothing is not connected."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "4321", "1"], agent="silent")
+
+    assert result.heard("agent")[0] == verified_whisper(
+        app, "Jane Doe", "4321", "account_digits", "caller_request"
+    )
+    assert result.heard("caller")[-1] == text(app, "agents_busy")
+    assert not any("caller connected" in event.text for event in result.events)
+
+
+# --- other agent targets --------------------------------------------------------------------------
+
+
+def test_queue_target_enqueues_without_whisper(make_app: Any) -> None:
+    """A queue target answers <Enqueue> (with its action) and has no agent leg to whisper to."""
+    app = make_app(IVR_AGENT_TARGET="queue:support")
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1"])
+
+    assert result.transfers == ["enqueue support"]
+    assert result.heard("agent") == []
+    enqueues = [e for _, doc in caller_documents(result) for e in doc.iter("Enqueue")]
+    assert len(enqueues) == 1
+    assert enqueues[0].text == "support"
+    assert (enqueues[0].get("action") or "").startswith("/voice/dial?s=")
+    assert [dial for _, doc in caller_documents(result) for dial in doc.iter("Dial")] == []
+    assert not any("/voice/whisper" in url for url, _ in result.documents)
+
+
+@pytest.mark.parametrize(
+    ("target", "tag", "address"),
+    [
+        ("sip:agent@pbx.example.com", "Sip", "sip:agent@pbx.example.com"),
+        ("client:alice", "Client", "alice"),
+    ],
+)
+def test_sip_and_client_targets_dial_with_whisper(
+    make_app: Any, target: str, tag: str, address: str
+) -> None:
+    """SIP and Twilio Client targets are dialled with a whisper leg, like a phone number."""
+    app = make_app(IVR_AGENT_TARGET=target)
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1"])
+
+    dial = dial_of(result)
+    assert (dial.get("action") or "").startswith("/voice/dial?s=")
+    (leg,) = list(dial)
+    assert leg.tag == tag
+    assert (leg.get("url") or "").startswith("/voice/whisper?s=")
+    if tag == "Client":
+        assert leg.findtext("Identity") == address
+    else:
+        assert (leg.text or "").strip() == address
+    assert result.heard("agent")[0] == verified_whisper(
+        app, "Jane Doe", "4321", "account_digits", "caller_request"
+    )
+
+
+# --- privacy before verification -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accounts", "digits_entry"),
+    [
+        ([("Jane Doe", "10004321")], "4321"),
+        ([("Jane Doe", "10004321"), ("John Doe", "20008765")], "8765"),
+    ],
+    ids=["one-account", "family-line"],
+)
+def test_nothing_about_the_account_is_said_before_the_digits(
+    app: Flask, phone: Phone, accounts: list[tuple[str, str]], digits_entry: str
+) -> None:
+    """Before the digits are verified the caller hears no name and no account digits."""
+    for name, number in accounts:
+        add_account(app, name, JANE_PHONE, number)
+
+    result = phone.call(JANE_PHONE, ["1", digits_entry, "1"])
+
+    before = heard_before_keys(result, 1)  # entry 0: language, entry 1: the account digits
+    assert len(before) == 4
+    secrets = {"Jane", "Doe", "John"} | {n[-4:] for _, n in accounts}
+    secrets |= {" ".join(n[-4:]) for _, n in accounts}
+    for said in before:
+        assert not any(secret in said for secret in secrets), said
+    # …and the call did go on to verify them, so the check covered a real journey.
+    assert text(app, "main_menu") in result.heard("caller")
+
+
+def test_failed_verification_never_reveals_the_account(app: Flask, phone: Phone) -> None:
+    """A caller who never gets the digits right hears nothing about the account at all."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, ["1", "0000", "1111", "2222"])
+
+    assert len(result.heard("caller")) == 7
+    for said in result.heard("caller"):
+        assert "Jane" not in said and "4321" not in said and "4 3 2 1" not in said
+    for _, doc in caller_documents(result):
+        spoken = ET.tostring(doc, encoding="unicode")
+        assert "Jane" not in spoken and "4321" not in spoken
+
+
+# --- the end of the call: audit and cleanup -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys_pressed", "verification", "methods"),
+    [
+        (["1", "4321", "1"], "digits", ["account_digits"]),
+        (["1", "0000", "0000", "0000"], "none", []),
+    ],
+    ids=["verified", "unverified"],
+)
+def test_status_callback_audits_once_and_forgets_the_state(
+    app: Flask,
+    phone: Phone,
+    keys_pressed: list[str],
+    verification: str,
+    methods: list[str],
+) -> None:
+    """The final status writes one masked `call.ended` row and deletes the Redis state."""
+    account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = phone.call(JANE_PHONE, keys_pressed)
+
+    rows = call_ended_rows(app, result.call_sid)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.actor == "twilio"
+    assert row.details["status"] == "completed"
+    assert row.details["caller"] == JANE_MASKED
+    assert row.details["identity"] == "one_account"
+    assert row.details["verification"] == verification
+    assert row.details.get("methods", []) == methods
+    assert row.account_id == (account_id if verification != "none" else None)
+    assert JANE_PHONE not in repr(row.details)
+    assert "10004321" not in repr(row.details)
+    assert stored_state(app, result.call_sid) is None
