@@ -257,3 +257,27 @@ def test_engine_imports_neither_flask_nor_twilio() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_branch_and_collect_digits_nodes(tmp_path: Path) -> None:
+    """The node kinds the default flow does not use yet still run as defined."""
+    (tmp_path / "tiny.yaml").write_text(
+        "name: tiny\nstart: who\nlanguages: [en-US]\nnodes:\n"
+        "  who:\n    type: identify_caller\n    one_account: route\n    several_accounts: route\n"
+        "    unknown_number: route\n    withheld: route\n"
+        "  route:\n    type: branch\n    on: caller_id\n    cases: {withheld: bye}\n    default: ask\n"
+        "  ask:\n    type: collect_digits\n    prompt: enter_account_number\n    save_as: reference\n"
+        "    min_length: 3\n    max_length: 6\n    next: bye\n    no_input: bye\n    invalid: ask\n"
+        "    too_many_tries: bye\n"
+        "  bye:\n    type: hangup\n    prompt: goodbye\n"
+    )
+    flow = load_definitions(tmp_path, ROOT / "prompts", "US").flows["tiny"]
+    eng = Engine(flow, CATALOG, MemoryDirectory(JANE), AGENTS, "US")
+    withheld = eng.start("CA" + "6" * 32, "restricted")
+    assert spoken(withheld) == [text("goodbye")] and withheld.state.ended
+    turn = eng.start("CA" + "7" * 32, JANE.phone)
+    assert gather(turn).num_digits is None and gather(turn).finish_on_key == "#"
+    turn = press(eng, turn.state, "12")  # too short: a try
+    assert turn.state.tries == {"ask": 1} and "reference" not in turn.state.slots
+    turn = press(eng, turn.state, "12345")
+    assert turn.state.slots == {"reference": "12345"} and turn.state.ended
