@@ -61,6 +61,12 @@ class Settings:
     prompts_dir: Path
     call_state_ttl: int
     storage_timeout: float
+    delivery: str  # "twilio" or "outbox" (the local stand-in: nothing leaves the machine)
+    outbox_path: Path
+    smtp_url: str | None
+    email_from: str
+    code_ttl: int
+    code_length: int
 
     @property
     def is_production(self) -> bool:
@@ -115,6 +121,24 @@ class Settings:
         ttl = _int_setting(get("IVR_CALL_STATE_TTL"), 4 * 3600, "IVR_CALL_STATE_TTL", problems)
         timeout = _float_setting(get("IVR_STORAGE_TIMEOUT"), 1.5, "IVR_STORAGE_TIMEOUT", problems)
 
+        delivery = (
+            get("IVR_DELIVERY") or ("twilio" if get("TWILIO_ACCOUNT_SID") else "outbox")
+        ).lower()
+        if delivery not in ("twilio", "outbox"):
+            problems.append(f"IVR_DELIVERY must be 'twilio' or 'outbox', not {delivery!r}")
+        elif delivery == "outbox" and mode == PRODUCTION:
+            problems.append(
+                "IVR_DELIVERY=outbox (no SMS or calls leave the machine) is refused in production"
+            )
+        if mode == PRODUCTION and delivery == "twilio" and not get("TWILIO_ACCOUNT_SID"):
+            problems.append("production sends codes through Twilio: set TWILIO_ACCOUNT_SID")
+        code_ttl = _int_setting(get("IVR_CODE_TTL"), 300, "IVR_CODE_TTL", problems)
+        if code_ttl > 600:
+            problems.append("IVR_CODE_TTL may be at most 600 seconds (10 minutes)")
+        code_length = _int_setting(get("IVR_CODE_LENGTH"), 6, "IVR_CODE_LENGTH", problems)
+        if not 6 <= code_length <= 10:
+            problems.append("IVR_CODE_LENGTH must be from 6 to 10 digits")
+
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
 
@@ -138,6 +162,12 @@ class Settings:
             prompts_dir=Path(get("IVR_PROMPTS_DIR") or PROJECT_ROOT / "prompts"),
             call_state_ttl=ttl,
             storage_timeout=timeout,
+            delivery=delivery,
+            outbox_path=Path(get("IVR_OUTBOX_PATH") or instance / "outbox.jsonl"),
+            smtp_url=get("IVR_SMTP_URL"),
+            email_from=get("IVR_EMAIL_FROM") or "support@example.com",
+            code_ttl=code_ttl,
+            code_length=code_length,
         )
 
 

@@ -9,6 +9,7 @@ from ivr.errors import ConfigError
 
 PRODUCTION_ENV = {
     "IVR_ENV": "production",
+    "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
     "TWILIO_AUTH_TOKEN": "token",
     "IVR_SECRET_KEY": "secret",
     "IVR_PUBLIC_URL": "https://ivr.example.com",
@@ -25,6 +26,8 @@ def test_development_runs_on_embedded_defaults() -> None:
     assert settings.validate_signatures  # on by default, even in development
     assert settings.twilio_api_url == "https://api.twilio.com"
     assert settings.default_region == "US"
+    assert settings.delivery == "outbox"  # nothing leaves the machine
+    assert settings.code_ttl == 300 and settings.code_length == 6
 
 
 def test_production_names_every_missing_variable_at_once() -> None:
@@ -54,6 +57,10 @@ def test_wsgi_entry_point_defaults_to_production() -> None:
         ({"IVR_CALL_STATE_TTL": "-5"}, "IVR_CALL_STATE_TTL must be a positive"),
         ({"IVR_STORAGE_TIMEOUT": "soon"}, "IVR_STORAGE_TIMEOUT must be a positive"),
         ({"IVR_ENV": "staging"}, "IVR_ENV must be"),
+        ({"IVR_DELIVERY": "outbox"}, "refused in production"),
+        ({"TWILIO_ACCOUNT_SID": ""}, "set TWILIO_ACCOUNT_SID"),
+        ({"IVR_CODE_TTL": "900"}, "at most 600 seconds"),
+        ({"IVR_CODE_LENGTH": "4"}, "from 6 to 10 digits"),
     ],
 )
 def test_bad_settings_are_explained(overrides: dict[str, str], message: str) -> None:
