@@ -121,9 +121,8 @@ class Settings:
         ttl = _int_setting(get("IVR_CALL_STATE_TTL"), 4 * 3600, "IVR_CALL_STATE_TTL", problems)
         timeout = _float_setting(get("IVR_STORAGE_TIMEOUT"), 1.5, "IVR_STORAGE_TIMEOUT", problems)
 
-        delivery = (
-            get("IVR_DELIVERY") or ("twilio" if get("TWILIO_ACCOUNT_SID") else "outbox")
-        ).lower()
+        sends_for_real = bool(get("TWILIO_ACCOUNT_SID")) or mode == PRODUCTION
+        delivery = (get("IVR_DELIVERY") or ("twilio" if sends_for_real else "outbox")).lower()
         if delivery not in ("twilio", "outbox"):
             problems.append(f"IVR_DELIVERY must be 'twilio' or 'outbox', not {delivery!r}")
         elif delivery == "outbox" and mode == PRODUCTION:
