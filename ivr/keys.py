@@ -18,3 +18,23 @@ def call_state(call_sid: str) -> str:
 def account_failures(account_id: int) -> str:
     """Consecutive verification failures of one account (survives new calls)."""
     return f"{PREFIX}:{{acct:{account_id}}}:failures"
+
+
+def code(account_id: int, purpose: str) -> str:
+    """The live one-time code of an account for a purpose (a hash with its HMAC and tries)."""
+    return f"{PREFIX}:{{acct:{account_id}}}:code:{purpose}"
+
+
+def code_sends(account_id: int) -> str:
+    """Send times (a sorted set) in the rolling window without a successful check."""
+    return f"{PREFIX}:{{acct:{account_id}}}:sends"
+
+
+def code_sends_today(account_id: int, day: str) -> str:
+    """Codes sent to an account on one UTC day (the daily cap)."""
+    return f"{PREFIX}:{{acct:{account_id}}}:sends:{day}"
+
+
+def lockout(account_id: int) -> str:
+    """Present while an account is locked out of code verification."""
+    return f"{PREFIX}:{{acct:{account_id}}}:locked"
