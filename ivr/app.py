@@ -37,13 +37,17 @@ def configure_logging(settings: Settings) -> None:
         )
     # Alembic announces each of its plugins at INFO on every command; keep its migrations line.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # twilio logs every request's URL and headers at INFO; ours say what matters.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
     from ivr import db, runtime, store
+    from ivr.delivery import registry
 
     db.init_app(app)
     store.init_app(app)
+    registry.init_app(app)
     runtime.init_app(app)
 
 

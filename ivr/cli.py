@@ -12,12 +12,13 @@ from ivr.app import create_app
 def commands() -> list[click.Command]:
     """Every project command group."""
     from ivr.customers.cli import customers
+    from ivr.delivery.cli import outbox
     from ivr.demo import demo
     from ivr.flow.cli import flows
     from ivr.migrate import db_group
     from ivr.simulator.cli import call
 
-    return [db_group, customers, flows, call, demo]
+    return [db_group, customers, flows, call, demo, outbox]
 
 
 def register(app: Flask) -> None:

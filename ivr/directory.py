@@ -31,15 +31,15 @@ class SqlDirectory:
         views = self._views(_base().where(Account.number == number))
         return views[0] if views else None
 
-    def _views(self, query: Select[int, str, str, str]) -> list[AccountView]:
+    def _views(self, query: Select[int, str, str, str, str | None]) -> list[AccountView]:
         with unavailable_as_storage_error():
             rows = self.session.execute(query).all()
-        return [AccountView(id=r[0], number=r[1], name=r[2], phone=r[3]) for r in rows]
+        return [AccountView(id=r[0], number=r[1], name=r[2], phone=r[3], email=r[4]) for r in rows]
 
 
-def _base() -> Select[int, str, str, str]:
+def _base() -> Select[int, str, str, str, str | None]:
     return (
-        select(Account.id, Account.number, Customer.name, PhoneNumber.e164)
+        select(Account.id, Account.number, Customer.name, PhoneNumber.e164, Customer.email)
         .join(Customer, Account.customer_id == Customer.id)
         .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
         .order_by(Account.id)

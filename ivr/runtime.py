@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from ivr.codes import CodePolicy
 from ivr.config import Settings
 from ivr.errors import CallStateLost, ConfigError
-from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine
+from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine, Verifier
 from ivr.flow.loader import Definitions, load_definitions
 from ivr.flow.model import Flow, TransferTarget, parse_target
 from ivr.flow.state import CallState
@@ -47,14 +48,19 @@ class Runtime:
             )
         return flow
 
-    def engine(self, flow: Flow, directory: Directory) -> Engine:
+    def engine(self, flow: Flow, directory: Directory, verifier: Verifier | None = None) -> Engine:
         return Engine(
             flow,
             self.definitions.catalog,
             directory,
             self.agent_target,
             self.settings.default_region,
+            verifier=verifier,
         )
+
+    @property
+    def code_policy(self) -> CodePolicy:
+        return CodePolicy(length=self.settings.code_length, ttl=self.settings.code_ttl)
 
 
 def init_app(app: Flask) -> None:

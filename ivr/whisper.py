@@ -23,8 +23,10 @@ def whisper_says(
     texts = catalog.languages[language].texts
     reason_key = f"reason_{state.transfer_reason}" if state and state.transfer_reason else ""
     reason = texts.get(reason_key, "")
-    if state is not None and state.verification != "none" and account is not None and state.methods:
-        method = texts.get(f"method_{state.methods[-1][0]}", state.methods[-1][0])
+    # Only full verification (digits and a code) is announced as verified: digits
+    # alone prove little (caller ID is spoofable, four digits are guessable).
+    if state is not None and state.verification == "code" and account is not None:
+        method = " and ".join(texts.get(f"method_{name}", name) for name, _ in state.methods)
         summary = texts["whisper_verified"].format(
             name=account.name,
             first_name=account.first_name,

@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
+import ivr.models  # noqa: F401  (the tables must be on the metadata before drop_all)
 from ivr import db as ivr_db
 from ivr import store
 from ivr.app import create_app
@@ -102,12 +103,20 @@ def _empty_storage(app: Flask) -> None:
 
 
 @pytest.fixture
-def make_app(database_url: str) -> Iterator[object]:
+def outbox_path(tmp_path: Path) -> Path:
+    """Where the test app's local outbox writes what it would have sent."""
+    return tmp_path / "outbox.jsonl"
+
+
+@pytest.fixture
+def make_app(database_url: str, outbox_path: Path) -> Iterator[object]:
     """Build an app with environment overrides; storage is emptied first."""
     built: list[Flask] = []
 
     def factory(**overrides: str) -> Flask:
-        app = create_app(app_environ(database_url, **overrides))
+        environ = app_environ(database_url, IVR_OUTBOX_PATH=str(outbox_path))
+        environ.update(overrides)
+        app = create_app(environ)
         app.config["TESTING"] = True
         if not built:
             _empty_storage(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -43,18 +44,78 @@ class MemoryDirectory:
         return next((a for a in self.accounts if a.number == number), None)
 
 
-JANE = AccountView(1, "10004321", "Jane Doe", "+14155550100")
+CODE = "482916"  # the one code MemoryVerifier accepts
+
+
+class MemoryVerifier:
+    """The engine's Verifier in memory: one known code, outcomes set by the test.
+
+    `send_outcomes` are returned by successive sends (the last one repeats);
+    `check_outcome` overrides what a check of the right code gives (expired, locked).
+    Every send and check is recorded so tests see when the engine asks.
+    """
+
+    code_length = 6
+
+    def __init__(
+        self,
+        *send_outcomes: str,
+        check_outcome: str | None = None,
+        clock: float = 1000.0,
+    ):
+        self.send_outcomes = list(send_outcomes or ["sent"])
+        self.check_outcome = check_outcome
+        self.clock = clock
+        self.sent: list[tuple[int | None, str]] = []
+        self.checks = 0
+
+    def send_code(self, state: CallState, channel: str) -> str:
+        self.sent.append((state.account_id, channel))
+        outcome = (
+            self.send_outcomes.pop(0) if len(self.send_outcomes) > 1 else self.send_outcomes[0]
+        )
+        if outcome == "sent":
+            state.code_channel = channel
+        return outcome
+
+    def check_code(self, state: CallState, entered: str) -> str:
+        self.checks += 1
+        if not hmac.compare_digest(entered.encode(), CODE.encode()):
+            return "wrong"
+        if self.check_outcome is not None:
+            return self.check_outcome
+        state.verify(f"code_{state.code_channel or 'sms'}", self.clock)
+        return "ok"
+
+
+JANE = AccountView(1, "10004321", "Jane Doe", "+14155550100", "jane@example.com")
 ANA = AccountView(2, "30001111", "Ana Lopez", "+14155550122")
 LUIS = AccountView(3, "30002222", "Luis Lopez", "+14155550122")
 TWIN = AccountView(4, "40001111", "Tina Lopez", "+14155550122")
 
 
-def engine(*accounts: AccountView, clock: float = 1000.0) -> Engine:
-    return Engine(FLOW, CATALOG, MemoryDirectory(*accounts), AGENTS, "US", clock=lambda: clock)
+def engine(
+    *accounts: AccountView, clock: float = 1000.0, verifier: MemoryVerifier | None = None
+) -> Engine:
+    return Engine(
+        FLOW,
+        CATALOG,
+        MemoryDirectory(*accounts),
+        AGENTS,
+        "US",
+        clock=lambda: clock,
+        verifier=verifier or MemoryVerifier(clock=clock),
+    )
 
 
-def text(key: str, language: str = "en-US") -> str:
-    return CATALOG.text(language, key)
+def verifier_of(eng: Engine) -> MemoryVerifier:
+    assert isinstance(eng.verifier, MemoryVerifier)
+    return eng.verifier
+
+
+def text(key: str, language: str = "en-US", **values: str) -> str:
+    raw = CATALOG.text(language, key)
+    return raw.format(**values) if values else raw
 
 
 def spoken(turn: Turn) -> list[str]:
@@ -113,6 +174,13 @@ def at_digits(eng: Engine, caller: str) -> CallState:
     return press(eng, turn.state, "1").state
 
 
+def at_code(eng: Engine, caller: str = "+14155550100", digits: str = "4321") -> CallState:
+    """A new call that passed the account digits and now waits for the code."""
+    state = press(eng, at_digits(eng, caller), digits).state
+    assert state.node == "enter_code", state.node
+    return state
+
+
 def test_last4_verifies_and_never_speaks_the_account_before() -> None:
     eng = engine(JANE)
     state = at_digits(eng, "+14155550100")
@@ -121,7 +189,13 @@ def test_last4_verifies_and_never_speaks_the_account_before() -> None:
     assert turn.state.verification == "digits"
     assert turn.state.account_id == JANE.id
     assert turn.state.methods == [("account_digits", 1000.0)]
-    assert spoken(turn) == [text("main_menu")]
+    assert spoken(turn) == [text("code_sent_sms"), text("enter_code")]
+    assert verifier_of(eng).sent == [(JANE.id, "sms")]
+    assert not any("Jane" in said for said in spoken(turn))
+    turn = press(eng, turn.state, CODE)
+    assert turn.state.verification == "code"
+    assert turn.state.methods == [("account_digits", 1000.0), ("code_sms", 1000.0)]
+    assert spoken(turn) == [text("main_menu", first_name="Jane")]
 
 
 def test_last4_picks_the_family_member_and_sends_twins_to_the_full_number() -> None:
@@ -181,9 +255,105 @@ def test_replayed_input_repeats_the_prompt_without_side_effects() -> None:
     turn = press(eng, state, "4321")
     lookups = eng.directory.lookups  # type: ignore[attr-defined]
     replay = eng.handle(turn.state, Input("4321", old_step))
-    assert replay.state.node == "menu" and replay.state.step == turn.state.step
-    assert spoken(replay) == [text("main_menu")]
+    assert replay.state.node == "enter_code" and replay.state.step == turn.state.step
+    assert spoken(replay) == [text("enter_code")]
     assert eng.directory.lookups == lookups  # type: ignore[attr-defined]
+    assert verifier_of(eng).sent == [(JANE.id, "sms")]  # no second code
+    code_step = turn.state.step
+    turn = press(eng, turn.state, CODE)
+    replay = eng.handle(turn.state, Input(CODE, code_step))
+    assert replay.state.node == "menu" and replay.state == turn.state
+    assert verifier_of(eng).checks == 1  # the replayed code was not checked again
+
+
+def test_code_prompt_collects_the_code_length_ended_by_pound() -> None:
+    eng = engine(JANE)
+    turn = press(eng, at_digits(eng, "+14155550100"), "4321")
+    code_gather = gather(turn)
+    assert code_gather.num_digits == MemoryVerifier.code_length
+    assert code_gather.finish_on_key == "#" and code_gather.timeout == 10
+
+
+def test_wrong_code_retries_then_unverified_transfer() -> None:
+    eng = engine(JANE)
+    turn = press(eng, at_code(eng), "000000")
+    assert spoken(turn) == [text("enter_code_retry")]
+    turn = press(eng, turn.state, "111111")
+    assert spoken(turn) == [text("enter_code_retry")]
+    turn = press(eng, turn.state, "222222")
+    assert spoken(turn) == [text("connecting_unverified")]
+    assert turn.state.failure == "code_failed"
+    assert turn.state.verification == "digits"  # the digits passed; the code never did
+    assert turn.state.transfer_reason == "verification_failed"
+    assert [i for i in turn.instructions if isinstance(i, Transfer)] == [
+        Transfer(AGENTS, turn.state.step)
+    ]
+    assert verifier_of(eng).checks == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "channel", "prompt"), [("1", "sms", "code_sent_sms"), ("2", "email", "code_sent_email")]
+)
+def test_code_prompt_keys_send_a_new_code(key: str, channel: str, prompt: str) -> None:
+    """1 sends a new code by text, 2 by email; the new code then verifies by that channel."""
+    eng = engine(JANE)
+    state = press(eng, at_code(eng), "000000").state  # one wrong try first
+    turn = press(eng, state, key)
+    assert spoken(turn) == [text(prompt), text("enter_code")]
+    assert verifier_of(eng).sent == [(JANE.id, "sms"), (JANE.id, channel)]
+    assert verifier_of(eng).checks == 1  # a single key is a choice, never checked as a code
+    turn = press(eng, turn.state, CODE)
+    assert turn.state.verification == "code"
+    assert turn.state.methods[-1][0] == f"code_{channel}"
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "heard", "node", "failure", "channels"),
+    [
+        (("rate_limited",), ["connecting_unverified"], "agent_unverified", "code_rate_limited", 1),
+        (("locked",), ["connecting_unverified"], "agent_unverified", "locked", 1),
+        (("failed",), ["code_send_failed", "code_trouble"], "code_trouble", "sms_failed", 1),
+        (("no_channel", "sent"), ["code_sent_email", "enter_code"], "enter_code", None, 2),
+        (("no_channel",), ["no_email_on_file", "code_trouble"], "code_trouble", None, 2),
+    ],
+    ids=["rate-limited", "locked", "sms-failed", "no-phone-so-email", "no-channel-at-all"],
+)
+def test_send_code_outcomes(
+    outcomes: tuple[str, ...], heard: list[str], node: str, failure: str | None, channels: int
+) -> None:
+    """Each way sending can end takes its own exit, and records why for the agent."""
+    eng = engine(JANE, verifier=MemoryVerifier(*outcomes))
+    turn = press(eng, at_digits(eng, JANE.phone), "4321")
+    assert spoken(turn) == [text(key) for key in heard]
+    assert turn.state.node == node
+    assert turn.state.failure == failure
+    assert turn.state.verification == "digits"
+    assert [channel for _, channel in verifier_of(eng).sent] == ["sms", "email"][:channels]
+
+
+def test_expired_code_says_so_and_sends_a_new_one() -> None:
+    eng = engine(JANE, verifier=MemoryVerifier(check_outcome="expired"))
+    turn = press(eng, at_code(eng), CODE)
+    assert spoken(turn) == [text("code_expired"), text("code_sent_sms"), text("enter_code")]
+    assert verifier_of(eng).sent == [(JANE.id, "sms"), (JANE.id, "sms")]
+    assert turn.state.verification == "digits" and turn.state.node == "enter_code"
+
+
+def test_locked_at_the_code_check_goes_to_an_agent_unverified() -> None:
+    eng = engine(JANE, verifier=MemoryVerifier(check_outcome="locked"))
+    turn = press(eng, at_code(eng), CODE)
+    assert spoken(turn) == [text("connecting_unverified")]
+    assert turn.state.failure == "locked" and turn.state.verification == "digits"
+    assert any(isinstance(i, Transfer) for i in turn.instructions)
+
+
+def test_without_a_verifier_nobody_reaches_the_menu() -> None:
+    """An engine with no way to send codes offers help, never the fully verified menu."""
+    eng = Engine(FLOW, CATALOG, MemoryDirectory(JANE), AGENTS, "US", clock=lambda: 1.0)
+    turn = press(eng, at_digits(eng, JANE.phone), "4321")
+    assert spoken(turn) == [text("no_email_on_file"), text("code_trouble")]
+    turn = press(eng, turn.state, "1")  # try a text message again
+    assert turn.state.node == "code_trouble" and turn.state.verification == "digits"
 
 
 def test_full_account_number_for_unknown_caller_flags_caller_id_mismatch() -> None:
@@ -197,7 +367,7 @@ def test_full_account_number_for_unknown_caller_flags_caller_id_mismatch() -> No
 
 def test_menu_transfer_and_dial_outcomes() -> None:
     eng = engine(JANE)
-    state = press(eng, at_digits(eng, "+14155550100"), "4321").state
+    state = press(eng, at_code(eng), CODE).state
     turn = press(eng, state, "1")
     assert spoken(turn) == [text("connecting")]
     assert turn.state.transfer_reason == "caller_request"
@@ -212,13 +382,23 @@ def test_first_name_is_spoken_only_at_full_verification() -> None:
     english = CATALOG.languages["en-US"]
     texts = {**english.texts, "main_menu": "Hello {first_name}. Press 1 for an agent."}
     catalog = Catalog({**CATALOG.languages, "en-US": replace(english, texts=texts)})
-    eng = Engine(FLOW, catalog, MemoryDirectory(JANE), AGENTS, "US", clock=lambda: 1.0)
+    eng = Engine(
+        FLOW,
+        catalog,
+        MemoryDirectory(JANE),
+        AGENTS,
+        "US",
+        clock=lambda: 1.0,
+        verifier=MemoryVerifier(clock=1.0),
+    )
     state = eng.handle(eng.start("CA" + "5" * 32, JANE.phone).state, Input("1", 1)).state
-    at_digits = eng.handle(state, Input("4321", state.step))
-    assert spoken(at_digits) == ["Hello . Press 1 for an agent."]
-    fully = at_digits.state
-    fully.verify("code_sms", 2.0)
-    assert spoken(eng.replay(fully)) == ["Hello Jane. Press 1 for an agent."]
+    at_digits = eng.handle(state, Input("4321", state.step)).state
+    assert at_digits.verification == "digits" and at_digits.node == "enter_code"
+    digits_only = replace(at_digits, node="menu")  # as if a flow offered the menu after digits
+    assert spoken(eng.replay(digits_only)) == ["Hello . Press 1 for an agent."]
+    fully = eng.handle(at_digits, Input(CODE, at_digits.step))
+    assert fully.state.verification == "code"
+    assert spoken(fully) == ["Hello Jane. Press 1 for an agent."]
 
 
 def test_spanish_changes_every_later_prompt() -> None:
@@ -231,7 +411,7 @@ def test_spanish_changes_every_later_prompt() -> None:
 
 def test_too_many_prompts_in_one_call_ends_with_an_agent() -> None:
     eng = engine(JANE)
-    state = press(eng, at_digits(eng, "+14155550100"), "4321").state
+    state = press(eng, at_code(eng), CODE).state
     turn = Turn(state)
     for _ in range(FLOW.max_inputs):
         turn = press(eng, turn.state, "9")  # "repeat the menu", forever
@@ -243,11 +423,16 @@ def test_too_many_prompts_in_one_call_ends_with_an_agent() -> None:
 
 def test_state_round_trips_through_json_and_stays_small() -> None:
     eng = engine(ANA, LUIS)
-    state = press(eng, at_digits(eng, "+14155550122"), "2222").state
-    encoded = state.to_json()
-    assert CallState.from_json(encoded) == state
-    assert len(encoded) < 2048
-    assert "2222" not in encoded.replace(state.call_sid, "")  # keypad digits are never stored
+    for state in (
+        at_code(eng, "+14155550122", "2222"),
+        press(eng, at_code(eng, "+14155550122", "2222"), CODE).state,
+    ):
+        encoded = state.to_json()
+        assert CallState.from_json(encoded) == state
+        assert len(encoded) < 2048
+        rest = encoded.replace(state.call_sid, "")
+        assert "2222" not in rest  # keypad digits are never stored…
+        assert CODE not in rest  # …and neither is a code
 
 
 def test_engine_imports_neither_flask_nor_twilio() -> None:

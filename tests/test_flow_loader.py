@@ -35,7 +35,7 @@ BREAKAGES = [
         "unknown key; allowed",
     ),
     (
-        "    ok: menu\n    ambiguous: account_number         # two",
+        "    ok: send_sms\n    ambiguous: account_number         # two",
         "    ok: menuu\n    ambiguous: account_number         # two",
         "last4",
         "ok",
@@ -97,6 +97,22 @@ BREAKAGES = [
         "loop that never asks the caller",
     ),
     ("      2: goodbye\n", "      2: spin_a\n", "menu", "", ""),  # makes the loop reachable
+    # The code step: an unknown channel, a broken exit, and a message text used as a prompt.
+    ("    channel: sms\n", "    channel: fax\n", "send_sms", "channel", "'fax' is not one of"),
+    (
+        "    expired: code_expired\n",
+        "    expired: code_expird\n",
+        "enter_code",
+        "expired",
+        "goes to 'code_expird'",
+    ),
+    (
+        "    prompt: code_sent_email\n",
+        "    prompt: message_code_email\n",
+        "send_email",
+        "prompt",
+        "is a message text",
+    ),
     (
         "    too_many_tries: agent_menu_failed\n",
         "    too_many_tries: menu\n",

@@ -5,22 +5,34 @@ app (tests/caller.py); every TwiML answer is checked against Twilio's schema on 
 way. Tests compare what the caller and the agent hear with the prompt texts the app
 loaded, so rewording a prompt never breaks them; what was stored is read back from
 the audit table and Redis after the call.
+
+Callers key in the one-time code the service just "texted" them: the code is read
+from the app's local outbox when its prompt plays (`@code`, see CodePhone). Every
+test here runs with all logging captured, and fails if a record carries a code, the
+keys a caller pressed, a full phone number or an email address (security.md).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import xml.etree.ElementTree as ET
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
-from caller import Phone
+from caller import Phone, SchemaCheckingTransport
+from conftest import AUTH_TOKEN, PUBLIC_URL
 from factories import make_account
 from flask import Flask
 from sqlalchemy import select
 
 from ivr import db, keys, store
+from ivr.delivery import outbox
+from ivr.delivery.outbox import OutboxMessage
 from ivr.models import AuditEvent
-from ivr.simulator.player import CallResult
+from ivr.simulator.player import CallResult, Simulator
 
 AGENT = "+15005550006"  # IVR_AGENT_TARGET of the test app
 JANE_PHONE = "+14155550100"
@@ -45,14 +57,22 @@ def greeting(app: Flask) -> list[str]:
     ]
 
 
-def verified_whisper(app: Flask, name: str, last4: str, method: str, reason: str) -> str:
-    """What the agent hears about a caller who passed verification."""
+# How a caller who passed both steps was verified, as the whisper names it.
+DIGITS_AND_SMS = ("account_digits", "code_sms")
+NUMBER_AND_SMS = ("account_number", "code_sms")
+
+
+def verified_whisper(
+    app: Flask, name: str, last4: str, methods: str | Sequence[str], reason: str
+) -> str:
+    """What the agent hears about a caller who passed verification, by every method used."""
+    names = [methods] if isinstance(methods, str) else list(methods)
     return text(
         app,
         "whisper_verified",
         name=name,
         account_last4=" ".join(last4),
-        method=text(app, f"method_{method}"),
+        method=" and ".join(text(app, f"method_{method}") for method in names),
         reason=text(app, f"reason_{reason}"),
     )
 
@@ -62,10 +82,15 @@ def unverified_whisper(app: Flask, reason: str) -> str:
     return text(app, "whisper_unverified", reason=text(app, f"reason_{reason}"))
 
 
-def add_account(app: Flask, name: str, phone: str, account_number: str) -> int:
+def add_account(
+    app: Flask, name: str, phone: str, account_number: str, email: str | None = None
+) -> int:
     """One committed account (in a context of its own, so calls use their own sessions)."""
     with app.app_context():
-        return make_account(db.session(), name=name, phone=phone, account_number=account_number).id
+        account = make_account(
+            db.session(), name=name, phone=phone, account_number=account_number, email=email
+        )
+        return account.id
 
 
 def call_ended_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
@@ -97,6 +122,166 @@ def dial_of(result: CallResult) -> ET.Element:
     return dials[0]
 
 
+# --- one-time codes: the outbox, and a phone that keys codes in -------------------------------
+
+CODE_IN_MESSAGE = re.compile(r"\b(\d{6,10})\b")
+
+Entry = str | Callable[[], str]
+
+
+def sent(app: Flask) -> list[OutboxMessage]:
+    """Everything the app "sent" (its local outbox), oldest first."""
+    return outbox.read(app.config["IVR_SETTINGS"].outbox_path)
+
+
+def code_of(message: OutboxMessage) -> str:
+    """The one-time code a message carries."""
+    found = CODE_IN_MESSAGE.search(message.body)
+    assert found, f"no code in {message.body!r}"
+    return found.group(1)
+
+
+def sent_codes(app: Flask) -> list[str]:
+    """The codes in the outbox, oldest first."""
+    return [code_of(message) for message in sent(app)]
+
+
+def wrong(code: str) -> str:
+    """A code of the same length that differs from `code` in every digit."""
+    return "".join(str((int(digit) + 1) % 10) for digit in code)
+
+
+class CodeKeypad:
+    """Scripted keys; `@code` (or `@code#`) is the newest code in the outbox when its
+    prompt plays, `@wrong` a code that differs from it in every digit, and a function
+    is called then and its answer pressed. An empty list hangs up."""
+
+    def __init__(self, app: Flask, entries: Sequence[Entry]):
+        self.app = app
+        self.entries = list(entries)
+
+    def keys(self, listening: str) -> str | None:
+        if not self.entries:
+            return None
+        entry = self.entries.pop(0)
+        if callable(entry):
+            entry = entry()
+        codes = sent_codes(self.app)
+        if entry.startswith("@code"):
+            assert codes, "the caller was asked for a code, but none was sent"
+            return codes[-1] + entry.removeprefix("@code")
+        if entry == "@wrong":
+            assert codes, "the caller was asked for a code, but none was sent"
+            return wrong(codes[-1])
+        return entry
+
+
+class CodePhone(Phone):
+    """The tests' phone (tests/caller.py), keying in codes from the outbox (CodeKeypad).
+
+    Every call placed is kept, so the log check knows which keys were pressed.
+    """
+
+    placed: ClassVar[list[CallResult]] = []
+
+    def call(
+        self,
+        caller: str,
+        keys: Sequence[Entry],
+        *,
+        agent: str = "accept",
+        call_sid: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> CallResult:
+        simulator = Simulator(
+            SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent
+        )
+        keypad = CodeKeypad(self.app, keys)
+        result = simulator.call(caller, keypad, call_sid=call_sid, extra=extra)
+        self.placed.append(result)
+        return result
+
+
+@pytest.fixture
+def phone(app: Flask) -> CodePhone:
+    """Calls into `app` that can key in the codes it sends."""
+    return CodePhone(app)
+
+
+# --- nothing secret in the logs ---------------------------------------------------------------
+
+# Opaque ids are hex and may contain any digits: CallSids, outbox and message ids, flow versions.
+OPAQUE_IDS = [
+    re.compile(r"\b(?:CA|AC|OB|SM|MM)[0-9a-f]{32}\b"),
+    re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b"),
+]
+FULL_NUMBER = re.compile(r"\+[1-9]\d{6,14}|\d{10,}")  # E.164, or a number written without +
+
+
+def secrets_of(outbox_path: Path, calls: Iterable[CallResult]) -> set[str]:
+    """What must never be logged: codes and addresses sent, and keys callers pressed."""
+    found: set[str] = set()
+    for message in outbox.read(outbox_path):
+        found |= {code_of(message), message.to}
+    for result in calls:
+        for event in result.events:
+            if event.kind != "keys" or event.who != "caller":
+                continue
+            pressed = event.text.strip("#*")  # single keys (menu choices) give nothing away
+            if pressed.isdigit() and len(pressed) >= 4:
+                found.add(pressed)
+    return found
+
+
+def logged_text(record: logging.LogRecord) -> str:
+    """A record as it would be written, opaque ids blanked out."""
+    text = record.getMessage()
+    if record.exc_info:
+        text += "\n" + logging.Formatter().formatException(record.exc_info)
+    for pattern in OPAQUE_IDS:
+        text = pattern.sub("<id>", text)
+    return text
+
+
+def assert_nothing_secret_logged(records: Iterable[logging.LogRecord], secrets: set[str]) -> None:
+    for record in records:
+        text = logged_text(record)
+        leaked = sorted(secret for secret in secrets if secret in text)
+        assert not leaked, f"{record.name} logged {leaked}: {text!r}"
+        number = FULL_NUMBER.search(text)
+        assert number is None, f"{record.name} logged a full number {number.group()}: {text!r}"
+
+
+def checked_logs(caplog: pytest.LogCaptureFixture, outbox_path: Path) -> Iterator[None]:
+    """Capture all logging (DEBUG) around a test, then check its records for secrets."""
+    CodePhone.placed.clear()
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="ivr")
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    if CodePhone.placed:
+        assert records, "calls were placed but nothing was logged: the check would prove nothing"
+    assert_nothing_secret_logged(records, secrets_of(outbox_path, CodePhone.placed))
+
+
+@pytest.fixture(autouse=True)
+def nothing_secret_is_logged(caplog: pytest.LogCaptureFixture, outbox_path: Path) -> Iterator[None]:
+    """Every journey runs with all logging captured, and fails if a record holds a secret."""
+    yield from checked_logs(caplog, outbox_path)
+
+
+def test_the_log_check_catches_codes_keys_and_numbers() -> None:
+    """The check itself: each kind of leak fails it, and opaque ids do not."""
+    log = logging.getLogger("ivr.test")
+    record = log.makeRecord("ivr.test", logging.INFO, __file__, 1, "%s", ("x",), None)
+    for leak in ["code 482916", "pressed 4321", "from +14155550100", "to 4155550100"]:
+        record.msg, record.args = "call %s: " + leak, ("CA" + "4321" * 8,)
+        with pytest.raises(AssertionError):
+            assert_nothing_secret_logged([record], {"482916", "4321"})
+    record.msg, record.args = "call %s on %s from +1415•••0100", ("CA" + "4321" * 8, "9a4321bc4321")
+    assert_nothing_secret_logged([record], {"482916", "4321"})
+
+
 def heard_before_keys(result: CallResult, entry: int) -> list[str]:
     """What the caller heard before their `entry`-th keypad entry (0-based)."""
     heard: list[str] = []
@@ -117,20 +302,22 @@ def heard_before_keys(result: CallResult, entry: int) -> list[str]:
 
 
 def test_one_account_last4_menu_agent_verified(app: Flask, phone: Phone) -> None:
-    """A known caller who keys the last 4 reaches the menu, then an agent told who they are."""
+    """A known caller who keys the last 4 and the code reaches the menu, then a briefed agent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"])
 
     assert result.heard("caller") == [
         *greeting(app),
         text(app, "enter_last4"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name="Jane"),
         text(app, "connecting"),
     ]
     assert result.transfers == [f"dial number {AGENT}"]
     assert result.heard("agent") == [
-        verified_whisper(app, "Jane Doe", "4321", "account_digits", "caller_request"),
+        verified_whisper(app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"),
         text(app, "whisper_accept"),
     ]
     assert "4 3 2 1" in result.heard("agent")[0]
@@ -164,16 +351,18 @@ def test_family_line_last4_picks_the_account(
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
     add_account(app, "John Doe", JANE_PHONE, "20008765")
 
-    result = phone.call(JANE_PHONE, ["1", last4, "1"])
+    result = phone.call(JANE_PHONE, ["1", last4, "@code", "1"])
 
     assert result.heard("caller") == [
         *greeting(app),
         text(app, "enter_last4_family"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name=name.split()[0]),
         text(app, "connecting"),
     ]
     assert result.heard("agent")[0] == verified_whisper(
-        app, name, last4, "account_digits", "caller_request"
+        app, name, last4, DIGITS_AND_SMS, "caller_request"
     )
 
 
@@ -182,17 +371,19 @@ def test_family_line_same_last4_goes_to_full_account_number(app: Flask, phone: P
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
     add_account(app, "John Doe", JANE_PHONE, "20004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "20004321#", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "20004321#", "@code", "1"])
 
     assert result.heard("caller") == [
         *greeting(app),
         text(app, "enter_last4_family"),
         text(app, "enter_account_number"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name="John"),
         text(app, "connecting"),
     ]
     assert result.heard("agent")[0] == verified_whisper(
-        app, "John Doe", "4321", "account_number", "caller_request"
+        app, "John Doe", "4321", NUMBER_AND_SMS, "caller_request"
     )
 
 
@@ -200,20 +391,26 @@ def test_family_line_same_last4_goes_to_full_account_number(app: Flask, phone: P
 
 
 def test_unknown_number_full_account_number_then_menu(app: Flask, phone: Phone) -> None:
-    """An unknown number keys the full account number ended by #, then gets the menu."""
+    """An unknown number keys the full account number ended by #, then the code, then the menu.
+
+    The code goes to the phone on file, never to the number that is calling.
+    """
     add_account(app, "Ann Lee", "+14155550111", "20005678")
 
-    result = phone.call("+14155550199", ["1", "20005678#", "1"])
+    result = phone.call("+14155550199", ["1", "20005678#", "@code", "1"])
 
     assert result.heard("caller") == [
         *greeting(app),
         text(app, "enter_account_number"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name="Ann"),
         text(app, "connecting"),
     ]
     assert result.heard("agent")[0] == verified_whisper(
-        app, "Ann Lee", "5678", "account_number", "caller_request"
+        app, "Ann Lee", "5678", NUMBER_AND_SMS, "caller_request"
     )
+    assert [(m.channel, m.to) for m in sent(app)] == [("sms", "+14155550111")]
     # The account-number prompt: any length, ended by #.
     gathers = [
         gather
@@ -227,6 +424,7 @@ def test_unknown_number_full_account_number_then_menu(app: Flask, phone: Phone) 
     (row,) = call_ended_rows(app, result.call_sid)
     assert row.details["identity"] == "unknown_number"
     assert "caller_id_mismatch" in row.details["flags"]
+    assert row.details["verification"] == "code"
 
 
 WITHHELD_CALLER_IDS = [
@@ -249,18 +447,21 @@ def test_withheld_caller_goes_to_full_account_number(
     """A withheld, anonymous, non-phone or invalid caller ID asks for the full account number."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(caller_id, ["1", "10004321#", "1"])
+    result = phone.call(caller_id, ["1", "10004321#", "@code", "1"])
 
     assert result.heard("caller") == [
         *greeting(app),
         text(app, "enter_account_number"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name="Jane"),
         text(app, "connecting"),
     ]
     (row,) = call_ended_rows(app, result.call_sid)
     assert row.details["identity"] == "withheld"
     assert row.details["caller"] == "withheld"
-    assert row.details["verification"] == "digits"
+    assert row.details["verification"] == "code"
+    assert row.details["methods"] == list(NUMBER_AND_SMS)
 
 
 # --- failing verification ----------------------------------------------------------------------
@@ -310,20 +511,24 @@ def test_star_repeats_the_prompt(app: Flask, phone: Phone) -> None:
     """`*` repeats the current prompt (the first one, since no try was used)."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "*", "4321", "1"])
+    result = phone.call(JANE_PHONE, ["1", "*", "4321", "*", "@code", "1"])
 
-    assert result.heard("caller")[3:6] == [
+    assert result.heard("caller")[3:9] == [
         text(app, "enter_last4"),
         text(app, "enter_last4"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "enter_code"),  # `*` at the code prompt too
+        text(app, "main_menu", first_name="Jane"),
     ]
+    assert len(sent(app)) == 1  # repeating the code prompt sends nothing
 
 
 def test_star_costs_no_try(app: Flask, phone: Phone) -> None:
     """Two wrong entries and two `*`: the third real try is still allowed and succeeds."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "0000", "*", "1111", "*", "4321", "1"])
+    result = phone.call(JANE_PHONE, ["1", "0000", "*", "1111", "*", "4321", "@code", "1"])
 
     assert result.heard("caller")[3:] == [
         text(app, "enter_last4"),
@@ -331,11 +536,13 @@ def test_star_costs_no_try(app: Flask, phone: Phone) -> None:
         text(app, "enter_last4_retry"),
         text(app, "enter_last4_retry"),
         text(app, "enter_last4_retry"),
-        text(app, "main_menu"),
+        text(app, "code_sent_sms"),
+        text(app, "enter_code"),
+        text(app, "main_menu", first_name="Jane"),
         text(app, "connecting"),
     ]
     assert result.heard("agent")[0] == verified_whisper(
-        app, "Jane Doe", "4321", "account_digits", "caller_request"
+        app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
     )
 
 
@@ -369,9 +576,9 @@ def test_menu_repeats_and_retries(
     """9 repeats the menu, a wrong key gets the retry prompt, silence repeats it once."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", *menu_keys])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", *menu_keys])
 
-    assert result.heard("caller")[4:] == [text(app, key) for key in menu_heard]
+    assert result.heard("caller")[6:] == [text(app, key, first_name="Jane") for key in menu_heard]
     assert result.transfers == [f"dial number {AGENT}"]
 
 
@@ -379,9 +586,12 @@ def test_menu_2_says_goodbye_and_hangs_up(app: Flask, phone: Phone) -> None:
     """2 ends the call politely: goodbye, then <Hangup>, and no transfer."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "2"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
-    assert result.heard("caller")[-1] == text(app, "goodbye")
+    assert result.heard("caller")[-2:] == [
+        text(app, "main_menu", first_name="Jane"),
+        text(app, "goodbye"),
+    ]
     assert result.transfers == []
     assert result.ended_by == "ivr"
     _, last = caller_documents(result)[-1]
@@ -392,11 +602,11 @@ def test_menu_no_input_twice_goes_to_an_agent(app: Flask, phone: Phone) -> None:
     """Silence at the menu twice takes the safe default: a person, with the caller verified."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "", ""])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "", ""])
 
-    assert result.heard("caller")[4:] == [
-        text(app, "main_menu"),
-        text(app, "main_menu"),
+    assert result.heard("caller")[6:] == [
+        text(app, "main_menu", first_name="Jane"),
+        text(app, "main_menu", first_name="Jane"),
         text(app, "connecting"),
     ]
     assert result.transfers == [f"dial number {AGENT}"]
@@ -411,11 +621,11 @@ def test_menu_no_input_whisper_does_not_claim_the_caller_asked(app: Flask, phone
     """
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "", ""])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "", ""])
 
     whisper = result.heard("agent")[0]
     assert text(app, "reason_caller_request") not in whisper
-    assert whisper == verified_whisper(app, "Jane Doe", "4321", "account_digits", "no_input")
+    assert whisper == verified_whisper(app, "Jane Doe", "4321", DIGITS_AND_SMS, "no_input")
 
 
 # --- Spanish ---------------------------------------------------------------------------------
@@ -425,17 +635,19 @@ def test_spanish_choice_makes_later_prompts_spanish(app: Flask, phone: Phone) ->
     """Pressing 2 switches every later caller prompt to es-US (text, language and voice)."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["2", "4321", "1"])
+    result = phone.call(JANE_PHONE, ["2", "4321", "@code", "1"])
 
     assert result.heard("caller")[3:] == [
         text(app, "enter_last4", "es-US"),
-        text(app, "main_menu", "es-US"),
+        text(app, "code_sent_sms", "es-US"),
+        text(app, "enter_code", "es-US"),
+        text(app, "main_menu", "es-US", first_name="Jane"),
         text(app, "connecting", "es-US"),
     ]
     spanish_voice = app.extensions["ivr.runtime"].definitions.catalog.voice("es-US")
     later = caller_documents(result)[1:]  # everything after the language choice
     says = [say for _, doc in later for say in doc.iter("Say")]
-    assert len(says) == 3
+    assert len(says) == 5
     assert {(say.get("language"), say.get("voice")) for say in says} == {("es-US", spanish_voice)}
 
 
@@ -447,7 +659,7 @@ def test_unanswered_transfer_says_agents_busy(app: Flask, phone: Phone, agent: s
     """Nobody answers: the caller hears the polite agents_busy goodbye, never silence."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "1"], agent=agent)
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"], agent=agent)
 
     assert result.heard("caller")[-2:] == [text(app, "connecting"), text(app, "agents_busy")]
     assert result.heard("agent") == []
@@ -460,10 +672,10 @@ def test_silent_agent_counts_as_unanswered(app: Flask, phone: Phone) -> None:
     """An agent who hears the whisper but presses nothing is not connected."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "1"], agent="silent")
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"], agent="silent")
 
     assert result.heard("agent")[0] == verified_whisper(
-        app, "Jane Doe", "4321", "account_digits", "caller_request"
+        app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
     )
     assert result.heard("caller")[-1] == text(app, "agents_busy")
     assert not any("caller connected" in event.text for event in result.events)
@@ -477,7 +689,7 @@ def test_queue_target_enqueues_without_whisper(make_app: Any) -> None:
     app = make_app(IVR_AGENT_TARGET="queue:support")
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1"])
+    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
 
     assert result.transfers == ["enqueue support"]
     assert result.heard("agent") == []
@@ -503,7 +715,7 @@ def test_sip_and_client_targets_dial_with_whisper(
     app = make_app(IVR_AGENT_TARGET=target)
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1"])
+    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
 
     dial = dial_of(result)
     assert (dial.get("action") or "").startswith("/voice/dial?s=")
@@ -515,7 +727,7 @@ def test_sip_and_client_targets_dial_with_whisper(
     else:
         assert (leg.text or "").strip() == address
     assert result.heard("agent")[0] == verified_whisper(
-        app, "Jane Doe", "4321", "account_digits", "caller_request"
+        app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
     )
 
 
@@ -533,11 +745,12 @@ def test_sip_and_client_targets_dial_with_whisper(
 def test_nothing_about_the_account_is_said_before_the_digits(
     app: Flask, phone: Phone, accounts: list[tuple[str, str]], digits_entry: str
 ) -> None:
-    """Before the digits are verified the caller hears no name and no account digits."""
+    """Before the digits are verified the caller hears no name and no account digits; before
+    the code, no name either (names are spoken only at full verification)."""
     for name, number in accounts:
         add_account(app, name, JANE_PHONE, number)
 
-    result = phone.call(JANE_PHONE, ["1", digits_entry, "1"])
+    result = phone.call(JANE_PHONE, ["1", digits_entry, "@code", "1"])
 
     before = heard_before_keys(result, 1)  # entry 0: language, entry 1: the account digits
     assert len(before) == 4
@@ -545,8 +758,13 @@ def test_nothing_about_the_account_is_said_before_the_digits(
     secrets |= {" ".join(n[-4:]) for _, n in accounts}
     for said in before:
         assert not any(secret in said for secret in secrets), said
+    before_code = heard_before_keys(result, 2)  # entry 2: the code
+    assert len(before_code) == 6
+    for said in before_code:
+        assert not any(secret in said for secret in secrets), said
     # …and the call did go on to verify them, so the check covered a real journey.
-    assert text(app, "main_menu") in result.heard("caller")
+    (first_name,) = [n.split()[0] for n, number in accounts if number.endswith(digits_entry)]
+    assert text(app, "main_menu", first_name=first_name) in result.heard("caller")
 
 
 def test_failed_verification_never_reveals_the_account(app: Flask, phone: Phone) -> None:
@@ -569,7 +787,7 @@ def test_failed_verification_never_reveals_the_account(app: Flask, phone: Phone)
 @pytest.mark.parametrize(
     ("keys_pressed", "verification", "methods"),
     [
-        (["1", "4321", "1"], "digits", ["account_digits"]),
+        (["1", "4321", "@code", "1"], "code", list(DIGITS_AND_SMS)),
         (["1", "0000", "0000", "0000"], "none", []),
     ],
     ids=["verified", "unverified"],
@@ -598,4 +816,5 @@ def test_status_callback_audits_once_and_forgets_the_state(
     assert row.account_id == (account_id if verification != "none" else None)
     assert JANE_PHONE not in repr(row.details)
     assert "10004321" not in repr(row.details)
+    assert not any(code in repr(row.details) for code in sent_codes(app))
     assert stored_state(app, result.call_sid) is None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import re
+from collections.abc import Callable
+
+from flask import Flask
 from flask.testing import FlaskCliRunner
 
+from ivr.delivery import outbox
 from ivr.simulator.player import Scripted, Simulator
 from ivr.simulator.transport import Reply
 
@@ -153,18 +159,65 @@ def test_a_looping_service_is_cut_off() -> None:
     assert result.ended_by == "error"
 
 
-def test_ivr_call_command_reaches_a_verified_transfer(runner: FlaskCliRunner) -> None:
+def latest_code(app: Flask) -> str:
+    """The code in the newest message of the app's local outbox."""
+    messages = outbox.read(app.config["IVR_SETTINGS"].outbox_path)
+    assert messages, "no message in the outbox"
+    found = re.search(r"\b(\d{6,10})\b", messages[-1].body)
+    assert found, messages[-1].body
+    return found.group(1)
+
+
+class Typist(io.RawIOBase):
+    """Standard input typed one line at a time, each only when the program reads it.
+
+    A line may be a function: it is called at that moment, the way a person at the
+    terminal reads the code that has just arrived before typing it.
+    """
+
+    def __init__(self, lines: list[str | Callable[[], str]]):
+        self.lines = list(lines)
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        if len(buffer) == 0:
+            return 0
+        if not self.pending:
+            if not self.lines:
+                return 0
+            line = self.lines.pop(0)
+            self.pending = ((line() if callable(line) else line) + "\n").encode()
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+def test_ivr_call_command_reaches_a_verified_transfer(app: Flask, runner: FlaskCliRunner) -> None:
     seeded = runner.invoke(args=["demo"])
     assert seeded.exit_code == 0, seeded.output
     assert "+14155550100" in seeded.output
-    result = runner.invoke(args=["call", "--from", "+14155550100", "--digits", "1,4321,1"])
+    result = runner.invoke(args=["call", "--from", "+14155550100", "--digits", "1,4321,@code,1"])
     assert result.exit_code == 0, result.output
-    assert "Agent hears: Verified caller Jane Doe, account ending 4 3 2 1" in result.output
+    code = latest_code(app)
+    assert f"Outbox (sms to +1415•••0100): Your Example support code is {code}." in result.output
+    assert f"You press: {code}" in result.output
+    assert (
+        "Agent hears: Verified caller Jane Doe, account ending 4 3 2 1, verified by the last "
+        "four account digits and a code sent by text message." in result.output
+    )
     assert "accepted; caller connected" in result.output
 
 
-def test_ivr_call_command_interactive_reads_keys_from_the_terminal(runner: FlaskCliRunner) -> None:
+def test_ivr_call_command_interactive_reads_keys_from_the_terminal(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
     runner.invoke(args=["demo"])
-    result = runner.invoke(args=["call", "--from", "+14155550111"], input="1\n5678\n2\n")
+    typed = Typist(["1", "5678", lambda: latest_code(app), "2"])
+    result = runner.invoke(args=["call", "--from", "+14155550111"], input=typed)
     assert result.exit_code == 0, result.output
+    assert "Thank you, John." in result.output
     assert "Thank you for calling. Goodbye." in result.output

@@ -8,6 +8,7 @@ TwiML answer is validated against Twilio's schema and read as parsed XML.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -25,6 +26,7 @@ from werkzeug.test import TestResponse
 from ivr import db, keys, store
 from ivr.app import create_app
 from ivr.config import Settings
+from ivr.delivery import outbox
 from ivr.errors import ConfigError
 from ivr.models import AuditEvent
 from ivr.voice.signature import signed_url
@@ -106,9 +108,10 @@ def twiml(response: TestResponse) -> ET.Element:
     return root
 
 
-def text(app: Flask, key: str, language: str = "en-US") -> str:
-    """A prompt text as loaded by the app, whitespace normalised."""
-    return " ".join(app.extensions["ivr.runtime"].definitions.catalog.text(language, key).split())
+def text(app: Flask, key: str, language: str = "en-US", **values: str) -> str:
+    """A prompt text as loaded by the app, placeholders filled, whitespace normalised."""
+    raw = app.extensions["ivr.runtime"].definitions.catalog.text(language, key)
+    return " ".join((raw.format(**values) if values else raw).split())
 
 
 def says(doc: ET.Element) -> list[str]:
@@ -150,6 +153,13 @@ def audit_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
 def add_jane(app: Flask) -> None:
     with app.app_context():
         make_account(db.session(), name="Jane Doe", phone=JANE_PHONE, account_number="10004321")
+
+
+def sent_codes(app: Flask) -> list[str]:
+    """The one-time codes in the app's local outbox, oldest first."""
+    messages = outbox.read(app.config["IVR_SETTINGS"].outbox_path)
+    found = [re.search(r"\b(\d{6,10})\b", message.body) for message in messages]
+    return [match.group(1) for match in found if match]
 
 
 def start_call(app: Flask, call_sid: str) -> ET.Element:
@@ -277,7 +287,12 @@ def test_skip_signature_check_in_development_accepts_unsigned(make_app: Any) -> 
 
 def test_skip_signature_check_is_refused_in_production(database_url: str) -> None:
     """Production refuses to boot with the signature check disabled (it boots without the flag)."""
-    environ = app_environ(database_url, IVR_ENV="production", REDIS_URL=CLOSED_REDIS)
+    environ = app_environ(
+        database_url,
+        IVR_ENV="production",
+        REDIS_URL=CLOSED_REDIS,
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,  # production sends codes through Twilio
+    )
     assert create_app(environ).config["IVR_SETTINGS"].is_production
 
     with pytest.raises(ConfigError, match="IVR_SKIP_SIGNATURE_CHECK"):
@@ -362,14 +377,17 @@ def test_stale_step_repeats_the_current_prompt(app: Flask, stale: str) -> None:
     call_sid = new_sid()
     step = gather_step(start_call(app, call_sid))
     step = gather_step(press(app, call_sid, step, "1"))
-    menu_step = gather_step(press(app, call_sid, step, "4321"))
+    step = gather_step(press(app, call_sid, step, "4321"))
+    (code,) = sent_codes(app)
+    menu_step = gather_step(press(app, call_sid, step, code))
     before = state_of(app, call_sid)
+    assert before is not None and before["node"] == "menu"
 
     query = f"?s={stale}" if stale else ""
     # Digits=2 would mean Spanish at the language prompt and goodbye at the menu.
     doc = twiml(post(app, f"/voice/input{query}", call_form(call_sid, Digits="2")))
 
-    assert says(doc) == [text(app, "main_menu")]
+    assert says(doc) == [text(app, "main_menu", first_name="Jane")]
     assert gather_step(doc) == menu_step
     assert state_of(app, call_sid) == before
 
@@ -522,18 +540,22 @@ ODD_DIGITS = ["12*4", "#", "9" * 200, "abcd", "1" * 64 + "x", "٤٣٢١", "12\x0
 
 
 def _advance_to(app: Flask, call_sid: str, prompt: str) -> int:
-    """Walk a new call to `prompt` (language, last4, account_number or menu); its step."""
+    """Walk a new call to `prompt` (language, last4, account_number, enter_code or menu)."""
     caller = "anonymous" if prompt == "account_number" else JANE_PHONE
     step = gather_step(twiml(post(app, "/voice/incoming", call_form(call_sid, From=caller))))
     if prompt == "language":
         return step
     step = gather_step(press(app, call_sid, step, "1"))
-    if prompt == "menu":
+    if prompt in ("enter_code", "menu"):
         step = gather_step(press(app, call_sid, step, "4321"))
+    if prompt == "menu":
+        step = gather_step(press(app, call_sid, step, sent_codes(app)[-1]))
+    state = state_of(app, call_sid)
+    assert state is not None and state["node"] == prompt
     return step
 
 
-@pytest.mark.parametrize("prompt", ["language", "last4", "account_number", "menu"])
+@pytest.mark.parametrize("prompt", ["language", "last4", "account_number", "enter_code", "menu"])
 @pytest.mark.parametrize("digits", ODD_DIGITS, ids=repr)
 def test_odd_digits_never_break_the_call(app: Flask, prompt: str, digits: str) -> None:
     """Odd keypad strings at any prompt: 200, valid TwiML that keeps the call going."""

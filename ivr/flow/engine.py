@@ -26,6 +26,7 @@ from ivr.flow.model import (
     BranchNode,
     Catalog,
     CheckAccountDigitsNode,
+    CheckCodeNode,
     ChooseLanguageNode,
     CollectDigitsNode,
     Flow,
@@ -35,6 +36,7 @@ from ivr.flow.model import (
     MenuNode,
     Node,
     SayNode,
+    SendCodeNode,
     TransferNode,
     TransferTarget,
     parse_target,
@@ -55,6 +57,7 @@ class AccountView:
     number: str
     name: str
     phone: str
+    email: str | None = None
 
     @property
     def first_name(self) -> str:
@@ -69,6 +72,20 @@ class Directory(Protocol):
     def accounts_by_ids(self, ids: Sequence[int]) -> list[AccountView]: ...
 
     def account_by_number(self, number: str) -> AccountView | None: ...
+
+
+class Verifier(Protocol):
+    """One-time codes for the engine (implemented by ivr.verification)."""
+
+    code_length: int
+
+    def send_code(self, state: CallState, channel: str) -> str:
+        """Send a code on file: sent, no_channel, rate_limited, locked or failed."""
+        ...
+
+    def check_code(self, state: CallState, entered: str) -> str:
+        """Check an entered code: ok, wrong, expired or locked."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -116,8 +133,10 @@ class Engine:
         default_target: TransferTarget,
         default_region: str,
         clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
     ):
         self.flow = flow
+        self.verifier = verifier
         self.catalog = catalog
         self.directory = directory
         self.default_region = default_region
@@ -223,7 +242,8 @@ class Engine:
             retrying = state.tries.get(node.id, 0) > 0 and node.retry_prompt
             key = node.retry_prompt if retrying and node.retry_prompt else node.prompt
             prompts = (self._say(turn, key),)
-        num_digits, finish_on_key = _keypad(node)
+        code_length = self.verifier.code_length if self.verifier else None
+        num_digits, finish_on_key = _keypad(node, code_length)
         return Gather(prompts, state.step, node.timeout, num_digits, finish_on_key)
 
     def _on_input(self, turn: Turn, node: InputNode, digits: str | None) -> None:
@@ -310,16 +330,18 @@ class _Blank(dict[str, str]):
         return ""
 
 
-def _keypad(node: InputNode) -> tuple[int | None, str]:
+def _keypad(node: InputNode, code_length: int | None) -> tuple[int | None, str]:
     """How many keys a node collects, and the key that ends collection early."""
     if isinstance(node, (MenuNode, ChooseLanguageNode)):
         return 1, ""
     if isinstance(node, CheckAccountDigitsNode):
         return (4, "#") if node.mode == "last4" else (None, "#")
+    if isinstance(node, CheckCodeNode) and code_length is not None:
+        return code_length, "#"
     if isinstance(node, CollectDigitsNode):
         fixed = node.min_length == node.max_length
         return (node.max_length if fixed else None), "#"
-    return None, "#"
+    return None, "#"  # codes: ended by # or by the timeout
 
 
 # ---------------------------------------------------------------- node kinds
@@ -350,6 +372,24 @@ def _enter_identify(engine: Engine, turn: Turn, node: IdentifyCallerNode) -> str
     return node.one_account if len(accounts) == 1 else node.several_accounts
 
 
+def _enter_send_code(engine: Engine, turn: Turn, node: SendCodeNode) -> str:
+    state = turn.state
+    if engine.verifier is None or state.account_id is None:
+        return node.no_channel
+    outcome = engine.verifier.send_code(state, node.channel)
+    if outcome == "sent":
+        if node.prompt:
+            turn.instructions.append(engine._say(turn, node.prompt))
+        return node.sent
+    if outcome in ("rate_limited", "locked"):
+        state.failure = "locked" if outcome == "locked" else "code_rate_limited"
+        return node.rate_limited
+    if outcome == "failed":
+        state.failure = f"{node.channel}_failed"
+        return node.failed
+    return node.no_channel
+
+
 def _enter_transfer(engine: Engine, turn: Turn, node: TransferNode) -> None:
     state = turn.state
     state.transfer_reason = node.reason
@@ -373,6 +413,7 @@ _ENTER: Mapping[type[Node], Callable[..., str | None]] = {
     BranchNode: _enter_branch,
     IdentifyCallerNode: _enter_identify,
     TransferNode: _enter_transfer,
+    SendCodeNode: _enter_send_code,
     HangupNode: _enter_hangup,
 }
 
@@ -437,15 +478,37 @@ def _input_account_digits(
     return node.ok
 
 
+def _input_code(engine: Engine, turn: Turn, node: CheckCodeNode, digits: str) -> str | _Invalid:
+    state = turn.state
+    if digits in node.options:  # a single key for another choice: resend, another channel
+        return node.options[digits]
+    if engine.verifier is None or state.account_id is None:
+        return node.expired
+    outcome = engine.verifier.check_code(state, digits)
+    if outcome == "ok":
+        state.failure = None
+        return node.ok
+    if outcome == "locked":
+        state.failure = "locked"
+        return node.locked
+    if outcome == "expired":
+        return node.expired
+    return INVALID
+
+
 _ON_INPUT: Mapping[type[Node], Callable[..., str | _Invalid]] = {
     MenuNode: _input_menu,
     ChooseLanguageNode: _input_language,
     CollectDigitsNode: _input_collect,
     CheckAccountDigitsNode: _input_account_digits,
+    CheckCodeNode: _input_code,
 }
 
 # Why verification failed, by the node kind that gave up (for the agent).
-_FAILURES: Mapping[type[Node], str] = {CheckAccountDigitsNode: "digits_failed"}
+_FAILURES: Mapping[type[Node], str] = {
+    CheckAccountDigitsNode: "digits_failed",
+    CheckCodeNode: "code_failed",
+}
 
 _FACTS: Mapping[str, Callable[[CallState], str]] = {
     "identity": lambda state: state.identity,

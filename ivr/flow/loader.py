@@ -23,6 +23,8 @@ from ivr.errors import DefinitionProblem, InvalidDefinition
 from ivr.flow import yamlread
 from ivr.flow.model import (
     DTMF_KEYS,
+    MESSAGE_PLACEHOLDERS,
+    MESSAGE_PREFIX,
     NODE_TYPES,
     PLACEHOLDERS,
     SYSTEM_PROMPTS,
@@ -149,15 +151,16 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
                     file, key, "text", f"is {len(text)} characters; at most {limit}", line
                 )
             )
+        allowed = MESSAGE_PLACEHOLDERS if key.startswith(MESSAGE_PREFIX) else PLACEHOLDERS
         for placeholder in _placeholders(text, file, key, line, problems):
-            if placeholder not in PLACEHOLDERS:
+            if placeholder not in allowed:
                 problems.append(
                     DefinitionProblem(
                         file,
                         key,
                         "text",
                         f"unknown placeholder {{{placeholder}}}; allowed: "
-                        + ", ".join(sorted(PLACEHOLDERS)),
+                        + ", ".join(sorted(allowed)),
                         line,
                     )
                 )

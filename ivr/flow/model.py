@@ -32,6 +32,11 @@ TRANSFER_REASONS = frozenset(
 
 # Placeholders a prompt text may use; the engine fills the ones it knows.
 PLACEHOLDERS = frozenset({"first_name", "name", "account_last4", "method", "reason"})
+# Message texts (keys starting "message_") are sent, never spoken, and may carry the code.
+MESSAGE_PREFIX = "message_"
+MESSAGE_PLACEHOLDERS = frozenset({"code", "minutes"})
+
+CODE_CHANNELS = frozenset({"sms", "email"})
 
 # Prompts the service itself speaks outside any flow (fallback, whisper);
 # every prompt file must have them.
@@ -43,6 +48,11 @@ SYSTEM_PROMPTS = (
     "whisper_accept",
     "method_account_digits",
     "method_account_number",
+    "method_code_sms",
+    "method_code_email",
+    "message_code_sms",
+    "message_code_email",
+    "message_code_email_subject",
     "reason_caller_request",
     "reason_verification_failed",
     "reason_no_input",
@@ -168,6 +178,28 @@ class CheckAccountDigitsNode(InputNode):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SendCodeNode(Node):
+    """Sends a one-time code to the phone or mailbox on file of the verified account."""
+
+    channel: str = choice(CODE_CHANNELS)
+    prompt: str | None = prompt_ref(default=None)  # spoken once the code is on its way
+    sent: str = node_ref()
+    no_channel: str = node_ref()
+    rate_limited: str = node_ref()  # send limits reached, or the account is locked out
+    failed: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckCodeNode(InputNode):
+    """Asks for the code; single keys in `options` lead elsewhere (resend, another channel)."""
+
+    options: Mapping[str, str] = field(default_factory=dict, metadata={"keys": "dtmf", "ref": NODE})
+    ok: str = node_ref()
+    expired: str = node_ref()
+    locked: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
 class BranchNode(Node):
     on: str = choice(frozenset(FACTS) | {"language"})
     cases: Mapping[str, str] = keyed("fact", NODE)
@@ -204,6 +236,8 @@ NODE_TYPES: Mapping[str, type[Node]] = {
     "collect_digits": CollectDigitsNode,
     "choose_language": ChooseLanguageNode,
     "check_account_digits": CheckAccountDigitsNode,
+    "send_code": SendCodeNode,
+    "check_code": CheckCodeNode,
     "branch": BranchNode,
     "identify_caller": IdentifyCallerNode,
     "transfer": TransferNode,

@@ -39,6 +39,7 @@ class CallState:
     flags: list[str] = field(default_factory=list)
     slots: dict[str, str] = field(default_factory=dict)
     stir_verstat: str | None = None
+    code_channel: str | None = None  # where the live code was sent (never the code)
     ended: bool = False
 
     def verify(self, method: str, at: float) -> None:

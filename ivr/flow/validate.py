@@ -15,6 +15,7 @@ from ivr.errors import DefinitionProblem
 from ivr.flow.model import (
     FACTS,
     LANGUAGE,
+    MESSAGE_PREFIX,
     NODE,
     PROMPT,
     BranchNode,
@@ -140,6 +141,9 @@ def _check_prompts(
     node: Node | PartialNode, languages: list[str], catalog: Catalog, problem: Report
 ) -> None:
     for field_name, key in node.prompts().items():
+        if key.startswith(MESSAGE_PREFIX):
+            problem(node, field_name, f"{key!r} is a message text: it is sent, never spoken")
+            continue
         missing = [lang for lang in languages if key not in catalog.languages[lang].texts]
         if missing:
             problem(node, field_name, f"prompt {key!r} is missing in: " + ", ".join(missing))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from ivr.config import Settings
+from ivr.delivery import outbox
+from ivr.phone import mask
 from ivr.simulator.player import AGENT_BEHAVIOURS, Event, Scripted, Simulator
-from ivr.simulator.transport import InProcess, OverHttp, Transport
+from ivr.simulator.transport import InProcess, OverHttp, Reply, Transport
 
 
 class Interactive:
@@ -27,6 +31,26 @@ class Interactive:
             return None
         raw = raw.strip()
         return None if raw.lower() == "q" else raw
+
+
+class ShowingOutbox:
+    """Wraps a transport; after each webhook, prints what reached the local outbox."""
+
+    def __init__(self, inner: Transport, path: Path):
+        self.inner = inner
+        self.path = path
+        self.seen = len(outbox.read(path))
+
+    def post(self, url: str, form: dict[str, str]) -> Reply:
+        reply = self.inner.post(url, form)
+        messages = outbox.read(self.path)
+        for message in messages[self.seen :]:
+            to = mask(message.to) if message.channel == "sms" else message.to
+            click.echo(
+                click.style(f"Outbox ({message.channel} to {to}): {message.body}", fg="yellow")
+            )
+        self.seen = len(messages)
+        return reply
 
 
 def print_event(event: Event) -> None:
@@ -50,8 +74,9 @@ def print_event(event: Event) -> None:
 @click.option(
     "--digits",
     default=None,
-    help="Keys for each prompt in turn, comma-separated (an empty entry is silence), "
-    "e.g. 1,4321,1. Without it the call is interactive.",
+    help="Keys for each prompt in turn, comma-separated (an empty entry is silence; @code "
+    "is the code just sent to the local outbox), e.g. 1,4321,@code,1. Without it the call "
+    "is interactive.",
 )
 @click.option(
     "--agent",
@@ -75,12 +100,27 @@ def call(
         transport = OverHttp(url, settings.twilio_auth_token)
         base = public_url or url
     else:
-        # The service runs in this process: keep its log lines out of the transcript.
-        logging.getLogger("ivr").setLevel(logging.WARNING)
         transport = InProcess(current_app, settings.twilio_auth_token)
         base = settings.public_url
-    keypad = Scripted(digits.split(",")) if digits is not None else Interactive()
+
+    def read_code() -> str | None:
+        """The code in the newest message of the local outbox (development only)."""
+        latest = outbox.read(settings.outbox_path, limit=1)
+        found = re.search(r"\b(\d{6,10})\b", latest[-1].body) if latest else None
+        return found.group(1) if found else None
+
+    keypad = Scripted(digits.split(","), read_code) if digits is not None else Interactive()
+    if settings.delivery == "outbox":
+        transport = ShowingOutbox(transport, settings.outbox_path)
     simulator = Simulator(
         transport, base, agent=agent, echo=print_event, support_number=settings.support_number
     )
-    simulator.call(caller, keypad)
+    # An in-process service would interleave its log lines with the transcript.
+    service_log = logging.getLogger("ivr")
+    level = service_log.level
+    if not url:
+        service_log.setLevel(logging.WARNING)
+    try:
+        simulator.call(caller, keypad)
+    finally:
+        service_log.setLevel(level)

@@ -38,14 +38,28 @@ class Keypad(Protocol):
         """Keys for one `<Gather>`: "" for silence, None to hang up."""
 
 
-class Scripted:
-    """Answers gathers from a list; hangs up when the list runs out."""
+CODE_ENTRY = "@code"  # a scripted entry standing for "the code I was just sent"
 
-    def __init__(self, entries: list[str]):
+
+class Scripted:
+    """Answers gathers from a list; hangs up when the list runs out.
+
+    An entry `@code` (optionally `@code#`) is replaced by what `read_code` returns:
+    the latest one-time code delivered to the caller (from the local outbox).
+    """
+
+    def __init__(self, entries: list[str], read_code: Callable[[], str | None] | None = None):
         self.entries = list(entries)
+        self.read_code = read_code
 
     def keys(self, listening: str) -> str | None:
-        return self.entries.pop(0) if self.entries else None
+        if not self.entries:
+            return None
+        entry = self.entries.pop(0)
+        if entry.startswith(CODE_ENTRY):
+            code = self.read_code() if self.read_code else None
+            return (code or "") + entry[len(CODE_ENTRY) :]
+        return entry
 
 
 @dataclass

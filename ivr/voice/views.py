@@ -12,14 +12,17 @@ import logging
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr import audit, callstore, db, runtime
+from ivr import audit, callstore, db, runtime, store
+from ivr.codes import CodeService
+from ivr.delivery import registry as delivery
 from ivr.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
-from ivr.flow.engine import DialResult, Input, Turn
+from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Say, Transfer
-from ivr.flow.model import TransferTarget
+from ivr.flow.model import Flow, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
+from ivr.verification import CodeVerifier
 from ivr.voice import twiml, webhook
 from ivr.voice.signature import require_twilio_signature
 from ivr.whisper import whisper_says
@@ -41,6 +44,15 @@ def _links() -> twiml.Links:
     )
 
 
+def _engine(flow: Flow) -> Engine:
+    """An engine for this request, with the database directory and the code verifier."""
+    rt = runtime.get()
+    directory = SqlDirectory(db.session())
+    codes = CodeService(store.client(), rt.settings.secret_key, rt.code_policy)
+    verifier = CodeVerifier(codes, delivery.get(), directory, rt.definitions.catalog)
+    return rt.engine(flow, directory, verifier)
+
+
 def _answer(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
@@ -56,10 +68,9 @@ def incoming() -> Response:
     call = webhook.parse(request.form)
     rt = runtime.get()
     state = callstore.load(call.call_sid)
-    directory = SqlDirectory(db.session())
     if state is not None:  # Twilio retried this request: no second start
-        return _respond(rt.engine(rt.flow_for(state), directory).replay(state))
-    turn = rt.engine(rt.flow, directory).start(call.call_sid, call.caller, call.stir_verstat)
+        return _respond(_engine(rt.flow_for(state)).replay(state))
+    turn = _engine(rt.flow).start(call.call_sid, call.caller, call.stir_verstat)
     log.info(
         "call %s started on %s@%s from %s",
         call.call_sid,
@@ -75,8 +86,7 @@ def caller_input() -> Response:
     """Keys the caller pressed (or nothing, via the Redirect after a Gather)."""
     call = webhook.parse(request.form)
     state = _state_of(call.call_sid)
-    rt = runtime.get()
-    engine = rt.engine(rt.flow_for(state), SqlDirectory(db.session()))
+    engine = _engine(runtime.get().flow_for(state))
     return _respond(engine.handle(state, Input(call.digits, webhook.step(request.args))))
 
 
@@ -85,8 +95,7 @@ def dial_result() -> Response:
     """How a transfer ended (DialCallStatus, or QueueResult for a queue)."""
     call = webhook.parse(request.form)
     state = _state_of(call.call_sid)
-    rt = runtime.get()
-    engine = rt.engine(rt.flow_for(state), SqlDirectory(db.session()))
+    engine = _engine(runtime.get().flow_for(state))
     status = webhook.dial_status(request.form)
     log.info("call %s transfer ended: %s", call.call_sid, status)
     return _respond(engine.handle(state, DialResult(status, webhook.step(request.args))))

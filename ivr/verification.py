@@ -1,0 +1,89 @@
+"""Verification by one-time code: the engine's Verifier, over codes, channels and prompts.
+
+It finds the phone or mailbox on file, issues a code, words the message in the
+caller's language and hands it to the channel. A code that could not be
+delivered is withdrawn at once, so nothing is left half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ivr.codes import CodeService, Issued
+from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.flow.engine import Directory
+from ivr.flow.model import Catalog
+from ivr.flow.state import CallState
+from ivr.phone import mask
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "verify"
+
+
+class CodeVerifier:
+    """Implements the engine's Verifier protocol for the "verify the caller" purpose."""
+
+    def __init__(
+        self,
+        codes: CodeService,
+        channels: Mapping[str, Channel],
+        directory: Directory,
+        catalog: Catalog,
+    ):
+        self.codes = codes
+        self.channels = channels
+        self.directory = directory
+        self.catalog = catalog
+        self.code_length = codes.policy.length
+
+    def send_code(self, state: CallState, channel: str) -> str:
+        """Send a code to the contact on file; the outcome names what happened."""
+        if state.account_id is None or channel not in self.channels:
+            return "no_channel"
+        found = self.directory.accounts_by_ids([state.account_id])
+        if not found:
+            return "no_channel"
+        account = found[0]
+        to = account.phone if channel == "sms" else account.email
+        if not to:
+            return "no_channel"
+        issued = self.codes.issue(account.id, PURPOSE, state.call_sid)
+        if not isinstance(issued, Issued):
+            log.warning("call %s: no code sent (%s)", state.call_sid, issued.reason)
+            return issued.reason
+        texts = self.catalog.languages[state.language].texts
+        values = {"code": issued.code, "minutes": str(max(1, issued.expires_in // 60))}
+        message = Outgoing(
+            channel=channel,
+            to=to,
+            body=" ".join(texts[f"message_code_{channel}"].format(**values).split()),
+            subject=texts["message_code_email_subject"] if channel == "email" else "",
+            call_sid=state.call_sid,
+            purpose=PURPOSE,
+        )
+        try:
+            self.channels[channel].send(message)
+        except DeliveryFailed as exc:
+            self.codes.withdraw(account.id, PURPOSE)
+            log.error("call %s: code by %s not delivered: %s", state.call_sid, channel, exc.reason)
+            return "failed"
+        state.code_channel = channel
+        log.info(
+            "call %s: code sent by %s to %s",
+            state.call_sid,
+            channel,
+            mask(to) if channel == "sms" else "email on file",
+        )
+        return "sent"
+
+    def check_code(self, state: CallState, entered: str) -> str:
+        """Check the code the caller keyed in; a pass raises the call's verification level."""
+        if state.account_id is None:
+            return "expired"
+        outcome = self.codes.check(state.account_id, PURPOSE, state.call_sid, entered)
+        if outcome == "ok":
+            state.verify(f"code_{state.code_channel or 'sms'}", self.codes.clock())
+        log.info("call %s: code check %s", state.call_sid, outcome)
+        return outcome

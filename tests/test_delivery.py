@@ -1,0 +1,862 @@
+"""Delivery channels against real local servers: the outbox file, an SMTP sink, a fake Twilio API.
+
+Nothing here leaves 127.0.0.1. The SMTP sink and the fake Twilio API are small
+servers started in the test; the real `smtplib` and the real `twilio` client
+talk to them over sockets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import socketserver
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from flask import Flask
+
+from ivr.config import Settings
+from ivr.delivery import DeliveryFailed, Outgoing, outbox, registry
+from ivr.delivery.email import SmtpEmail, SmtpServer, parse_smtp_url
+from ivr.delivery.outbox import Outbox
+from ivr.delivery.sms import TwilioDeliveryFailed, TwilioSms
+from ivr.delivery.twilio_client import DEFAULT_TIMEOUT, RebasedHttpClient, close, make_client
+from ivr.errors import ConfigError
+
+NUMBER = "+14155550100"
+ADDRESS = "ann@example.com"
+SID = "AC" + "1" * 32
+SUPPORT = "+15005550006"
+CODE_TEXT = "Your code is 482913. It is valid for 5 minutes."
+AppFactory = Callable[..., Flask]
+SinkFactory = Callable[..., "SmtpSink"]
+SmsFactory = Callable[..., TwilioSms]
+SERVER_POLL = 0.05  # how often serve_forever checks for shutdown (its default waits 0.5 s)
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def test_outbox_stores_each_message_as_one_private_json_line(tmp_path: Path) -> None:
+    path = tmp_path / "dev" / "outbox.jsonl"  # the folder does not exist yet
+    box = Outbox(path)
+    sms_id = box.send(Outgoing("sms", NUMBER, CODE_TEXT, call_sid="CA1", purpose="verify"))
+    email_id = box.send(Outgoing("email", ADDRESS, "Your code is 111222.", subject="Your code"))
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [sms_id, email_id]
+    first = json.loads(lines[0])
+    assert first["channel"] == "sms"
+    assert first["to"] == NUMBER
+    assert first["body"] == CODE_TEXT
+    assert first["call_sid"] == "CA1"
+    assert first["purpose"] == "verify"
+    assert first["at"].endswith("+00:00")
+    assert set(first) == {"id", "at", "channel", "to", "subject", "body", "call_sid", "purpose"}
+
+
+def test_outbox_tightens_a_file_created_with_a_looser_mode(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    Outbox(path).send(Outgoing("sms", NUMBER, CODE_TEXT))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_outbox_read_filters_by_recipient_and_keeps_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    box = Outbox(path)
+    for n in range(3):
+        box.send(Outgoing("sms", NUMBER, f"sms {n}"))
+        box.send(Outgoing("email", ADDRESS, f"email {n}"))
+
+    assert [m.body for m in outbox.read(path)] == [
+        "sms 0",
+        "email 0",
+        "sms 1",
+        "email 1",
+        "sms 2",
+        "email 2",
+    ]
+    assert [m.body for m in outbox.read(path, to=NUMBER)] == ["sms 0", "sms 1", "sms 2"]
+    assert [m.body for m in outbox.read(path, to=NUMBER, limit=2)] == ["sms 1", "sms 2"]
+    latest = outbox.latest_for(path, ADDRESS)
+    assert latest is not None
+    assert latest.body == "email 2"
+    assert outbox.latest_for(path, "+14155550199") is None
+
+
+def test_outbox_missing_file_reads_empty_and_clears_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.jsonl"
+    assert outbox.read(path) == []
+    assert outbox.latest_for(path, NUMBER) is None
+    assert outbox.clear(path) == 0
+    assert not path.exists()
+
+
+def test_outbox_clear_empties_the_file_and_keeps_it_private(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    box = Outbox(path)
+    box.send(Outgoing("sms", NUMBER, "one"))
+    box.send(Outgoing("sms", NUMBER, "two"))
+    assert outbox.clear(path) == 2
+    assert outbox.read(path) == []
+    assert path.stat().st_size == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    box.send(Outgoing("sms", NUMBER, "three"))
+    assert [m.body for m in outbox.read(path)] == ["three"]
+
+
+WRITER = """
+import sys
+from ivr.delivery import Outgoing
+from ivr.delivery.outbox import Outbox
+
+box = Outbox(sys.argv[1])
+name, count = sys.argv[2], int(sys.argv[3])
+print("ready", flush=True)
+sys.stdin.readline()  # the test releases both writers together
+for n in range(count):
+    box.send(Outgoing("sms", "+14155550100", name * 70000 + str(n), purpose=name))
+"""
+
+
+def test_two_processes_append_to_the_outbox_without_mixing_lines(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    count = 60
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), name, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        for writer in writers:  # a barrier: both are running before either writes
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "ready"
+        for writer in writers:
+            assert writer.stdin is not None
+            writer.stdin.write("go\n")
+            writer.stdin.close()
+        for writer in writers:
+            assert writer.wait(timeout=60) == 0
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
+            if writer.stdout is not None:
+                writer.stdout.close()
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 * count
+    messages = outbox.read(path)  # every line parses
+    assert len(messages) == 2 * count
+    for name in ("a", "b"):
+        bodies = [m.body for m in messages if m.purpose == name]
+        assert bodies == [name * 70000 + str(n) for n in range(count)]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("env", "sms_type", "email_type"),
+    [
+        ({"IVR_DELIVERY": "outbox"}, Outbox, Outbox),
+        ({"IVR_DELIVERY": "twilio", "TWILIO_ACCOUNT_SID": SID}, TwilioSms, None),
+        (
+            {
+                "IVR_DELIVERY": "twilio",
+                "TWILIO_ACCOUNT_SID": SID,
+                "IVR_SMTP_URL": "smtps://mailer:secret@mail.example.test",
+            },
+            TwilioSms,
+            SmtpEmail,
+        ),
+        ({"IVR_DELIVERY": "outbox", "IVR_SMTP_URL": "smtp://127.0.0.1:1025"}, Outbox, SmtpEmail),
+        ({}, Outbox, Outbox),  # no Twilio account: the embedded default
+    ],
+    ids=["outbox", "twilio-no-email", "twilio-smtp", "outbox-smtp", "default"],
+)
+def test_registry_picks_channels_from_settings(
+    make_app: AppFactory,
+    tmp_path: Path,
+    env: dict[str, str],
+    sms_type: type,
+    email_type: type | None,
+) -> None:
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"), **env)
+    with app.app_context():
+        found = registry.get()
+    assert type(found["sms"]) is sms_type
+    if email_type is None:
+        assert "email" not in found
+    else:
+        assert type(found["email"]) is email_type
+    for channel in found.values():
+        if isinstance(channel, Outbox):
+            assert channel.path == tmp_path / "box.jsonl"
+
+
+def test_registry_twilio_sms_uses_the_support_number_and_api_url(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "TWILIO_ACCOUNT_SID": SID,
+            "IVR_SUPPORT_NUMBER": "+15005550009",
+            "IVR_TWILIO_API_URL": "http://127.0.0.1:4010/",
+        },
+        instance_path=tmp_path,
+    )
+    sms = registry.channels(settings)["sms"]
+    assert isinstance(sms, TwilioSms)
+    assert sms.from_number == "+15005550009"
+    http_client = sms.client.http_client
+    assert isinstance(http_client, RebasedHttpClient)
+    assert http_client.base_url == "http://127.0.0.1:4010"
+    assert http_client.timeout == DEFAULT_TIMEOUT
+
+
+def test_a_bad_smtp_url_stops_the_boot(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"IVR_SMTP_URL": "http://mail.example.test"}, instance_path=tmp_path
+    )
+    with pytest.raises(ConfigError, match="IVR_SMTP_URL must start with smtp://"):
+        registry.channels(settings)
+
+
+# ---------------------------------------------------------------- ivr outbox
+
+
+def test_outbox_list_shows_masked_numbers_and_bodies(make_app: AppFactory, tmp_path: Path) -> None:
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"))
+    runner = app.test_cli_runner()
+    empty = runner.invoke(args=["outbox", "list"])
+    assert empty.exit_code == 0, empty.output
+    assert "The outbox is empty." in empty.output
+
+    box = Outbox(tmp_path / "box.jsonl")
+    box.send(Outgoing("sms", NUMBER, "first sms", purpose="verify"))
+    box.send(Outgoing("email", ADDRESS, "the email\nsecond line", subject="Your code"))
+    box.send(Outgoing("sms", NUMBER, CODE_TEXT, purpose="verify"))
+
+    result = runner.invoke(args=["outbox", "list"])
+    assert result.exit_code == 0, result.output
+    assert NUMBER not in result.output
+    assert "+1415•••0100" in result.output
+    assert ADDRESS in result.output
+    assert "    Subject: Your code" in result.output
+    assert "    second line" in result.output
+    assert result.output.index("first sms") < result.output.index(CODE_TEXT)  # newest last
+
+    only_sms = runner.invoke(args=["outbox", "list", "--to", "(415) 555-0100", "--limit", "1"])
+    assert only_sms.exit_code == 0, only_sms.output
+    assert CODE_TEXT in only_sms.output
+    assert "first sms" not in only_sms.output
+    assert "the email" not in only_sms.output
+
+    nobody = runner.invoke(args=["outbox", "list", "--to", "bob@example.com"])
+    assert "No messages to that recipient." in nobody.output
+
+
+def test_outbox_clear_command_empties_it(make_app: AppFactory, tmp_path: Path) -> None:
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"))
+    Outbox(tmp_path / "box.jsonl").send(Outgoing("sms", NUMBER, CODE_TEXT))
+    runner = app.test_cli_runner()
+    cleared = runner.invoke(args=["outbox", "clear"])
+    assert cleared.exit_code == 0, cleared.output
+    assert "Cleared 1 message(s)" in cleared.output
+    assert outbox.read(tmp_path / "box.jsonl") == []
+    assert "The outbox is empty." in runner.invoke(args=["outbox", "list"]).output
+
+
+def test_outbox_list_warns_when_sms_go_through_twilio(make_app: AppFactory, tmp_path: Path) -> None:
+    app: Flask = make_app(
+        IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"), IVR_DELIVERY="twilio", TWILIO_ACCOUNT_SID=SID
+    )
+    result = app.test_cli_runner().invoke(args=["outbox", "list"])
+    assert result.exit_code == 0
+    assert "IVR_DELIVERY is 'twilio'" in result.stderr
+
+
+# ---------------------------------------------------------------- SMTP
+
+
+@dataclass
+class Received:
+    """One SMTP transaction the sink accepted."""
+
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+    tls: bool
+    login: tuple[str, str] | None
+
+
+@dataclass
+class SinkOptions:
+    tls_context: ssl.SSLContext | None = None
+    starttls: bool = False
+    implicit_tls: bool = False
+    credentials: tuple[str, str] | None = None
+    refuse_recipients: bool = False
+    received: list[Received] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+
+class SmtpHandler(socketserver.BaseRequestHandler):
+    """Just enough of RFC 5321 (with STARTTLS and AUTH PLAIN) for smtplib."""
+
+    server: SmtpSink
+
+    def handle(self) -> None:
+        options = self.server.options
+        conn: socket.socket = self.request
+        tls = False
+        if options.implicit_tls:
+            assert options.tls_context is not None
+            conn = options.tls_context.wrap_socket(conn, server_side=True)
+            tls = True
+        reader = conn.makefile("rb")
+        mail_from, recipients, login = "", [], None
+        try:
+            conn.sendall(b"220 sink.test ESMTP\r\n")
+            while line := reader.readline():
+                command = line.decode("utf-8", "replace").rstrip("\r\n")
+                verb = command.split(" ", 1)[0].upper()
+                options.commands.append(verb)
+                if verb in ("EHLO", "HELO"):
+                    extensions = ["sink.test"]
+                    if options.starttls and not tls:
+                        extensions.append("STARTTLS")
+                    if options.credentials:
+                        extensions.append("AUTH PLAIN")
+                    extensions.append("8BITMIME")
+                    reply = "".join(f"250-{e}\r\n" for e in extensions[:-1])
+                    conn.sendall(f"{reply}250 {extensions[-1]}\r\n".encode())
+                elif verb == "STARTTLS" and options.starttls and options.tls_context:
+                    conn.sendall(b"220 go ahead\r\n")
+                    reader.close()
+                    conn = options.tls_context.wrap_socket(conn, server_side=True)
+                    reader = conn.makefile("rb")
+                    tls = True
+                elif verb == "AUTH" and options.credentials:
+                    raw = base64.b64decode(command.split()[2]).split(b"\0")
+                    given = (raw[1].decode(), raw[2].decode())
+                    if given == options.credentials:
+                        login = given
+                        conn.sendall(b"235 ok\r\n")
+                    else:
+                        conn.sendall(b"535 5.7.8 no\r\n")
+                elif verb == "MAIL":
+                    mail_from = command.split("<", 1)[1].split(">", 1)[0]
+                    conn.sendall(b"250 ok\r\n")
+                elif verb == "RCPT":
+                    address = command.split("<", 1)[1].split(">", 1)[0]
+                    if options.refuse_recipients:
+                        conn.sendall(f"550 5.1.1 <{address}> no such user\r\n".encode())
+                    else:
+                        recipients.append(address)
+                        conn.sendall(b"250 ok\r\n")
+                elif verb == "DATA":
+                    conn.sendall(b"354 go on\r\n")
+                    data = b""
+                    while (chunk := reader.readline()) not in (b".\r\n", b""):
+                        data += chunk[1:] if chunk.startswith(b"..") else chunk
+                    options.received.append(Received(mail_from, recipients, data, tls, login))
+                    conn.sendall(b"250 queued\r\n")
+                elif verb == "QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    break
+                else:
+                    conn.sendall(b"502 not here\r\n")
+        except (OSError, ssl.SSLError):
+            pass  # the client gave up (a test of a failure): nothing to answer
+        finally:
+            reader.close()
+            conn.close()
+
+
+class SmtpSink(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+    def __init__(self, options: SinkOptions):
+        self.options = options
+        super().__init__(("127.0.0.1", 0), SmtpHandler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SinkFactory]:
+    """Start SMTP sinks on 127.0.0.1 with the given options; stopped after the test."""
+    started: list[SmtpSink] = []
+
+    def start(**options: Any) -> SmtpSink:
+        sink = SmtpSink(SinkOptions(**options))
+        threading.Thread(target=sink.serve_forever, args=(SERVER_POLL,), daemon=True).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.shutdown()
+        sink.server_close()
+
+
+@dataclass(frozen=True)
+class Certificate:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A throwaway self-signed certificate for 127.0.0.1, and contexts on both sides."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return Certificate(server=server, client=client)
+
+
+def code_email(to: str = ADDRESS) -> Outgoing:
+    return Outgoing("email", to, CODE_TEXT, subject="Your verification code", call_sid="CA9")
+
+
+def test_smtp_plain_delivers_the_message(smtp_sink: SinkFactory) -> None:
+    sink = smtp_sink()
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{sink.port}", "Support <support@example.com>", 5)
+    message_id = mailer.send(code_email())
+
+    [received] = sink.options.received
+    assert received.mail_from == "support@example.com"
+    assert received.recipients == [ADDRESS]
+    email = message_from_bytes(received.data, policy=policy.default)
+    assert email["To"] == ADDRESS
+    assert email["Subject"] == "Your verification code"
+    assert email["Message-ID"] == message_id
+    assert message_id.endswith("@example.com>")
+    assert isinstance(email, EmailMessage)
+    assert email.get_content().strip() == CODE_TEXT
+
+
+def test_smtp_starttls_upgrades_before_login_and_mail(
+    smtp_sink: SinkFactory, certificate: Certificate
+) -> None:
+    sink = smtp_sink(
+        tls_context=certificate.server, starttls=True, credentials=("mailer", "p@ss:word")
+    )
+    mailer = SmtpEmail(
+        f"smtp+starttls://mailer:p%40ss%3Aword@127.0.0.1:{sink.port}",
+        "support@example.com",
+        5,
+        ssl_context=certificate.client,
+    )
+    mailer.send(code_email())
+    [received] = sink.options.received
+    assert received.tls
+    assert received.login == ("mailer", "p@ss:word")
+    assert sink.options.commands.index("STARTTLS") < sink.options.commands.index("AUTH")
+
+
+def test_smtps_speaks_tls_from_the_first_byte(
+    smtp_sink: SinkFactory, certificate: Certificate
+) -> None:
+    sink = smtp_sink(tls_context=certificate.server, implicit_tls=True)
+    mailer = SmtpEmail(
+        f"smtps://127.0.0.1:{sink.port}", "support@example.com", 5, ssl_context=certificate.client
+    )
+    mailer.send(code_email())
+    [received] = sink.options.received
+    assert received.tls
+
+
+def test_smtp_never_falls_back_to_plain_when_starttls_is_missing(smtp_sink: SinkFactory) -> None:
+    sink = smtp_sink(credentials=("mailer", "secret"))
+    mailer = SmtpEmail(f"smtp+starttls://mailer:secret@127.0.0.1:{sink.port}", "s@example.com", 5)
+    with pytest.raises(DeliveryFailed, match="does not offer STARTTLS"):
+        mailer.send(code_email())
+    assert "AUTH" not in sink.options.commands
+    assert "MAIL" not in sink.options.commands
+    assert sink.options.received == []
+
+
+def test_smtps_against_a_plain_server_fails_as_tls(smtp_sink: SinkFactory) -> None:
+    sink = smtp_sink()
+    mailer = SmtpEmail(f"smtps://127.0.0.1:{sink.port}", "support@example.com", 5)
+    with pytest.raises(DeliveryFailed, match="TLS with the mail server failed"):
+        mailer.send(code_email())
+    assert sink.options.received == []
+
+
+def test_smtp_certificate_not_trusted_fails(
+    smtp_sink: SinkFactory, certificate: Certificate
+) -> None:
+    sink = smtp_sink(tls_context=certificate.server, starttls=True)
+    mailer = SmtpEmail(f"smtp+starttls://127.0.0.1:{sink.port}", "support@example.com", 5)
+    with pytest.raises(DeliveryFailed, match="TLS with the mail server failed"):
+        mailer.send(code_email())
+    assert sink.options.received == []
+
+
+def test_smtp_refused_recipient_is_a_plain_failure_without_the_address(
+    smtp_sink: SinkFactory,
+) -> None:
+    sink = smtp_sink(refuse_recipients=True)
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{sink.port}", "support@example.com", 5)
+    with pytest.raises(DeliveryFailed) as failure:
+        mailer.send(code_email())
+    assert failure.value.channel == "email"
+    assert failure.value.reason == "the mail server refused the recipient"
+    assert ADDRESS not in str(failure.value)
+
+
+def test_smtp_wrong_password_is_a_plain_failure(
+    smtp_sink: SinkFactory, certificate: Certificate
+) -> None:
+    sink = smtp_sink(tls_context=certificate.server, starttls=True, credentials=("mailer", "right"))
+    mailer = SmtpEmail(
+        f"smtp+starttls://mailer:wrong@127.0.0.1:{sink.port}",
+        "support@example.com",
+        5,
+        ssl_context=certificate.client,
+    )
+    with pytest.raises(DeliveryFailed, match="refused our login"):
+        mailer.send(code_email())
+    assert sink.options.received == []
+
+
+def test_smtp_header_injection_is_refused_before_connecting() -> None:
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{unused_port()}", "support@example.com", 5)
+    with pytest.raises(DeliveryFailed, match="not a valid email address"):
+        mailer.send(code_email(to=f"{ADDRESS}\r\nBcc: thief@example.net"))
+
+
+def test_a_sender_address_that_cannot_be_a_header_stops_the_boot() -> None:
+    with pytest.raises(ConfigError, match="IVR_EMAIL_FROM"):
+        SmtpEmail("smtp://127.0.0.1:25", "support@example.com\nBcc: x@example.net", 5)
+
+
+def test_smtp_server_down_is_a_plain_failure() -> None:
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{unused_port()}", "support@example.com", 5)
+    with pytest.raises(DeliveryFailed, match=r"could not reach the mail server \(Connection"):
+        mailer.send(code_email())
+
+
+def test_smtp_server_that_never_answers_times_out(silent_port: int) -> None:
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{silent_port}", "support@example.com", 0.3)
+    with pytest.raises(DeliveryFailed, match="did not answer in time"):
+        mailer.send(code_email())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://127.0.0.1:1025", SmtpServer("127.0.0.1", 1025, "none", None, None)),
+        ("smtp://mail.example.test", SmtpServer("mail.example.test", 25, "none", None, None)),
+        (
+            "smtp://u:p@mail.example.test:587",
+            SmtpServer("mail.example.test", 587, "starttls", "u", "p"),
+        ),
+        (
+            "smtp+starttls://u:p@mail.example.test",
+            SmtpServer("mail.example.test", 587, "starttls", "u", "p"),
+        ),
+        (
+            "smtp+starttls://mail.example.test:2525",
+            SmtpServer("mail.example.test", 2525, "starttls", None, None),
+        ),
+        (
+            "smtps://u%40x:p%2Fq@mail.example.test",
+            SmtpServer("mail.example.test", 465, "implicit", "u@x", "p/q"),
+        ),
+        (
+            "SMTPS://mail.example.test:2465",
+            SmtpServer("mail.example.test", 2465, "implicit", None, None),
+        ),
+        ("smtp://u:p@localhost:1025", SmtpServer("localhost", 1025, "none", "u", "p")),
+    ],
+)
+def test_smtp_url_forms(url: str, expected: SmtpServer) -> None:
+    assert parse_smtp_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://mail.example.test", "must start with smtp://"),
+        ("mail.example.test:25", "must start with smtp://"),
+        ("smtp://:25", "names no host"),
+        ("smtp://mail.example.test:port", "port that is not a number"),
+        ("smtp://u:p@mail.example.test:25", "password but no TLS"),
+    ],
+)
+def test_smtp_url_problems_are_config_errors(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_smtp_url(url)
+
+
+# ---------------------------------------------------------------- Twilio SMS
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    form: dict[str, list[str]]
+    authorization: str | None
+
+
+class FakeTwilio(ThreadingHTTPServer):
+    """Answers every POST with `status` and `payload`, remembering what it was sent."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeTwilioHandler)
+        self.status = 201
+        self.payload: dict[str, object] = {"sid": "SM" + "f" * 32, "status": "queued"}
+        self.seen: list[SeenRequest] = []
+        self.raw: bytes | None = None  # sent instead of the JSON payload when set
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class FakeTwilioHandler(BaseHTTPRequestHandler):
+    server: FakeTwilio
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        self.server.seen.append(
+            SeenRequest("POST", self.path, form, self.headers.get("Authorization"))
+        )
+        body = self.server.raw or json.dumps(self.server.payload).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test asserts on what was seen."""
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    server = FakeTwilio()
+    threading.Thread(target=server.serve_forever, args=(SERVER_POLL,), daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+def unused_port() -> int:
+    """A port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def twilio_settings(tmp_path: Path, api_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "TWILIO_ACCOUNT_SID": SID,
+            "TWILIO_AUTH_TOKEN": "test-token",
+            "IVR_TWILIO_API_URL": api_url,
+            "IVR_SUPPORT_NUMBER": SUPPORT,
+        },
+        instance_path=tmp_path,
+    )
+
+
+@pytest.fixture
+def sms_channel(tmp_path: Path) -> Iterator[SmsFactory]:
+    """Build the SMS channel as the registry does, for an API URL; pools closed afterwards."""
+    clients = []
+
+    def build(api_url: str, timeout: float = DEFAULT_TIMEOUT) -> TwilioSms:
+        client = make_client(twilio_settings(tmp_path, api_url), timeout=timeout)
+        clients.append(client)
+        return TwilioSms(client, SUPPORT)
+
+    yield build
+    for client in clients:
+        close(client)
+
+
+def code_sms() -> Outgoing:
+    return Outgoing("sms", NUMBER, CODE_TEXT, call_sid="CA7", purpose="verify")
+
+
+def test_sms_goes_through_the_real_client_to_the_configured_api(
+    sms_channel: SmsFactory, fake_twilio: FakeTwilio
+) -> None:
+    sms = sms_channel(fake_twilio.url)
+    assert sms.send(code_sms()) == "SM" + "f" * 32
+    [seen] = fake_twilio.seen
+    assert seen.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
+    assert seen.form == {"To": [NUMBER], "From": [SUPPORT], "Body": [CODE_TEXT]}
+    expected = base64.b64encode(f"{SID}:test-token".encode()).decode()
+    assert seen.authorization == f"Basic {expected}"
+
+
+INVALID_NUMBER_ANSWERS = {
+    "legacy": {
+        "code": 21211,
+        "message": f"The 'To' number {NUMBER} is not a valid phone number.",
+        "more_info": "https://www.twilio.com/docs/errors/21211",
+        "status": 400,
+    },
+    "rfc9457": {
+        "type": "https://www.twilio.com/docs/errors/21211",
+        "title": "Invalid 'To' Phone Number",
+        "status": 400,
+        "code": 21211,
+        "detail": f"The 'To' number {NUMBER} is not a valid phone number.",
+    },
+}
+
+
+@pytest.mark.parametrize("shape", sorted(INVALID_NUMBER_ANSWERS))
+def test_twilio_error_becomes_a_plain_failure_without_number_or_body(
+    sms_channel: SmsFactory, fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture, shape: str
+) -> None:
+    fake_twilio.status = 400
+    fake_twilio.payload = INVALID_NUMBER_ANSWERS[shape]
+    caplog.set_level("DEBUG")
+    sms = sms_channel(fake_twilio.url)
+    with pytest.raises(TwilioDeliveryFailed) as failure:
+        sms.send(code_sms())
+    error = failure.value
+    assert isinstance(error, DeliveryFailed)
+    assert error.channel == "sms"
+    assert (error.code, error.status) == (21211, 400)
+    assert error.reason == "the number is not a valid phone number (Twilio error 21211)"
+    assert error.__cause__ is None and error.__suppress_context__  # Twilio's text is dropped
+    for text in (str(error), caplog.text):
+        assert NUMBER not in text
+        assert "482913" not in text
+
+
+def test_twilio_error_without_a_code_names_the_http_status(
+    sms_channel: SmsFactory, fake_twilio: FakeTwilio
+) -> None:
+    fake_twilio.status = 503
+    fake_twilio.payload = {"message": "try later"}
+    sms = sms_channel(fake_twilio.url)
+    with pytest.raises(
+        DeliveryFailed, match=r"^sms delivery failed: Twilio had a problem \(HTTP 503\)$"
+    ):
+        sms.send(code_sms())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"<html>502 Bad Gateway</html>", b'["not", "a", "message"]', b'{"status": "queued"}'],
+    ids=["html", "json-list", "no-sid"],
+)
+def test_twilio_answer_that_is_not_a_message_is_a_failure(
+    sms_channel: SmsFactory, fake_twilio: FakeTwilio, raw: bytes
+) -> None:
+    fake_twilio.raw = raw
+    sms = sms_channel(fake_twilio.url)
+    with pytest.raises(DeliveryFailed, match="Twilio sent an answer we could not read"):
+        sms.send(code_sms())
+
+
+def test_twilio_that_never_answers_times_out(sms_channel: SmsFactory, silent_port: int) -> None:
+    sms = sms_channel(f"http://127.0.0.1:{silent_port}", timeout=0.3)
+    with pytest.raises(DeliveryFailed) as failure:
+        sms.send(code_sms())
+    assert failure.value.reason == "Twilio did not answer in time"
+    assert NUMBER not in str(failure.value)
+
+
+def test_twilio_unreachable_is_a_plain_failure(sms_channel: SmsFactory) -> None:
+    sms = sms_channel(f"http://127.0.0.1:{unused_port()}")
+    with pytest.raises(DeliveryFailed, match=r"could not reach Twilio \(ConnectionError\)"):
+        sms.send(code_sms())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://api.twilio.com/2010-04-01/Accounts.json",
+            "http://mock:4010/2010-04-01/Accounts.json",
+        ),
+        ("https://api.twilio.com", "http://mock:4010"),
+        ("https://api.dublin.ie1.twilio.com/2010-04-01/x", "http://mock:4010/2010-04-01/x"),
+        ("https://verify.twilio.com/v2/Services", "https://verify.twilio.com/v2/Services"),
+        ("https://api.twilio.com.example.net/x", "https://api.twilio.com.example.net/x"),
+    ],
+)
+def test_rebase_rewrites_only_the_twilio_api_host(url: str, expected: str) -> None:
+    assert RebasedHttpClient("http://mock:4010/").rebase(url) == expected
+
+
+def test_rebase_leaves_urls_alone_without_an_override() -> None:
+    url = "https://api.dublin.ie1.twilio.com/2010-04-01/x"
+    assert RebasedHttpClient().rebase(url) == url
