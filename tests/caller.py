@@ -3,10 +3,13 @@ and checks every TwiML document the service answers against Twilio's schema."""
 
 from __future__ import annotations
 
+import re
+
 from conftest import AUTH_TOKEN, PUBLIC_URL
 from flask import Flask
 from twiml_schema import assert_valid_twiml
 
+from ivr.delivery import outbox
 from ivr.simulator.player import CallResult, Scripted, Simulator
 from ivr.simulator.transport import InProcess, Reply
 
@@ -40,4 +43,11 @@ class Phone:
         simulator = Simulator(
             SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent
         )
-        return simulator.call(caller, Scripted(keys), call_sid=call_sid, extra=extra)
+        keypad = Scripted(keys, self.latest_code)  # "@code" keys in the code just sent
+        return simulator.call(caller, keypad, call_sid=call_sid, extra=extra)
+
+    def latest_code(self) -> str | None:
+        """The code in the newest message of the app's local outbox."""
+        messages = outbox.read(self.app.config["IVR_SETTINGS"].outbox_path, limit=1)
+        found = re.search(r"\b(\d{6,10})\b", messages[-1].body) if messages else None
+        return found.group(1) if found else None
