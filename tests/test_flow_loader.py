@@ -293,3 +293,30 @@ def test_flows_validate_cli_accepts_the_shipped_flows() -> None:
     result = CliRunner().invoke(flows, ["validate", str(FLOWS), "--prompts", str(PROMPTS)])
     assert result.exit_code == 0, result.output
     assert "support.yaml: ok" in result.output
+
+
+def test_transfer_targets_are_resolved_once_at_load(tmp_path: Path) -> None:
+    """A node's own `target` is parsed when the flow loads, and the engine dials it."""
+    from ivr.flow.engine import Engine
+    from ivr.flow.instructions import Transfer
+    from ivr.flow.model import TransferNode, TransferTarget
+
+    path = write_flow(
+        tmp_path,
+        "nodes:\n  hello:\n    type: transfer\n    reason: caller_request\n"
+        "    target: (415) 555-0199\n    unanswered: bye\n  bye:\n    type: hangup\n",
+    )
+    definitions, problems = check_definitions(tmp_path, PROMPTS, "US", only=[path])
+    assert problems == [] and definitions is not None
+    flow = definitions.flows["tiny"]
+    node = flow.nodes["hello"]
+    assert isinstance(node, TransferNode)
+    assert node.destination == TransferTarget("number", "+14155550199")
+
+    default = TransferTarget("queue", "support")
+    turn = Engine(flow, definitions.catalog, None, default, "US").start(
+        "CA" + "9" * 32, "anonymous"
+    )  # type: ignore[arg-type]
+    assert [i for i in turn.instructions if isinstance(i, Transfer)] == [
+        Transfer(TransferTarget("number", "+14155550199"), turn.state.step)
+    ]

@@ -39,7 +39,6 @@ from ivr.flow.model import (
     SendCodeNode,
     TransferNode,
     TransferTarget,
-    parse_target,
 )
 from ivr.flow.state import MAX_CANDIDATES, CallState
 from ivr.phone import normalise_caller_id
@@ -141,11 +140,6 @@ class Engine:
         self.directory = directory
         self.default_region = default_region
         self.clock = clock
-        self.targets: Mapping[str, TransferTarget] = {
-            node_id: parse_target(node.target, default_region) if node.target else default_target
-            for node_id, node in flow.nodes.items()
-            if isinstance(node, TransferNode)
-        }
         self.default_target = default_target
 
     # ------------------------------------------------------------ entry points
@@ -201,7 +195,9 @@ class Engine:
             if isinstance(node, InputNode):
                 turn.instructions.append(self._gather(turn, node))
             elif isinstance(node, TransferNode):
-                turn.instructions.append(Transfer(self.targets[node.id], state.step))
+                turn.instructions.append(
+                    Transfer(node.destination or self.default_target, state.step)
+                )
             else:
                 raise CallError(f"call {state.call_sid} waits on {state.node!r}, which cannot wait")
         return turn
@@ -396,7 +392,7 @@ def _enter_transfer(engine: Engine, turn: Turn, node: TransferNode) -> None:
     if node.prompt:
         turn.instructions.append(engine._say(turn, node.prompt))
     state.step += 1
-    turn.instructions.append(Transfer(engine.targets[node.id], state.step))
+    turn.instructions.append(Transfer(node.destination or engine.default_target, state.step))
     return None
 
 

@@ -12,7 +12,7 @@ import re
 import string
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from types import MappingProxyType, NoneType, UnionType
 from typing import Any
@@ -32,6 +32,8 @@ from ivr.flow.model import (
     Flow,
     Node,
     PromptSet,
+    TransferNode,
+    parse_target,
 )
 from ivr.flow.validate import PartialNode, validate_flow
 
@@ -271,6 +273,10 @@ def load_flow(
     if problems:
         return None, problems
     assert isinstance(start, str) and isinstance(name, str)
+    # Resolve transfer targets now (validated above), so no call ever parses one.
+    for node_id, node in nodes.items():
+        if isinstance(node, TransferNode) and node.target:
+            nodes[node_id] = replace(node, destination=parse_target(node.target, default_region))
     flow = Flow(
         name=name,
         file=file,

@@ -92,6 +92,19 @@ def internal(**kwargs: Any) -> Any:
     return field(metadata={"internal": True}, **kwargs)
 
 
+@dataclass(frozen=True)
+class TransferTarget:
+    """Where a transfer goes: kind is number, sip, client or queue."""
+
+    kind: str
+    address: str
+
+    @property
+    def rings_a_person(self) -> bool:
+        """Dial targets get a whisper; a queue has no agent leg to whisper to."""
+        return self.kind != "queue"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Node:
     """Base of every node kind: its id and where it was defined."""
@@ -222,6 +235,10 @@ class TransferNode(Node):
     target: str | None = None  # None: the service's configured agent target
     reason: str = choice(TRANSFER_REASONS)
     unanswered: str = node_ref()
+    # `target` parsed by the loader once per flow version (None: the configured target).
+    destination: TransferTarget | None = field(
+        default=None, compare=False, metadata={"internal": True}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,19 +262,6 @@ NODE_TYPES: Mapping[str, type[Node]] = {
 }
 
 TERMINAL_TYPES = (HangupNode,)
-
-
-@dataclass(frozen=True)
-class TransferTarget:
-    """Where a transfer goes: kind is number, sip, client or queue."""
-
-    kind: str
-    address: str
-
-    @property
-    def rings_a_person(self) -> bool:
-        """Dial targets get a whisper; a queue has no agent leg to whisper to."""
-        return self.kind != "queue"
 
 
 def parse_target(text: str, default_region: str) -> TransferTarget:
