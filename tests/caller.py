@@ -1,16 +1,20 @@
 """The tests' phone: places calls through the project's simulator over signed webhooks,
-and checks every TwiML document the service answers against Twilio's schema."""
+checks every TwiML answer against Twilio's schema, and keys in the one-time codes the
+service "sends" to its local outbox (`@code`, `@code#`, `@wrong`)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from conftest import AUTH_TOKEN, PUBLIC_URL
 from flask import Flask
 from twiml_schema import assert_valid_twiml
 
 from ivr.delivery import outbox
-from ivr.simulator.player import CallResult, Scripted, Simulator
+from ivr.delivery.outbox import OutboxMessage
+from ivr.simulator.player import CallResult, Simulator
 from ivr.simulator.transport import InProcess, Reply
 
 
@@ -24,8 +28,65 @@ class SchemaCheckingTransport(InProcess):
         return reply
 
 
+CODE_IN_MESSAGE = re.compile(r"\b(\d{6,10})\b")
+
+Entry = str | Callable[[], str]
+
+
+def sent(app: Flask) -> list[OutboxMessage]:
+    """Everything the app "sent" (its local outbox), oldest first."""
+    return outbox.read(app.config["IVR_SETTINGS"].outbox_path)
+
+
+def code_of(message: OutboxMessage) -> str:
+    """The one-time code a message carries."""
+    found = CODE_IN_MESSAGE.search(message.body)
+    assert found, f"no code in {message.body!r}"
+    return found.group(1)
+
+
+def sent_codes(app: Flask) -> list[str]:
+    """The codes in the outbox, oldest first."""
+    return [code_of(message) for message in sent(app)]
+
+
+def wrong(code: str) -> str:
+    """A code of the same length that differs from `code` in every digit."""
+    return "".join(str((int(digit) + 1) % 10) for digit in code)
+
+
+class CodeKeypad:
+    """Scripted keys; `@code` (or `@code#`) is the newest code in the outbox when its
+    prompt plays, `@wrong` a code that differs from it in every digit, and a function
+    is called then and its answer pressed. An empty list hangs up."""
+
+    def __init__(self, app: Flask, entries: Sequence[Entry]):
+        self.app = app
+        self.entries = list(entries)
+
+    def keys(self, listening: str) -> str | None:
+        if not self.entries:
+            return None
+        entry = self.entries.pop(0)
+        if callable(entry):
+            entry = entry()
+        codes = sent_codes(self.app)
+        if entry.startswith("@code"):
+            assert codes, "the caller was asked for a code, but none was sent"
+            return codes[-1] + entry.removeprefix("@code")
+        if entry == "@wrong":
+            assert codes, "the caller was asked for a code, but none was sent"
+            return wrong(codes[-1])
+        return entry
+
+
 class Phone:
-    """Places simulated calls into a test app."""
+    """Places simulated calls into a test app, keying in codes from its outbox (CodeKeypad).
+
+    Every call placed is kept, so the log check knows which keys were pressed.
+    """
+
+    placed: ClassVar[list[CallResult]] = []
 
     def __init__(self, app: Flask):
         self.app = app
@@ -33,7 +94,7 @@ class Phone:
     def call(
         self,
         caller: str,
-        keys: list[str],
+        keys: Sequence[Entry],
         *,
         agent: str = "accept",
         call_sid: str | None = None,
@@ -43,11 +104,7 @@ class Phone:
         simulator = Simulator(
             SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent
         )
-        keypad = Scripted(keys, self.latest_code)  # "@code" keys in the code just sent
-        return simulator.call(caller, keypad, call_sid=call_sid, extra=extra)
-
-    def latest_code(self) -> str | None:
-        """The code in the newest message of the app's local outbox."""
-        messages = outbox.read(self.app.config["IVR_SETTINGS"].outbox_path, limit=1)
-        found = re.search(r"\b(\d{6,10})\b", messages[-1].body) if messages else None
-        return found.group(1) if found else None
+        keypad = CodeKeypad(self.app, keys)
+        result = simulator.call(caller, keypad, call_sid=call_sid, extra=extra)
+        self.placed.append(result)
+        return result

@@ -4,7 +4,7 @@ After the account digits pass, the service sends a code (by text message, or by
 email on request) and asks for it; only a caller who keys it in reaches the menu
 and is greeted by name. Calls are played by the simulator over signed webhooks into
 a real app; the code is read from the app's local outbox, as a person would read
-their phone (`@code`, see tests/test_journeys.py's CodePhone). Tests check what the
+their phone (`@code`, see tests/test_journeys.py's Phone). Tests check what the
 caller hears (against the app's prompt texts), what was sent, what the agent hears,
 the `call.ended` audit row and, for every test, that nothing secret was logged.
 """
@@ -21,29 +21,29 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from caller import CODE_IN_MESSAGE, Entry, Phone, code_of, sent, sent_codes, wrong
 from flask import Flask
-from test_journeys import (
+from kit import (
     AGENT,
-    CODE_IN_MESSAGE,
     DIGITS_AND_SMS,
     JANE_PHONE,
-    CodePhone,
-    Entry,
     add_account,
     assert_nothing_secret_logged,
     call_ended_rows,
+    call_form,
     caller_documents,
     checked_logs,
-    code_of,
+    gather_step,
     greeting,
-    sent,
-    sent_codes,
+    new_sid,
+    post,
+    says,
+    state_of,
     text,
+    twiml,
     unverified_whisper,
     verified_whisper,
-    wrong,
 )
-from test_webhooks import call_form, gather_step, new_sid, post, says, state_of, twiml
 
 from ivr import keys
 from ivr.codes import CodeService, Issued
@@ -52,12 +52,6 @@ from ivr.voice import views
 JANE_EMAIL = "jane@example.com"
 MINUTES = "5"  # the default code lifetime, 300 s, as the messages word it
 TWILIO_SID = "AC" + "0" * 32
-
-
-@pytest.fixture
-def phone(app: Flask) -> CodePhone:
-    """Calls into `app` that can key in the codes it sends."""
-    return CodePhone(app)
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +93,7 @@ def redis_has(app: Flask, key: str) -> bool:
 # --- the code by text message ----------------------------------------------------------------
 
 
-def test_sms_code_verifies_and_the_menu_greets_by_first_name(app: Flask, phone: CodePhone) -> None:
+def test_sms_code_verifies_and_the_menu_greets_by_first_name(app: Flask, phone: Phone) -> None:
     """Digits, then the texted code: the menu says "Jane", the agent hears both methods."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
@@ -147,7 +141,7 @@ def test_code_length_follows_the_setting(make_app: Any) -> None:
     app = make_app(IVR_CODE_LENGTH="8")
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     (code,) = sent_codes(app)
     assert len(code) == 8
@@ -160,7 +154,7 @@ def test_code_length_follows_the_setting(make_app: Any) -> None:
     assert gather is not None and gather.get("numDigits") == "8"
 
 
-def test_one_wrong_code_then_the_right_one_verifies(app: Flask, phone: CodePhone) -> None:
+def test_one_wrong_code_then_the_right_one_verifies(app: Flask, phone: Phone) -> None:
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
     result = phone.call(JANE_PHONE, ["1", "4321", "@wrong", "@code", "1"])
@@ -176,7 +170,7 @@ def test_one_wrong_code_then_the_right_one_verifies(app: Flask, phone: CodePhone
     assert row.details["verification"] == "code"
 
 
-def test_three_wrong_codes_transfer_unverified(app: Flask, phone: CodePhone) -> None:
+def test_three_wrong_codes_transfer_unverified(app: Flask, phone: Phone) -> None:
     """A wrong code gets the retry prompt; the third wrong one ends with an agent."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
@@ -203,7 +197,7 @@ def test_three_wrong_codes_transfer_unverified(app: Flask, phone: CodePhone) -> 
 
 
 def test_pressing_1_sends_a_new_code_and_the_old_one_stops_working(
-    app: Flask, phone: CodePhone
+    app: Flask, phone: Phone
 ) -> None:
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
@@ -227,7 +221,7 @@ def test_pressing_1_sends_a_new_code_and_the_old_one_stops_working(
     assert row.details["methods"] == list(DIGITS_AND_SMS)
 
 
-def test_pressing_2_sends_the_code_by_email(app: Flask, phone: CodePhone) -> None:
+def test_pressing_2_sends_the_code_by_email(app: Flask, phone: Phone) -> None:
     """2 emails a code to the address on file; it replaces the texted one."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321", email=JANE_EMAIL)
 
@@ -260,7 +254,7 @@ def test_pressing_2_sends_the_code_by_email(app: Flask, phone: CodePhone) -> Non
 
 
 def test_pressing_2_without_an_email_on_file_offers_the_trouble_menu(
-    app: Flask, phone: CodePhone
+    app: Flask, phone: Phone
 ) -> None:
     """No address on file: the caller is told so and offered a text again or an agent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
@@ -320,7 +314,7 @@ def code_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def test_code_entered_after_its_lifetime_has_expired(
-    app: Flask, phone: CodePhone, code_clock: Clock
+    app: Flask, phone: Phone, code_clock: Clock
 ) -> None:
     """400 s after the text (the lifetime is 300 s) the code is refused and a new one sent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
@@ -340,7 +334,7 @@ def test_code_entered_after_its_lifetime_has_expired(
 
 
 def test_code_entered_within_its_lifetime_still_works(
-    app: Flask, phone: CodePhone, code_clock: Clock
+    app: Flask, phone: Phone, code_clock: Clock
 ) -> None:
     """The control for the test above: 200 s later the same code is accepted."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
@@ -359,7 +353,7 @@ def test_code_entered_within_its_lifetime_still_works(
 
 @pytest.mark.parametrize(("earlier_sends", "limited"), [(4, False), (5, True)])
 def test_send_limit_sends_the_caller_to_an_agent(
-    app: Flask, phone: CodePhone, earlier_sends: int, limited: bool
+    app: Flask, phone: Phone, earlier_sends: int, limited: bool
 ) -> None:
     """5 codes sent in the last 10 minutes (on other calls): no sixth, the caller gets an agent."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
@@ -389,9 +383,7 @@ def test_send_limit_sends_the_caller_to_an_agent(
         assert row.details["verification"] == "code"
 
 
-def test_lockout_builds_up_across_calls_and_survives_a_new_call(
-    app: Flask, phone: CodePhone
-) -> None:
+def test_lockout_builds_up_across_calls_and_survives_a_new_call(app: Flask, phone: Phone) -> None:
     """10 consecutive wrong codes, over several calls, lock the account: the next call goes
     straight to an agent after the digits, and no code is sent."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
@@ -463,7 +455,7 @@ def _locked_out(app: Flask, account_id: int) -> list[Entry]:
     ids=["three-wrong-codes", "send-limit", "no-email-then-agent", "locked-out"],
 )
 def test_caller_who_fails_the_code_step_is_announced_unverified(
-    app: Flask, phone: CodePhone, scenario: Callable[[Flask, int], list[Entry]]
+    app: Flask, phone: Phone, scenario: Callable[[Flask, int], list[Entry]]
 ) -> None:
     """Digits alone are not verification any more: the agent must hear "Unverified caller".
 
@@ -569,7 +561,7 @@ def test_sms_that_cannot_be_sent_is_withdrawn_and_the_caller_offered_help(
     app = twilio_app(make_app, twilio_api)
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "1", "3"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1", "3"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -606,7 +598,7 @@ def test_sms_through_twilio_delivers_the_code(make_app: Any, twilio_api: FakeTwi
     def texted_code() -> str:
         return twilio_api.codes[-1]
 
-    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", texted_code, "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", texted_code, "1"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -671,7 +663,7 @@ def test_replayed_webhooks_never_send_a_second_code(app: Flask) -> None:
 # --- Spanish --------------------------------------------------------------------------------------
 
 
-def test_spanish_caller_gets_the_spanish_text_message(app: Flask, phone: CodePhone) -> None:
+def test_spanish_caller_gets_the_spanish_text_message(app: Flask, phone: Phone) -> None:
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
     result = phone.call(JANE_PHONE, ["2", "4321", "@code", "1"])

@@ -7,7 +7,7 @@ loaded, so rewording a prompt never breaks them; what was stored is read back fr
 the audit table and Redis after the call.
 
 Callers key in the one-time code the service just "texted" them: the code is read
-from the app's local outbox when its prompt plays (`@code`, see CodePhone). Every
+from the app's local outbox when its prompt plays (`@code`, see Phone). Every
 test here runs with all logging captured, and fails if a record carries a code, the
 keys a caller pressed, a full phone number or an email address (security.md).
 """
@@ -15,253 +15,40 @@ keys a caller pressed, a full phone number or an email address (security.md).
 from __future__ import annotations
 
 import logging
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from caller import Phone, SchemaCheckingTransport
-from conftest import AUTH_TOKEN, PUBLIC_URL
-from factories import make_account
+from caller import Phone, sent, sent_codes
 from flask import Flask
-from sqlalchemy import select
+from kit import (
+    AGENT,
+    DIGITS_AND_SMS,
+    JANE_PHONE,
+    NUMBER_AND_SMS,
+    add_account,
+    assert_nothing_secret_logged,
+    call_ended_rows,
+    caller_documents,
+    checked_logs,
+    dial_of,
+    greeting,
+    heard_before_keys,
+    stored_state,
+    text,
+    unverified_whisper,
+    verified_whisper,
+)
 
-from ivr import db, keys, store
-from ivr.delivery import outbox
-from ivr.delivery.outbox import OutboxMessage
-from ivr.models import AuditEvent
-from ivr.simulator.player import CallResult, Simulator
-
-AGENT = "+15005550006"  # IVR_AGENT_TARGET of the test app
-JANE_PHONE = "+14155550100"
 JANE_MASKED = "+1415•••0100"
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
-def text(app: Flask, key: str, language: str = "en-US", **values: str) -> str:
-    """A prompt as the caller hears it: placeholders filled, whitespace as the simulator logs it."""
-    raw = app.extensions["ivr.runtime"].definitions.catalog.text(language, key)
-    return " ".join(raw.format(**values).split()) if values else " ".join(raw.split())
-
-
-def greeting(app: Flask) -> list[str]:
-    """The welcome and the language choice, spoken once in each language."""
-    return [
-        text(app, "welcome"),
-        text(app, "language_option", "en-US"),
-        text(app, "language_option", "es-US"),
-    ]
-
-
-# How a caller who passed both steps was verified, as the whisper names it.
-DIGITS_AND_SMS = ("account_digits", "code_sms")
-NUMBER_AND_SMS = ("account_number", "code_sms")
-
-
-def verified_whisper(
-    app: Flask, name: str, last4: str, methods: str | Sequence[str], reason: str
-) -> str:
-    """What the agent hears about a caller who passed verification, by every method used."""
-    names = [methods] if isinstance(methods, str) else list(methods)
-    return text(
-        app,
-        "whisper_verified",
-        name=name,
-        account_last4=" ".join(last4),
-        method=" and ".join(text(app, f"method_{method}") for method in names),
-        reason=text(app, f"reason_{reason}"),
-    )
-
-
-def unverified_whisper(app: Flask, reason: str) -> str:
-    """What the agent hears about a caller who did not pass verification."""
-    return text(app, "whisper_unverified", reason=text(app, f"reason_{reason}"))
-
-
-def add_account(
-    app: Flask, name: str, phone: str, account_number: str, email: str | None = None
-) -> int:
-    """One committed account (in a context of its own, so calls use their own sessions)."""
-    with app.app_context():
-        account = make_account(
-            db.session(), name=name, phone=phone, account_number=account_number, email=email
-        )
-        return account.id
-
-
-def call_ended_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
-    """The `call.ended` audit rows of one call, read on a fresh session."""
-    with app.app_context():
-        query = select(AuditEvent).where(
-            AuditEvent.call_sid == call_sid, AuditEvent.action == "call.ended"
-        )
-        return list(db.session().scalars(query))
-
-
-def stored_state(app: Flask, call_sid: str) -> Any:
-    """The raw call state kept in Redis for `call_sid` (None when there is none)."""
-    with app.app_context():
-        return store.client().get(keys.call_state(call_sid))
-
-
-def caller_documents(result: CallResult) -> list[tuple[str, ET.Element]]:
-    """The TwiML documents of the caller's leg (not the agent's whisper), parsed."""
-    return [
-        (url, ET.fromstring(body)) for url, body in result.documents if "/voice/whisper" not in url
-    ]
-
-
-def dial_of(result: CallResult) -> ET.Element:
-    """The one <Dial> the caller's leg received."""
-    dials = [dial for _, doc in caller_documents(result) for dial in doc.iter("Dial")]
-    assert len(dials) == 1, f"expected one <Dial>, got {len(dials)}"
-    return dials[0]
-
-
-# --- one-time codes: the outbox, and a phone that keys codes in -------------------------------
-
-CODE_IN_MESSAGE = re.compile(r"\b(\d{6,10})\b")
-
-Entry = str | Callable[[], str]
-
-
-def sent(app: Flask) -> list[OutboxMessage]:
-    """Everything the app "sent" (its local outbox), oldest first."""
-    return outbox.read(app.config["IVR_SETTINGS"].outbox_path)
-
-
-def code_of(message: OutboxMessage) -> str:
-    """The one-time code a message carries."""
-    found = CODE_IN_MESSAGE.search(message.body)
-    assert found, f"no code in {message.body!r}"
-    return found.group(1)
-
-
-def sent_codes(app: Flask) -> list[str]:
-    """The codes in the outbox, oldest first."""
-    return [code_of(message) for message in sent(app)]
-
-
-def wrong(code: str) -> str:
-    """A code of the same length that differs from `code` in every digit."""
-    return "".join(str((int(digit) + 1) % 10) for digit in code)
-
-
-class CodeKeypad:
-    """Scripted keys; `@code` (or `@code#`) is the newest code in the outbox when its
-    prompt plays, `@wrong` a code that differs from it in every digit, and a function
-    is called then and its answer pressed. An empty list hangs up."""
-
-    def __init__(self, app: Flask, entries: Sequence[Entry]):
-        self.app = app
-        self.entries = list(entries)
-
-    def keys(self, listening: str) -> str | None:
-        if not self.entries:
-            return None
-        entry = self.entries.pop(0)
-        if callable(entry):
-            entry = entry()
-        codes = sent_codes(self.app)
-        if entry.startswith("@code"):
-            assert codes, "the caller was asked for a code, but none was sent"
-            return codes[-1] + entry.removeprefix("@code")
-        if entry == "@wrong":
-            assert codes, "the caller was asked for a code, but none was sent"
-            return wrong(codes[-1])
-        return entry
-
-
-class CodePhone(Phone):
-    """The tests' phone (tests/caller.py), keying in codes from the outbox (CodeKeypad).
-
-    Every call placed is kept, so the log check knows which keys were pressed.
-    """
-
-    placed: ClassVar[list[CallResult]] = []
-
-    def call(
-        self,
-        caller: str,
-        keys: Sequence[Entry],
-        *,
-        agent: str = "accept",
-        call_sid: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> CallResult:
-        simulator = Simulator(
-            SchemaCheckingTransport(self.app, AUTH_TOKEN), PUBLIC_URL, agent=agent
-        )
-        keypad = CodeKeypad(self.app, keys)
-        result = simulator.call(caller, keypad, call_sid=call_sid, extra=extra)
-        self.placed.append(result)
-        return result
-
-
-@pytest.fixture
-def phone(app: Flask) -> CodePhone:
-    """Calls into `app` that can key in the codes it sends."""
-    return CodePhone(app)
-
-
 # --- nothing secret in the logs ---------------------------------------------------------------
-
-# Opaque ids are hex and may contain any digits: CallSids, outbox and message ids, flow versions.
-OPAQUE_IDS = [
-    re.compile(r"\b(?:CA|AC|OB|SM|MM)[0-9a-f]{32}\b"),
-    re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b"),
-]
-FULL_NUMBER = re.compile(r"\+[1-9]\d{6,14}|\d{10,}")  # E.164, or a number written without +
-
-
-def secrets_of(outbox_path: Path, calls: Iterable[CallResult]) -> set[str]:
-    """What must never be logged: codes and addresses sent, and keys callers pressed."""
-    found: set[str] = set()
-    for message in outbox.read(outbox_path):
-        found |= {code_of(message), message.to}
-    for result in calls:
-        for event in result.events:
-            if event.kind != "keys" or event.who != "caller":
-                continue
-            pressed = event.text.strip("#*")  # single keys (menu choices) give nothing away
-            if pressed.isdigit() and len(pressed) >= 4:
-                found.add(pressed)
-    return found
-
-
-def logged_text(record: logging.LogRecord) -> str:
-    """A record as it would be written, opaque ids blanked out."""
-    text = record.getMessage()
-    if record.exc_info:
-        text += "\n" + logging.Formatter().formatException(record.exc_info)
-    for pattern in OPAQUE_IDS:
-        text = pattern.sub("<id>", text)
-    return text
-
-
-def assert_nothing_secret_logged(records: Iterable[logging.LogRecord], secrets: set[str]) -> None:
-    for record in records:
-        text = logged_text(record)
-        leaked = sorted(secret for secret in secrets if secret in text)
-        assert not leaked, f"{record.name} logged {leaked}: {text!r}"
-        number = FULL_NUMBER.search(text)
-        assert number is None, f"{record.name} logged a full number {number.group()}: {text!r}"
-
-
-def checked_logs(caplog: pytest.LogCaptureFixture, outbox_path: Path) -> Iterator[None]:
-    """Capture all logging (DEBUG) around a test, then check its records for secrets."""
-    CodePhone.placed.clear()
-    caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="ivr")
-    yield
-    records = caplog.get_records("setup") + caplog.get_records("call")
-    if CodePhone.placed:
-        assert records, "calls were placed but nothing was logged: the check would prove nothing"
-    assert_nothing_secret_logged(records, secrets_of(outbox_path, CodePhone.placed))
 
 
 @pytest.fixture(autouse=True)
@@ -280,22 +67,6 @@ def test_the_log_check_catches_codes_keys_and_numbers() -> None:
             assert_nothing_secret_logged([record], {"482916", "4321"})
     record.msg, record.args = "call %s on %s from +1415•••0100", ("CA" + "4321" * 8, "9a4321bc4321")
     assert_nothing_secret_logged([record], {"482916", "4321"})
-
-
-def heard_before_keys(result: CallResult, entry: int) -> list[str]:
-    """What the caller heard before their `entry`-th keypad entry (0-based)."""
-    heard: list[str] = []
-    seen = 0
-    for event in result.events:
-        if event.who != "caller":
-            continue
-        if event.kind == "keys":
-            if seen == entry:
-                return heard
-            seen += 1
-        elif event.kind == "say":
-            heard.append(event.text)
-    raise AssertionError(f"the caller made fewer than {entry + 1} entries")
 
 
 # --- one account on the number -------------------------------------------------------------
@@ -689,7 +460,7 @@ def test_queue_target_enqueues_without_whisper(make_app: Any) -> None:
     app = make_app(IVR_AGENT_TARGET="queue:support")
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
 
     assert result.transfers == ["enqueue support"]
     assert result.heard("agent") == []
@@ -715,7 +486,7 @@ def test_sip_and_client_targets_dial_with_whisper(
     app = make_app(IVR_AGENT_TARGET=target)
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = CodePhone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
 
     dial = dial_of(result)
     assert (dial.get("action") or "").startswith("/voice/dial?s=")

@@ -7,32 +7,37 @@ TwiML answer is validated against Twilio's schema and read as parsed XML.
 
 from __future__ import annotations
 
-import json
-import re
-import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import AUTH_TOKEN, PUBLIC_URL, app_environ
+from caller import sent_codes
+from conftest import PUBLIC_URL, app_environ
 from factories import make_account
 from flask import Flask, request
+from kit import (
+    AGENT,
+    JANE_PHONE,
+    call_form,
+    gather_step,
+    new_sid,
+    post,
+    says,
+    signature,
+    state_of,
+    text,
+    twiml,
+)
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
-from twiml_schema import assert_valid_twiml
-from werkzeug.test import TestResponse
 
-from ivr import db, keys, store
+from ivr import db
 from ivr.app import create_app
 from ivr.config import Settings
-from ivr.delivery import outbox
 from ivr.errors import ConfigError
 from ivr.models import AuditEvent
 from ivr.voice.signature import signed_url
 
-AGENT = "+15005550006"  # IVR_AGENT_TARGET of the test app
-JANE_PHONE = "+14155550100"
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 
@@ -51,74 +56,6 @@ VOICE_ENDPOINTS = [
 # --- helpers -----------------------------------------------------------------------------
 
 
-def new_sid() -> str:
-    return "CA" + secrets.token_hex(16)
-
-
-def call_form(call_sid: str | None, **fields: str) -> dict[str, str]:
-    """The fields Twilio always sends on an inbound call's webhook, plus `fields`."""
-    form = {
-        "AccountSid": "AC" + "0" * 32,
-        "From": JANE_PHONE,
-        "Caller": JANE_PHONE,
-        "To": AGENT,
-        "Called": AGENT,
-        "CallStatus": "in-progress",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
-    if call_sid is not None:
-        form["CallSid"] = call_sid
-    form.update(fields)
-    return form
-
-
-def signature(form: dict[str, str], url: str, token: str = AUTH_TOKEN) -> str:
-    """X-Twilio-Signature for `form` posted to the full public `url`."""
-    return RequestValidator(token).compute_signature(url, form)
-
-
-def post(
-    app: Flask,
-    path: str,
-    form: dict[str, str],
-    *,
-    sign_as: str | None = None,
-    token: str = AUTH_TOKEN,
-    header: str | None = None,
-    signed: bool = True,
-) -> TestResponse:
-    """POST `form` to `path`, signed for PUBLIC_URL + `sign_as` (default: `path`)."""
-    headers = {}
-    if header is not None:
-        headers["X-Twilio-Signature"] = header
-    elif signed:
-        headers["X-Twilio-Signature"] = signature(form, PUBLIC_URL + (sign_as or path), token)
-    return app.test_client().post(path, data=form, headers=headers)
-
-
-def twiml(response: TestResponse) -> ET.Element:
-    """A 200 answer's TwiML, schema-checked and parsed."""
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "text/xml"
-    body = response.get_data(as_text=True)
-    assert_valid_twiml(body)
-    root = ET.fromstring(body)
-    assert root.tag == "Response"
-    return root
-
-
-def text(app: Flask, key: str, language: str = "en-US", **values: str) -> str:
-    """A prompt text as loaded by the app, placeholders filled, whitespace normalised."""
-    raw = app.extensions["ivr.runtime"].definitions.catalog.text(language, key)
-    return " ".join((raw.format(**values) if values else raw).split())
-
-
-def says(doc: ET.Element) -> list[str]:
-    """Every <Say> text in the document, in order, whitespace normalised."""
-    return [" ".join((say.text or "").split()) for say in doc.iter("Say")]
-
-
 def assert_apology_and_transfer(app: Flask, doc: ET.Element) -> None:
     """The fail-closed answer: an apology, then a <Dial> to the agent (no whisper needed)."""
     assert [child.tag for child in doc] == ["Say", "Dial"]
@@ -129,22 +66,6 @@ def assert_apology_and_transfer(app: Flask, doc: ET.Element) -> None:
     assert dial.findtext("Number") == AGENT
 
 
-def gather_step(doc: ET.Element) -> int:
-    """The step number the document's <Gather> action carries (?s=N)."""
-    gather = doc.find("Gather")
-    assert gather is not None, ET.tostring(doc, encoding="unicode")
-    action = urlsplit(gather.get("action") or "")
-    assert action.path == "/voice/input"
-    return int(parse_qs(action.query)["s"][0])
-
-
-def state_of(app: Flask, call_sid: str) -> dict[str, Any] | None:
-    """The stored call state as a dict (None when there is none)."""
-    with app.app_context():
-        raw = store.client().get(keys.call_state(call_sid))
-    return json.loads(raw) if raw else None
-
-
 def audit_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
     with app.app_context():
         return list(db.session().scalars(select(AuditEvent).where(AuditEvent.call_sid == call_sid)))
@@ -153,13 +74,6 @@ def audit_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
 def add_jane(app: Flask) -> None:
     with app.app_context():
         make_account(db.session(), name="Jane Doe", phone=JANE_PHONE, account_number="10004321")
-
-
-def sent_codes(app: Flask) -> list[str]:
-    """The one-time codes in the app's local outbox, oldest first."""
-    messages = outbox.read(app.config["IVR_SETTINGS"].outbox_path)
-    found = [re.search(r"\b(\d{6,10})\b", message.body) for message in messages]
-    return [match.group(1) for match in found if match]
 
 
 def start_call(app: Flask, call_sid: str) -> ET.Element:
