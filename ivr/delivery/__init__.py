@@ -1,8 +1,10 @@
-"""Delivering one-time codes and notices: SMS, email, and the local outbox stand-in.
+"""Delivering one-time codes and notices: SMS, email, outbound calls, and the local outbox.
 
 Every channel takes an `Outgoing` message and returns a provider id, or raises
-`DeliveryFailed` with a reason the caller can be told plainly. Nothing here
-logs a message body (it may carry a code).
+`DeliveryFailed` with a reason the caller can be told plainly. A `Dialer` places
+an outbound call (`OutgoingCall`) whose words come later from our own webhook,
+so nothing secret travels in the request. Nothing here logs a message body (it
+may carry a code).
 """
 
 from __future__ import annotations
@@ -39,3 +41,26 @@ class Channel(Protocol):
 
     def send(self, message: Outgoing) -> str:
         """Send, returning the provider's id for the message; raise DeliveryFailed."""
+
+
+@dataclass(frozen=True)
+class OutgoingCall:
+    """An outbound call to place: Twilio fetches `url` when it is answered.
+
+    `url` and `status_callback` carry only an opaque id; `ring_seconds` is how long
+    the phone rings before Twilio gives up (no-answer).
+    """
+
+    to: str
+    url: str
+    status_callback: str
+    ring_seconds: int
+    call_sid: str | None = None  # the call it was placed for, when there is one
+    purpose: str = ""
+
+
+class Dialer(Protocol):
+    """Something that can place an outbound call."""
+
+    def place(self, call: OutgoingCall) -> str:
+        """Place the call, returning the provider's call id; raise DeliveryFailed."""

@@ -1,7 +1,9 @@
 """The local outbox: what would have been sent, kept in a JSON-lines file (development only).
 
 With the embedded defaults nothing leaves the machine; the simulator and
-`ivr outbox list` read codes from here. It is the only place a message body
+`ivr outbox list` read codes from here. Outbound calls are stored too (channel
+"call", with the URL Twilio would fetch and no body): the simulator answers them
+by following that URL, as Twilio would. It is the only place a message body
 (and so a code) is ever stored, which is why the file is private (0600) and why
 Settings refuses the outbox in production. Writers take an exclusive `fcntl`
 lock, so the dev server and an in-process `ivr call` can append at the same time.
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from ivr.delivery import Outgoing
+from ivr.delivery import Outgoing, OutgoingCall
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,16 @@ class OutboxMessage:
     body: str
     call_sid: str | None
     purpose: str
+    url: str = ""  # outbound calls: what Twilio would fetch when answered
+    status_callback: str = ""
+    ring_seconds: int = 0
+
+
+_CALL_FIELDS = ("url", "status_callback", "ring_seconds")
 
 
 class Outbox:
-    """A channel that stores the message in the outbox file instead of sending it."""
+    """A channel (and a Dialer) that stores what would be sent instead of sending it."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -60,7 +68,31 @@ class Outbox:
             call_sid=message.call_sid,
             purpose=message.purpose,
         )
-        line = json.dumps(asdict(stored), ensure_ascii=False) + "\n"
+        return self._append(stored)
+
+    def place(self, call: OutgoingCall) -> str:
+        """Store an outbound call (for the simulator to answer) and return its id (CA…)."""
+        stored = OutboxMessage(
+            id="CA" + uuid.uuid4().hex,
+            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            channel="call",
+            to=call.to,
+            subject="",
+            body="",
+            call_sid=call.call_sid,
+            purpose=call.purpose,
+            url=call.url,
+            status_callback=call.status_callback,
+            ring_seconds=call.ring_seconds,
+        )
+        return self._append(stored)
+
+    def _append(self, stored: OutboxMessage) -> str:
+        fields = asdict(stored)
+        if stored.channel != "call":  # messages keep the shape they always had
+            for name in _CALL_FIELDS:
+                del fields[name]
+        line = json.dumps(fields, ensure_ascii=False) + "\n"
         with _locked(self.path, "a", fcntl.LOCK_EX) as file:
             file.write(line)
         log.info(

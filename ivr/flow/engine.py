@@ -57,6 +57,7 @@ class AccountView:
     name: str
     phone: str
     email: str | None = None
+    phone_changed_at: float | None = None  # when the number on file last changed (epoch s)
 
     @property
     def first_name(self) -> str:

@@ -1,0 +1,91 @@
+"""Turning whatever a Twilio REST request raised into a DeliveryFailed we can tell a caller.
+
+Twilio's error answers (the legacy shape and the RFC 9457 one alike) quote the
+number ("The 'To' number +1… is not a valid phone number"), so a failure keeps
+only Twilio's error code and HTTP status and is described in words of our own:
+the reason never carries a number or a body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+import urllib3.exceptions
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
+
+from ivr.delivery import DeliveryFailed
+
+# Twilio error codes worth telling apart (https://www.twilio.com/docs/api/errors).
+TWILIO_ERROR_REASONS = {
+    13223: "the number is not a valid phone number to call",
+    13227: "calling that country or region is not enabled",
+    20003: "Twilio refused our credentials",
+    20429: "Twilio is rate limiting our requests",
+    21211: "the number is not a valid phone number",
+    21215: "calling that country or region is not enabled",
+    21216: "that number cannot be called",
+    21408: "sending to that country or region is not enabled",
+    21610: "the recipient has opted out of messages from this number",
+    21612: "this sender cannot reach that number",
+    21614: "the number cannot receive SMS",
+    30007: "the carrier filtered the message",
+}
+
+UNREADABLE = "Twilio sent an answer we could not read"
+
+
+class TwilioDeliveryFailed(DeliveryFailed):
+    """Twilio answered with an error: its code and HTTP status are kept for decisions."""
+
+    def __init__(self, channel: str, reason: str, *, code: int | None, status: int | None):
+        self.code = code
+        self.status = status
+        super().__init__(channel, reason)
+
+
+@contextmanager
+def calling_twilio(channel: str) -> Iterator[None]:
+    """Run one REST request; any failure (error answer, timeout, garbage) is DeliveryFailed."""
+    try:
+        yield
+    except (TwilioRestException, TwilioServiceException) as exc:
+        raise twilio_failure(channel, exc) from None
+    except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+        raise DeliveryFailed(channel, "Twilio did not answer in time") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise DeliveryFailed(channel, f"could not reach Twilio ({type(exc).__name__})") from None
+    except (TwilioException, ValueError, AttributeError):
+        # A proxy's HTML page, or JSON of another shape: not an answer we can vouch for.
+        raise DeliveryFailed(channel, UNREADABLE) from None
+
+
+def twilio_failure(
+    channel: str, exc: TwilioRestException | TwilioServiceException
+) -> TwilioDeliveryFailed:
+    """A DeliveryFailed for a Twilio error answer, without Twilio's own message text."""
+    status = exc.status
+    # The client puts the HTTP status in `code` when the answer carried no Twilio code;
+    # Twilio's own codes have five digits.
+    code = exc.code if isinstance(exc.code, int) and exc.code >= 10000 else None
+    detail = f"Twilio error {code}" if code is not None else f"HTTP {status}"
+    known = TWILIO_ERROR_REASONS.get(code) if code is not None else None
+    if known:
+        reason = f"{known} ({detail})"
+    elif status >= 500:
+        reason = f"Twilio had a problem ({detail})"
+    else:
+        reason = f"Twilio refused the request ({detail})"
+    return TwilioDeliveryFailed(channel, reason, code=code, status=status)
+
+
+def checked_sid(channel: str, sid: object) -> str:
+    """The SID Twilio returned, refusing an answer without one."""
+    if not isinstance(sid, str) or not sid:
+        raise DeliveryFailed(channel, UNREADABLE)
+    return sid
