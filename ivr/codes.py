@@ -45,6 +45,27 @@ class CodePolicy:
     sends_per_day: int = 15
     failures_before_lockout: int = 10
     lockout_seconds: int = 900
+    # A code read out on a call exists only once someone answers and presses a key;
+    # until then its reservation lives this much longer than a code (ringing, answering).
+    ring_allowance: int = 90
+
+
+# What a code is for: verifying the caller, or confirming a new phone number (whose
+# call-backs security.md limits harder: 3 entries per code, 3 call-backs a day).
+VERIFY, CONFIRM_NUMBER = "verify", "confirm_number"
+
+
+def policy_for(purpose: str, length: int, ttl: int) -> CodePolicy:
+    """The policy of a purpose, with the configured code length and lifetime."""
+    if purpose == CONFIRM_NUMBER:
+        return CodePolicy(
+            length=length,
+            ttl=ttl,
+            max_wrong_per_code=3,
+            sends_per_window=3,
+            sends_per_day=3,
+        )
+    return CodePolicy(length=length, ttl=ttl)
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,7 @@ class Issued:
 
 @dataclass(frozen=True)
 class Refused:
-    """No code was issued: `reason` is "rate_limited" or "locked"."""
+    """No code was issued: `reason` is "rate_limited", "locked" or "replaced"."""
 
     reason: str
 
@@ -67,7 +88,12 @@ OK, WRONG, EXPIRED, LOCKED = "ok", "wrong", "expired", "locked"
 
 
 class CodeService:
-    """Issues and checks codes; all state lives in Redis under the account's hash tag."""
+    """Issues and checks codes; all state lives in Redis under the account's hash tag.
+
+    `bound_to` names what a code is for within its purpose: the CallSid of the call
+    that must enter it, or the id of a pending number change. A code entered on any
+    other call (or for another purpose, or account) never matches.
+    """
 
     def __init__(
         self,
@@ -83,43 +109,79 @@ class CodeService:
 
     # ------------------------------------------------------------ issuing
 
-    def issue(self, account_id: int, purpose: str, call_sid: str) -> Issued | Refused:
+    def issue(self, account_id: int, purpose: str, bound_to: str) -> Issued | Refused:
         """A fresh code replacing any earlier one, unless the account is limited or locked."""
         now = self.clock()
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
         with unavailable_as_storage_error():
-            pipe = self.redis.pipeline()
-            pipe.get(keys.lockout(account_id))
-            pipe.zremrangebyscore(keys.code_sends(account_id), 0, now - self.policy.send_window)
-            pipe.zcard(keys.code_sends(account_id))
-            pipe.get(keys.code_sends_today(account_id, day))
-            locked_until, _, recent, today = pipe.execute()
-            if _still(locked_until, now):
-                return Refused("locked")
-            if (
-                recent >= self.policy.sends_per_window
-                or int(today or 0) >= self.policy.sends_per_day
-            ):
-                log.warning("account %s: code sends limited", account_id)
-                return Refused("rate_limited")
-            code = f"{secrets.randbelow(10**self.policy.length):0{self.policy.length}d}"
-            pipe = self.redis.pipeline()
+            refused = self._count_send(account_id, purpose, now)
+            if refused is not None:
+                return refused
+            code = self._new_code()
             key = keys.code(account_id, purpose)
+            pipe = self.redis.pipeline()
             pipe.delete(key)  # a resend kills the previous code
             pipe.hset(
                 key,
                 mapping={
-                    "mac": self._mac(account_id, purpose, call_sid, code),
+                    "mac": self._mac(account_id, purpose, bound_to, code),
                     "wrong": 0,
                     "expires": now + self.policy.ttl,  # the TTL below only cleans up
                 },
             )
             pipe.expire(key, self.policy.ttl)
-            pipe.zadd(keys.code_sends(account_id), {f"{now}:{secrets.token_hex(4)}": now})
-            pipe.expire(keys.code_sends(account_id), self.policy.send_window)
-            pipe.incr(keys.code_sends_today(account_id, day))
-            pipe.expire(keys.code_sends_today(account_id, day), 2 * 86400)
             pipe.execute()
+        return Issued(code, self.policy.ttl)
+
+    def reserve(self, account_id: int, purpose: str, ticket: str) -> Refused | None:
+        """Count a send and hold the place of a code that a call will read out later.
+
+        The code itself is made only by `reveal`, when the person who answered
+        presses a key: until then there is nothing to steal (not even encrypted),
+        and a voicemail that never presses a key never gets one. The reservation
+        replaces any earlier code, as any resend does.
+        """
+        now = self.clock()
+        lifetime = self.policy.ttl + self.policy.ring_allowance
+        with unavailable_as_storage_error():
+            refused = self._count_send(account_id, purpose, now)
+            if refused is not None:
+                return refused
+            key = keys.code(account_id, purpose)
+            pipe = self.redis.pipeline()
+            pipe.delete(key)
+            pipe.hset(key, mapping={"ticket": ticket, "wrong": 0, "expires": now + lifetime})
+            pipe.expire(key, lifetime)
+            pipe.execute()
+        return None
+
+    def reveal(self, account_id: int, purpose: str, ticket: str, bound_to: str) -> Issued | Refused:
+        """Make the reserved code now, once: Refused("replaced") if a newer send, a use,
+        an expiry or an earlier reveal got there first; Refused("locked") in a lockout."""
+        now = self.clock()
+        key = keys.code(account_id, purpose)
+        with unavailable_as_storage_error():
+            if _still(self.redis.get(keys.lockout(account_id)), now):
+                return Refused("locked")
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    held, expires = pipe.hmget(key, ["ticket", "expires"])
+                    if _text(held) != ticket or not _still(expires, now):
+                        return Refused("replaced")
+                    code = self._new_code()
+                    pipe.multi()
+                    pipe.hdel(key, "ticket")  # a second key press reveals nothing
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "mac": self._mac(account_id, purpose, bound_to, code),
+                            "expires": now + self.policy.ttl,
+                        },
+                    )
+                    pipe.expire(key, self.policy.ttl)
+                    pipe.execute()
+                except redis.WatchError:  # something else changed the code meanwhile
+                    return Refused("replaced")
         return Issued(code, self.policy.ttl)
 
     def withdraw(self, account_id: int, purpose: str) -> None:
@@ -127,39 +189,72 @@ class CodeService:
         with unavailable_as_storage_error():
             pipe = self.redis.pipeline()
             pipe.delete(keys.code(account_id, purpose))
-            pipe.zpopmax(keys.code_sends(account_id))
+            pipe.zpopmax(keys.code_sends(account_id, purpose))
             pipe.execute()
+
+    def withdraw_code(self, account_id: int, purpose: str) -> None:
+        """Kill the live code (or reservation) of a purpose; its send still counts."""
+        with unavailable_as_storage_error():
+            self.redis.delete(keys.code(account_id, purpose))
+
+    def _count_send(self, account_id: int, purpose: str, now: float) -> Refused | None:
+        """Refuse during a lockout or over the send limits; otherwise count this send."""
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+        sends = keys.code_sends(account_id, purpose)
+        today_key = keys.code_sends_today(account_id, purpose, day)
+        pipe = self.redis.pipeline()
+        pipe.get(keys.lockout(account_id))
+        pipe.zremrangebyscore(sends, 0, now - self.policy.send_window)
+        pipe.zcard(sends)
+        pipe.get(today_key)
+        locked_until, _, recent, today = pipe.execute()
+        if _still(locked_until, now):
+            return Refused("locked")
+        if recent >= self.policy.sends_per_window or int(today or 0) >= self.policy.sends_per_day:
+            log.warning("account %s: %s code sends limited", account_id, purpose)
+            return Refused("rate_limited")
+        pipe = self.redis.pipeline()
+        pipe.zadd(sends, {f"{now}:{secrets.token_hex(4)}": now})
+        pipe.expire(sends, self.policy.send_window)
+        pipe.incr(today_key)
+        pipe.expire(today_key, 2 * 86400)
+        pipe.execute()
+        return None
+
+    def _new_code(self) -> str:
+        return f"{secrets.randbelow(10**self.policy.length):0{self.policy.length}d}"
 
     # ------------------------------------------------------------ checking
 
-    def check(self, account_id: int, purpose: str, call_sid: str, entered: str) -> str:
+    def check(self, account_id: int, purpose: str, bound_to: str, entered: str) -> str:
         """OK (and the code is used up), WRONG, EXPIRED (none live) or LOCKED."""
         key = keys.code(account_id, purpose)
         now = self.clock()
         with unavailable_as_storage_error():
             pipe = self.redis.pipeline()
             pipe.get(keys.lockout(account_id))
-            pipe.hmget(key, ["mac", "expires"])
-            locked_until, (stored, expires) = pipe.execute()
+            pipe.hmget(key, ["mac", "expires", "ticket"])
+            locked_until, (stored, expires, ticket) = pipe.execute()
             if _still(locked_until, now):
                 return LOCKED
-            if stored is None or not _still(expires, now):  # expired, used, killed, never sent
-                return EXPIRED
-            expected = stored.decode() if isinstance(stored, bytes) else str(stored)
+            if not _still(expires, now) or (stored is None and ticket is None):
+                return EXPIRED  # expired, used, killed or never sent
+            if stored is None:  # reserved for a call that has not read it yet: a guess
+                return self._wrong(account_id, purpose, key, now)
             digits = entered if entered.isdigit() else ""
-            candidate = self._mac(account_id, purpose, call_sid, digits)
-            if hmac.compare_digest(candidate, expected):
+            candidate = self._mac(account_id, purpose, bound_to, digits)
+            if hmac.compare_digest(candidate, _text(stored)):
                 # Single use: of concurrent correct entries only the one that deletes wins.
                 if self.redis.delete(key) == 1:
-                    self._succeeded(account_id)
+                    self._succeeded(account_id, purpose)
                     return OK
                 return EXPIRED
-            return self._wrong(account_id, key, now)
+            return self._wrong(account_id, purpose, key, now)
 
-    def _wrong(self, account_id: int, key: str, now: float) -> str:
+    def _wrong(self, account_id: int, purpose: str, key: str, now: float) -> str:
         pipe = self.redis.pipeline()
         pipe.hincrby(key, "wrong", 1)
-        pipe.expire(key, self.policy.ttl, nx=True)  # a key recreated by a race still expires
+        pipe.expire(key, self.policy.ttl + self.policy.ring_allowance, nx=True)
         pipe.incr(keys.account_failures(account_id))
         pipe.expire(keys.account_failures(account_id), 86400)
         wrong, _, failures, _ = pipe.execute()
@@ -178,10 +273,12 @@ class CodeService:
             return LOCKED
         return WRONG
 
-    def _succeeded(self, account_id: int) -> None:
+    def _succeeded(self, account_id: int, purpose: str) -> None:
         pipe = self.redis.pipeline()
         pipe.delete(keys.account_failures(account_id))
-        pipe.delete(keys.code_sends(account_id))  # the window counts sends *without* success
+        pipe.delete(
+            keys.code_sends(account_id, purpose)
+        )  # the window counts sends *without* success
         pipe.execute()
 
     def is_locked(self, account_id: int) -> bool:
@@ -189,10 +286,16 @@ class CodeService:
         with unavailable_as_storage_error():
             return _still(self.redis.get(keys.lockout(account_id)), self.clock())
 
-    def _mac(self, account_id: int, purpose: str, call_sid: str, code: str) -> str:
+    def _mac(self, account_id: int, purpose: str, bound_to: str, code: str) -> str:
         """The keyed hash that is all we store: bound to account, purpose and call."""
-        message = f"{account_id}:{purpose}:{call_sid}:{code}".encode()
+        message = f"{account_id}:{purpose}:{bound_to}:{code}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _still(deadline: bytes | str | None, now: float) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import phonenumbers
 
 from ivr.errors import ConfigError
+from ivr.newnumber import LINE_TYPES, WHY_NEVER_ALLOWED
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -38,6 +39,9 @@ DEV_DEFAULTS = {
 }
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Line types a new phone number may have unless IVR_ALLOWED_LINE_TYPES says otherwise.
+DEFAULT_LINE_TYPES = frozenset({"mobile", "fixed_line", "fixed_line_or_mobile"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Settings:
     email_from: str
     code_ttl: int
     code_length: int
+    allowed_countries: frozenset[str]  # ISO regions a new phone number may belong to
+    allowed_line_types: frozenset[str]  # names from ivr.newnumber.LINE_TYPES
+    number_change_cooling_off: int  # seconds the account stays flagged "number changed"
 
     @property
     def is_production(self) -> bool:
@@ -137,6 +144,15 @@ class Settings:
         code_length = _int_setting(get("IVR_CODE_LENGTH"), 6, "IVR_CODE_LENGTH", problems)
         if not 6 <= code_length <= 10:
             problems.append("IVR_CODE_LENGTH must be from 6 to 10 digits")
+        countries = _allowed_countries(get("IVR_ALLOWED_COUNTRIES"), region, problems)
+        line_types = _allowed_line_types(get("IVR_ALLOWED_LINE_TYPES"), problems)
+        cooling_off_days = _int_setting(
+            get("IVR_NUMBER_CHANGE_COOLING_OFF_DAYS"),
+            7,
+            "IVR_NUMBER_CHANGE_COOLING_OFF_DAYS",
+            problems,
+            unit="days",
+        )
 
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
@@ -167,6 +183,9 @@ class Settings:
             email_from=get("IVR_EMAIL_FROM") or "support@example.com",
             code_ttl=code_ttl,
             code_length=code_length,
+            allowed_countries=countries,
+            allowed_line_types=line_types,
+            number_change_cooling_off=cooling_off_days * 24 * 3600,
         )
 
 
@@ -178,7 +197,9 @@ def _normalise_database_url(url: str) -> str:
     return url
 
 
-def _int_setting(raw: str | None, default: int, name: str, problems: list[str]) -> int:
+def _int_setting(
+    raw: str | None, default: int, name: str, problems: list[str], *, unit: str = "seconds"
+) -> int:
     if raw is None:
         return default
     try:
@@ -186,9 +207,52 @@ def _int_setting(raw: str | None, default: int, name: str, problems: list[str]) 
     except ValueError:
         value = 0
     if value <= 0:
-        problems.append(f"{name} must be a positive whole number of seconds, not {raw!r}")
+        problems.append(f"{name} must be a positive whole number of {unit}, not {raw!r}")
         return default
     return value
+
+
+def _names(raw: str) -> list[str]:
+    """Split a comma-separated setting; spaces are ignored, empty items dropped."""
+    return [item for item in (part.replace(" ", "") for part in raw.split(",")) if item]
+
+
+def _allowed_countries(raw: str | None, region: str, problems: list[str]) -> frozenset[str]:
+    """IVR_ALLOWED_COUNTRIES: region codes a new phone number may belong to."""
+    if raw is None:
+        return frozenset({region})
+    codes = [code.upper() for code in _names(raw)]
+    if not codes:
+        problems.append("IVR_ALLOWED_COUNTRIES must name at least one region code")
+    for code in codes:
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            problems.append(f"IVR_ALLOWED_COUNTRIES: {code!r} is not a known region code")
+    return frozenset(codes)
+
+
+def _allowed_line_types(raw: str | None, problems: list[str]) -> frozenset[str]:
+    """IVR_ALLOWED_LINE_TYPES: kinds of line a new phone number may be.
+
+    Some kinds are refused whatever the setting says: one-time codes must reach a phone
+    the customer answers themselves, and must not be a way to run up our bill.
+    """
+    if raw is None:
+        return DEFAULT_LINE_TYPES
+    names = [name.lower() for name in _names(raw)]
+    if not names:
+        problems.append("IVR_ALLOWED_LINE_TYPES must name at least one line type")
+    valid = sorted(set(LINE_TYPES) - set(WHY_NEVER_ALLOWED))
+    for name in names:
+        if name in WHY_NEVER_ALLOWED:
+            problems.append(
+                f"IVR_ALLOWED_LINE_TYPES: {name!r} is never allowed ({WHY_NEVER_ALLOWED[name]})"
+            )
+        elif name not in LINE_TYPES:
+            problems.append(
+                f"IVR_ALLOWED_LINE_TYPES: {name!r} is not a line type; "
+                f"choose from {', '.join(valid)}"
+            )
+    return frozenset(names)
 
 
 def _float_setting(raw: str | None, default: float, name: str, problems: list[str]) -> float:

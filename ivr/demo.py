@@ -22,8 +22,8 @@ def demo() -> None:
             f"  {name:<11} phone {phone}  account {account_number}"
             f"{'  email ' + email if email else ''}"
         )
-        click.echo(f"      ivr call --from {phone} --digits 1,{account_number[-4:]},@code,1")
+        click.echo(f"      ivr call --from {phone} --digits 1,{account_number[-4:]},@code,2")
     click.echo(
-        "  Unknown or withheld caller: ivr call --from anonymous --digits 1,10004321#,@code,1"
+        "  Unknown or withheld caller: ivr call --from anonymous --digits 1,10004321#,@code,2"
     )
     click.echo("  (@code keys in the code just sent to the local outbox: ivr outbox list)")

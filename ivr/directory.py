@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from ivr.db import unavailable_as_storage_error
 from ivr.flow.engine import AccountView
 from ivr.flow.state import MAX_CANDIDATES
 from ivr.models import Account, Customer, PhoneNumber
+from ivr.phonechange import as_utc
 
 
 class SqlDirectory:
@@ -31,16 +33,39 @@ class SqlDirectory:
         views = self._views(_base().where(Account.number == number))
         return views[0] if views else None
 
-    def _views(self, query: Select[int, str, str, str, str | None]) -> list[AccountView]:
+    def _views(
+        self, query: Select[int, str, str, str, str | None, datetime | None]
+    ) -> list[AccountView]:
         with unavailable_as_storage_error():
             rows = self.session.execute(query).all()
-        return [AccountView(id=r[0], number=r[1], name=r[2], phone=r[3], email=r[4]) for r in rows]
+        return [
+            AccountView(
+                id=r[0],
+                number=r[1],
+                name=r[2],
+                phone=r[3],
+                email=r[4],
+                phone_changed_at=_epoch(r[5]),
+            )
+            for r in rows
+        ]
 
 
-def _base() -> Select[int, str, str, str, str | None]:
+def _base() -> Select[int, str, str, str, str | None, datetime | None]:
     return (
-        select(Account.id, Account.number, Customer.name, PhoneNumber.e164, Customer.email)
+        select(
+            Account.id,
+            Account.number,
+            Customer.name,
+            PhoneNumber.e164,
+            Customer.email,
+            Account.phone_changed_at,
+        )
         .join(Customer, Account.customer_id == Customer.id)
         .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
         .order_by(Account.id)
     )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else as_utc(moment).timestamp()

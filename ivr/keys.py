@@ -25,14 +25,24 @@ def code(account_id: int, purpose: str) -> str:
     return f"{PREFIX}:{{acct:{account_id}}}:code:{purpose}"
 
 
-def code_sends(account_id: int) -> str:
-    """Send times (a sorted set) in the rolling window without a successful check."""
-    return f"{PREFIX}:{{acct:{account_id}}}:sends"
+def code_sends(account_id: int, purpose: str) -> str:
+    """Send times (a sorted set) for a purpose in the rolling window without a successful check."""
+    return f"{PREFIX}:{{acct:{account_id}}}:sends:{purpose}"
 
 
-def code_sends_today(account_id: int, day: str) -> str:
-    """Codes sent to an account on one UTC day (the daily cap)."""
-    return f"{PREFIX}:{{acct:{account_id}}}:sends:{day}"
+def code_sends_today(account_id: int, purpose: str, day: str) -> str:
+    """Codes sent to an account for a purpose on one UTC day (the daily cap)."""
+    return f"{PREFIX}:{{acct:{account_id}}}:sends:{purpose}:{day}"
+
+
+def callback(callback_id: str) -> str:
+    """One outbound call the service placed (JSON), by the opaque id in its webhook URLs."""
+    return f"{PREFIX}:{{cb:{callback_id}}}:callback"
+
+
+def number_change(account_id: int) -> str:
+    """The pending change of an account's phone number (JSON), while its call-back runs."""
+    return f"{PREFIX}:{{acct:{account_id}}}:number_change"
 
 
 def lockout(account_id: int) -> str:

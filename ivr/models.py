@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2.0 models: customers, their accounts, phone numbers, audit events.
+"""Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit.
 
 A phone number is its own row so that several accounts can share one (a family
 line) and so caller identification is a single indexed lookup.
@@ -57,8 +57,42 @@ class Account(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
+    # When the number on file last changed by a caller (None: never); drives the
+    # cooling-off flag without reading the history.
+    phone_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
     customer: Mapped[Customer] = relationship(back_populates="accounts")
     phone: Mapped[PhoneNumber] = relationship(back_populates="accounts")
+    phone_changes: Mapped[list[PhoneChange]] = relationship(
+        back_populates="account",
+        order_by="PhoneChange.changed_at, PhoneChange.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class PhoneChange(Base):
+    """One change of an account's number on file, oldest first in `Account.phone_changes`.
+
+    The numbers are stored in full (not as PhoneNumber ids) because the history must
+    survive the old number's row being reused or removed; it is customer data, erased
+    with the account, while the matching audit event keeps only masked values.
+    """
+
+    __tablename__ = "phone_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    old_e164: Mapped[str] = mapped_column(String(16))
+    new_e164: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    call_sid: Mapped[str | None] = mapped_column(String(64), default=None)
+    # How ownership of the new number was proven, e.g. "callback_on_line".
+    mode: Mapped[str] = mapped_column(String(32))
+
+    account: Mapped[Account] = relationship(back_populates="phone_changes")
 
 
 class AuditEvent(Base):

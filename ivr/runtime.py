@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from ivr.codes import CodePolicy
+from ivr.codes import VERIFY, CodePolicy, policy_for
 from ivr.config import Settings
 from ivr.errors import CallStateLost, ConfigError
-from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine, Verifier
+from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine, NumberChanger, Verifier
 from ivr.flow.loader import Definitions, load_definitions
 from ivr.flow.model import Flow, TransferTarget, parse_target
 from ivr.flow.state import CallState
@@ -48,7 +48,13 @@ class Runtime:
             )
         return flow
 
-    def engine(self, flow: Flow, directory: Directory, verifier: Verifier | None = None) -> Engine:
+    def engine(
+        self,
+        flow: Flow,
+        directory: Directory,
+        verifier: Verifier | None = None,
+        number_changer: NumberChanger | None = None,
+    ) -> Engine:
         return Engine(
             flow,
             self.definitions.catalog,
@@ -56,11 +62,16 @@ class Runtime:
             self.agent_target,
             self.settings.default_region,
             verifier=verifier,
+            number_changer=number_changer,
+            cooling_off=self.settings.number_change_cooling_off,
         )
 
     @property
     def code_policy(self) -> CodePolicy:
-        return CodePolicy(length=self.settings.code_length, ttl=self.settings.code_ttl)
+        return self.code_policy_for(VERIFY)
+
+    def code_policy_for(self, purpose: str) -> CodePolicy:
+        return policy_for(purpose, self.settings.code_length, self.settings.code_ttl)
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,10 @@
 It finds the phone or mailbox on file, issues a code, words the message in the
 caller's language and hands it to the channel. A code that could not be
 delivered is withdrawn at once, so nothing is left half-done.
+
+The "voice" channel is a call-back to the phone on file: it only reserves the
+code here, and the call-back makes and reads it once a person presses a key
+(see ivr.callbacks).
 """
 
 from __future__ import annotations
@@ -10,16 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from ivr.codes import CodeService, Issued
+from ivr import callbacks
+from ivr.codes import VERIFY, CodeService, Issued
 from ivr.delivery import Channel, DeliveryFailed, Outgoing
-from ivr.flow.engine import Directory
+from ivr.flow.engine import AccountView, Directory
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
 from ivr.phone import mask
 
 log = logging.getLogger(__name__)
 
-PURPOSE = "verify"
+PURPOSE = VERIFY
 
 
 class CodeVerifier:
@@ -31,21 +36,26 @@ class CodeVerifier:
         channels: Mapping[str, Channel],
         directory: Directory,
         catalog: Catalog,
+        placer: callbacks.Placer | None = None,
     ):
         self.codes = codes
         self.channels = channels
         self.directory = directory
         self.catalog = catalog
+        self.placer = placer
         self.code_length = codes.policy.length
 
     def send_code(self, state: CallState, channel: str) -> str:
         """Send a code to the contact on file; the outcome names what happened."""
-        if state.account_id is None or channel not in self.channels:
+        if state.account_id is None:
             return "no_channel"
-        found = self.directory.accounts_by_ids([state.account_id])
-        if not found:
+        if channel == "voice":
+            return self._call_with_code(state) if self.placer else "no_channel"
+        if channel not in self.channels:
             return "no_channel"
-        account = found[0]
+        account = self._account(state)
+        if account is None:
+            return "no_channel"
         to = account.phone if channel == "sms" else account.email
         if not to:
             return "no_channel"
@@ -76,6 +86,42 @@ class CodeVerifier:
             channel,
             mask(to) if channel == "sms" else "email on file",
         )
+        return "sent"
+
+    def _account(self, state: CallState) -> AccountView | None:
+        found = self.directory.accounts_by_ids([state.account_id] if state.account_id else [])
+        return found[0] if found else None
+
+    def _call_with_code(self, state: CallState) -> str:
+        """Ring the phone on file; the code is made when someone there presses a key."""
+        assert self.placer is not None
+        account = self._account(state)
+        if account is None:
+            return "no_channel"
+        if account.phone == state.caller:
+            return "line_in_use"  # the phone on file is the one on this call: it cannot ring
+        callback = callbacks.new_callback(
+            purpose=PURPOSE,
+            mode=callbacks.READ,
+            account_id=account.id,
+            bound_to=state.call_sid,
+            language=state.language,
+            to=account.phone,
+            placed_for=state.call_sid,
+            clock=self.codes.clock,
+        )
+        refused = self.codes.reserve(account.id, PURPOSE, callback.id)
+        if refused is not None:
+            log.warning("call %s: no code call (%s)", state.call_sid, refused.reason)
+            return refused.reason
+        try:
+            self.placer.place(callback)
+        except DeliveryFailed as exc:
+            self.codes.withdraw(account.id, PURPOSE)
+            log.error("call %s: code call not placed: %s", state.call_sid, exc.reason)
+            return "failed"
+        state.code_channel = "voice"
+        log.info("call %s: code call placed to %s", state.call_sid, mask(account.phone))
         return "sent"
 
     def check_code(self, state: CallState, entered: str) -> str:

@@ -1,7 +1,8 @@
 """What the agent hears before being connected: who, how verified, and why.
 
 Pure: built from the call state, the account (if verified) and the prompts. It
-never includes a code, a full account number or a full phone number.
+never includes a code, a full account number or a full phone number. Risk flags
+(caller ID not on file, a recently changed number, a lockout) follow the summary.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ def whisper_says(
         summary = texts["whisper_unverified"].format(
             name="", first_name="", account_last4="", method="", reason=reason
         )
+    flags = list(state.flags) if state is not None else []
+    if state is not None and state.failure == "locked":
+        flags.append("locked")
+    # Risk flags: what the agent should weigh before trusting the verification.
+    warnings = [texts[f"whisper_flag_{flag}"] for flag in flags if f"whisper_flag_{flag}" in texts]
     voice = catalog.voice(language)
     return [
-        Say(" ".join(summary.split()), language, voice),
+        Say(" ".join(" ".join([summary, *warnings]).split()), language, voice),
         Say(texts["whisper_accept"], language, voice),
     ]

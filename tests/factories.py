@@ -1,4 +1,4 @@
-"""Factories for customers, phone numbers and accounts in tests.
+"""Factories for customers, phone numbers, accounts and number changes in tests.
 
 Each helper commits, because webhook requests and CLI commands read through their
 own sessions and must see the rows. Phone numbers are shared rows, as in the
@@ -7,10 +7,13 @@ service: a second account on the same phone reuses the first one's PhoneNumber.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.models import Account, Customer, PhoneNumber
+from ivr.phonechange import CALLBACK_ON_LINE, Changed, apply_change
 
 
 def make_phone(session: Session, e164: str = "+14155550100") -> PhoneNumber:
@@ -46,3 +49,26 @@ def make_account(
     session.add(account)
     session.commit()
     return account
+
+
+def change_phone(
+    session: Session,
+    account: Account,
+    new: str,
+    *,
+    now: datetime | None = None,
+    mode: str = CALLBACK_ON_LINE,
+    call_sid: str | None = "CA" + "c" * 32,
+) -> Changed:
+    """Move `account` to the number `new` as a confirmed change does (history, audit, flag)."""
+    result = apply_change(
+        session,
+        account_id=account.id,
+        expected_old=account.phone.e164,
+        new=new,
+        call_sid=call_sid,
+        mode=mode,
+        now=now or datetime.now(UTC),
+    )
+    assert isinstance(result, Changed), result
+    return result

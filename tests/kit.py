@@ -136,12 +136,23 @@ DIGITS_AND_SMS = ("account_digits", "code_sms")
 NUMBER_AND_SMS = ("account_number", "code_sms")
 
 
+def with_flags(app: Flask, summary: str, flags: Sequence[str]) -> str:
+    """A whisper summary followed by the sentence of each risk flag, in the order given."""
+    return " ".join([summary, *(text(app, f"whisper_flag_{flag}") for flag in flags)])
+
+
 def verified_whisper(
-    app: Flask, name: str, last4: str, methods: str | Sequence[str], reason: str
+    app: Flask,
+    name: str,
+    last4: str,
+    methods: str | Sequence[str],
+    reason: str,
+    flags: Sequence[str] = (),
 ) -> str:
-    """What the agent hears about a caller who passed verification, by every method used."""
+    """What the agent hears about a caller who passed verification, by every method used,
+    then the risk flags (`whisper_flag_<flag>`) the call raised."""
     names = [methods] if isinstance(methods, str) else list(methods)
-    return text(
+    summary = text(
         app,
         "whisper_verified",
         name=name,
@@ -149,11 +160,13 @@ def verified_whisper(
         method=" and ".join(text(app, f"method_{method}") for method in names),
         reason=text(app, f"reason_{reason}"),
     )
+    return with_flags(app, summary, flags)
 
 
-def unverified_whisper(app: Flask, reason: str) -> str:
-    """What the agent hears about a caller who did not pass verification."""
-    return text(app, "whisper_unverified", reason=text(app, f"reason_{reason}"))
+def unverified_whisper(app: Flask, reason: str, flags: Sequence[str] = ()) -> str:
+    """What the agent hears about a caller who did not pass verification, then its risk flags."""
+    summary = text(app, "whisper_unverified", reason=text(app, f"reason_{reason}"))
+    return with_flags(app, summary, flags)
 
 
 def add_account(
@@ -223,13 +236,17 @@ FULL_NUMBER = re.compile(r"\+[1-9]\d{6,14}|\d{10,}")  # E.164, or a number writt
 
 
 def secrets_of(outbox_path: Path, calls: Iterable[CallResult]) -> set[str]:
-    """What must never be logged: codes and addresses sent, and keys callers pressed."""
+    """What must never be logged: codes sent or read out, numbers and addresses sent to,
+    and keys pressed (by callers and by the people call-backs reach)."""
     found: set[str] = set()
     for message in outbox.read(outbox_path):
-        found |= {code_of(message), message.to}
+        found.add(message.to)
+        if message.purpose in ("verify", "confirm_number") and message.channel != "call":
+            found.add(code_of(message))
     for result in calls:
+        found |= set(result.codes)
         for event in result.events:
-            if event.kind != "keys" or event.who != "caller":
+            if event.kind != "keys" or event.who not in ("caller", "callee"):
                 continue
             pressed = event.text.strip("#*")  # single keys (menu choices) give nothing away
             if pressed.isdigit() and len(pressed) >= 4:

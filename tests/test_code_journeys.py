@@ -1,7 +1,7 @@
 """End-to-end journeys through the one-time-code step of the default flow, one per outcome.
 
-After the account digits pass, the service sends a code (by text message, or by
-email on request) and asks for it; only a caller who keys it in reaches the menu
+After the account digits pass, the service sends a code (by text message, or by a
+call to the phone on file or by email on request) and asks for it; only a caller who keys it in reaches the menu
 and is greeted by name. Calls are played by the simulator over signed webhooks into
 a real app; the code is read from the app's local outbox, as a person would read
 their phone (`@code`, see tests/test_journeys.py's Phone). Tests check what the
@@ -47,7 +47,7 @@ from kit import (
 
 from ivr import keys
 from ivr.codes import CodeService, Issued
-from ivr.voice import views
+from ivr.voice import services
 
 JANE_EMAIL = "jane@example.com"
 MINUTES = "5"  # the default code lifetime, 300 s, as the messages word it
@@ -97,7 +97,7 @@ def test_sms_code_verifies_and_the_menu_greets_by_first_name(app: Flask, phone: 
     """Digits, then the texted code: the menu says "Jane", the agent hears both methods."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -141,7 +141,7 @@ def test_code_length_follows_the_setting(make_app: Any) -> None:
     app = make_app(IVR_CODE_LENGTH="8")
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "3"])
 
     (code,) = sent_codes(app)
     assert len(code) == 8
@@ -157,7 +157,7 @@ def test_code_length_follows_the_setting(make_app: Any) -> None:
 def test_one_wrong_code_then_the_right_one_verifies(app: Flask, phone: Phone) -> None:
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@wrong", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@wrong", "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -206,7 +206,7 @@ def test_pressing_1_sends_a_new_code_and_the_old_one_stops_working(
         assert first != second
         return first
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "1", old_code, "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "1", old_code, "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -221,14 +221,14 @@ def test_pressing_1_sends_a_new_code_and_the_old_one_stops_working(
     assert row.details["methods"] == list(DIGITS_AND_SMS)
 
 
-def test_pressing_2_sends_the_code_by_email(app: Flask, phone: Phone) -> None:
-    """2 emails a code to the address on file; it replaces the texted one."""
+def test_pressing_3_sends_the_code_by_email(app: Flask, phone: Phone) -> None:
+    """3 emails a code to the address on file; it replaces the texted one."""
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321", email=JANE_EMAIL)
 
     def texted_code() -> str:
         return code_of(sent(app)[0])
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "2", texted_code, "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "3", texted_code, "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -253,13 +253,13 @@ def test_pressing_2_sends_the_code_by_email(app: Flask, phone: Phone) -> None:
     assert JANE_EMAIL not in repr(row.details)
 
 
-def test_pressing_2_without_an_email_on_file_offers_the_trouble_menu(
+def test_pressing_3_without_an_email_on_file_offers_the_trouble_menu(
     app: Flask, phone: Phone
 ) -> None:
-    """No address on file: the caller is told so and offered a text again or an agent."""
+    """No address on file: the caller is told so and offered a text, a call or an agent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "2", "1", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "3", "1", "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -304,12 +304,12 @@ def code_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     CodeService per request, so each gets this clock instead.
     """
     clock = Clock()
-    real = views.CodeService
+    real = services.CodeService
 
     def clocked(client: Any, secret: str, policy: Any) -> CodeService:
         return real(client, secret, policy, clock=clock)
 
-    monkeypatch.setattr(views, "CodeService", clocked)
+    monkeypatch.setattr(services, "CodeService", clocked)
     return clock
 
 
@@ -319,7 +319,7 @@ def test_code_entered_after_its_lifetime_has_expired(
     """400 s after the text (the lifetime is 300 s) the code is refused and a new one sent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", code_clock.after(400, "@code"), "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", code_clock.after(400, "@code"), "@code", "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -339,7 +339,7 @@ def test_code_entered_within_its_lifetime_still_works(
     """The control for the test above: 200 s later the same code is accepted."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", code_clock.after(200, "@code"), "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", code_clock.after(200, "@code"), "2"])
 
     assert result.heard("caller")[-2:] == [
         text(app, "main_menu", first_name="Jane"),
@@ -361,7 +361,7 @@ def test_send_limit_sends_the_caller_to_an_agent(
     for _ in range(earlier_sends):
         service.issue(account_id, "verify", new_sid())
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "3"])
 
     (row,) = call_ended_rows(app, result.call_sid)
     if limited:
@@ -406,7 +406,7 @@ def test_lockout_builds_up_across_calls_and_survives_a_new_call(app: Flask, phon
     codes_sent = len(sent(app))
     assert codes_sent == 4
 
-    after = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    after = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     assert after.heard("caller") == [
         *greeting(app),
@@ -434,7 +434,7 @@ def _send_limit(app: Flask, account_id: int) -> list[Entry]:
 
 
 def _no_email_then_agent(app: Flask, account_id: int) -> list[Entry]:
-    return ["1", "4321", "2", "3"]
+    return ["1", "4321", "3", "4"]
 
 
 def _locked_out(app: Flask, account_id: int) -> list[Entry]:
@@ -450,12 +450,17 @@ def _locked_out(app: Flask, account_id: int) -> list[Entry]:
 
 
 @pytest.mark.parametrize(
-    "scenario",
-    [_wrong_codes, _send_limit, _no_email_then_agent, _locked_out],
+    ("scenario", "flags"),
+    [
+        (_wrong_codes, []),
+        (_send_limit, []),
+        (_no_email_then_agent, []),
+        (_locked_out, ["locked"]),  # the agent is also told the account is locked out
+    ],
     ids=["three-wrong-codes", "send-limit", "no-email-then-agent", "locked-out"],
 )
 def test_caller_who_fails_the_code_step_is_announced_unverified(
-    app: Flask, phone: Phone, scenario: Callable[[Flask, int], list[Entry]]
+    app: Flask, phone: Phone, scenario: Callable[[Flask, int], list[Entry]], flags: list[str]
 ) -> None:
     """Digits alone are not verification any more: the agent must hear "Unverified caller".
 
@@ -470,7 +475,7 @@ def test_caller_who_fails_the_code_step_is_announced_unverified(
 
     assert result.heard("caller")[-1] == text(app, "connecting_unverified")
     assert result.heard("agent") == [
-        unverified_whisper(app, "verification_failed"),
+        unverified_whisper(app, "verification_failed", flags=flags),
         text(app, "whisper_accept"),
     ]
     assert not any("Jane" in said or "4 3 2 1" in said for said in result.heard("agent"))
@@ -561,7 +566,7 @@ def test_sms_that_cannot_be_sent_is_withdrawn_and_the_caller_offered_help(
     app = twilio_app(make_app, twilio_api)
     account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1", "3"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "1", "4"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -570,7 +575,7 @@ def test_sms_that_cannot_be_sent_is_withdrawn_and_the_caller_offered_help(
         text(app, "code_trouble"),
         text(app, "code_send_failed"),  # 1: try a text again
         text(app, "code_trouble"),
-        text(app, "connecting_unverified"),  # 3: an agent
+        text(app, "connecting_unverified"),  # 4: an agent
     ]
     assert result.transfers == [f"dial number {AGENT}"]
     assert [path for path, _ in twilio_api.requests] == [
@@ -581,7 +586,7 @@ def test_sms_that_cannot_be_sent_is_withdrawn_and_the_caller_offered_help(
     assert sent(app) == []  # nothing went to the local outbox instead
     # Nothing half-done: the undelivered code and its send are withdrawn.
     assert not redis_has(app, keys.code(account_id, "verify"))
-    assert app.extensions["ivr.redis"].zcard(keys.code_sends(account_id)) == 0
+    assert app.extensions["ivr.redis"].zcard(keys.code_sends(account_id, "verify")) == 0
     (row,) = call_ended_rows(app, result.call_sid)
     assert row.details["failure"] == "sms_failed"
     assert row.details["verification"] == "digits"
@@ -598,7 +603,7 @@ def test_sms_through_twilio_delivers_the_code(make_app: Any, twilio_api: FakeTwi
     def texted_code() -> str:
         return twilio_api.codes[-1]
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", texted_code, "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", texted_code, "2"])
 
     assert result.heard("caller") == [
         *until_code(app),
@@ -666,7 +671,7 @@ def test_replayed_webhooks_never_send_a_second_code(app: Flask) -> None:
 def test_spanish_caller_gets_the_spanish_text_message(app: Flask, phone: Phone) -> None:
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["2", "4321", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["2", "4321", "@code", "2"])
 
     assert result.heard("caller")[3:] == [
         text(app, "enter_last4", "es-US"),

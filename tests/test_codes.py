@@ -45,7 +45,7 @@ def test_codes_are_six_digits_from_the_csprng(service: CodeService) -> None:
     seen = {issue(service, account=n) for n in range(1, 41)}
     assert all(len(code) == 6 and code.isdigit() for code in seen)
     assert len(seen) > 35  # random, not a counter or a constant
-    assert "secrets.randbelow" in inspect.getsource(CodeService.issue)
+    assert "secrets.randbelow" in inspect.getsource(CodeService._new_code)
 
 
 def test_length_is_configurable(app: Flask, clock: Clock) -> None:
@@ -192,3 +192,89 @@ def test_concurrent_correct_entries_succeed_once(service: CodeService) -> None:
 def test_malformed_entries_are_wrong_not_errors(service: CodeService, entry: str) -> None:
     issue(service)
     assert service.check(1, "verify", CALL, entry) == WRONG
+
+
+# ---------------------------------------------------------------- codes read out on a call
+
+
+def test_a_reserved_code_exists_only_once_revealed_and_only_once(
+    app: Flask, service: CodeService
+) -> None:
+    assert service.reserve(1, "verify", "ticket-1") is None
+    with app.app_context():
+        assert store.client().hget("ivr:{acct:1}:code:verify", "mac") is None
+    revealed = service.reveal(1, "verify", "ticket-1", CALL)
+    assert isinstance(revealed, Issued) and len(revealed.code) == 6
+    assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("replaced")  # a second key
+    assert service.check(1, "verify", CALL, revealed.code) == OK
+
+
+def test_a_newer_send_replaces_a_reservation(service: CodeService) -> None:
+    assert service.reserve(1, "verify", "ticket-1") is None
+    sms_code = issue(service)
+    assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("replaced")
+    assert service.check(1, "verify", CALL, sms_code) == OK
+    assert service.reserve(1, "verify", "ticket-2") is None
+    assert service.reserve(1, "verify", "ticket-3") is None
+    assert service.reveal(1, "verify", "ticket-2", CALL) == Refused("replaced")
+    assert isinstance(service.reveal(1, "verify", "ticket-3", CALL), Issued)
+
+
+def test_entries_before_the_code_is_read_are_wrong_guesses(service: CodeService) -> None:
+    assert service.reserve(1, "verify", "ticket-1") is None
+    assert [service.check(1, "verify", CALL, "123456") for _ in range(4)] == [WRONG] * 4
+    revealed = service.reveal(1, "verify", "ticket-1", CALL)
+    assert isinstance(revealed, Issued)
+    assert service.check(1, "verify", CALL, wrong_for(revealed.code)) == WRONG  # the fifth
+    assert service.check(1, "verify", CALL, revealed.code) == EXPIRED  # dead after five
+
+
+def test_a_reservation_nobody_answers_expires(service: CodeService, clock: Clock) -> None:
+    assert service.reserve(1, "verify", "ticket-1") is None
+    clock.now += service.policy.ttl + service.policy.ring_allowance + 1
+    assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("replaced")
+    assert service.check(1, "verify", CALL, "123456") == EXPIRED
+
+
+def test_a_revealed_code_lives_its_own_lifetime(service: CodeService, clock: Clock) -> None:
+    assert service.reserve(1, "verify", "ticket-1") is None
+    clock.now += 60  # ringing and answering
+    revealed = service.reveal(1, "verify", "ticket-1", CALL)
+    assert isinstance(revealed, Issued)
+    clock.now += service.policy.ttl + 1
+    assert service.check(1, "verify", CALL, revealed.code) == EXPIRED
+
+
+def test_reservations_count_as_sends(service: CodeService, clock: Clock) -> None:
+    for n in range(5):
+        assert service.reserve(1, "verify", f"ticket-{n}") is None
+    assert service.reserve(1, "verify", "ticket-5") == Refused("rate_limited")
+    assert service.issue(1, "verify", CALL) == Refused("rate_limited")
+    clock.now += 601
+    assert service.reserve(1, "verify", "ticket-6") is None
+
+
+def test_reservations_and_reveals_respect_a_lockout(app: Flask, clock: Clock) -> None:
+    with app.app_context():
+        service = CodeService(store.client(), "k", CodePolicy(failures_before_lockout=2), clock)
+    assert service.reserve(1, "verify", "ticket-1") is None
+    assert service.check(1, "verify", CALL, "123456") == WRONG
+    assert service.check(1, "verify", CALL, "123456") == LOCKED
+    assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("locked")
+    assert service.reserve(1, "verify", "ticket-2") == Refused("locked")
+
+
+def test_send_limits_are_counted_per_purpose(app: Flask, clock: Clock) -> None:
+    with app.app_context():
+        callbacks = CodeService(
+            store.client(), "k", CodePolicy(sends_per_day=3, sends_per_window=3), clock
+        )
+        verify = CodeService(store.client(), "k", CodePolicy(), clock)
+    for n in range(3):
+        assert callbacks.reserve(1, "confirm_number", f"t{n}") is None
+    assert callbacks.reserve(1, "confirm_number", "t3") == Refused("rate_limited")
+    assert isinstance(verify.issue(1, "verify", CALL), Issued)
+
+
+def wrong_for(code: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in code)

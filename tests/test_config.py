@@ -28,6 +28,11 @@ def test_development_runs_on_embedded_defaults() -> None:
     assert settings.default_region == "US"
     assert settings.delivery == "outbox"  # nothing leaves the machine
     assert settings.code_ttl == 300 and settings.code_length == 6
+    assert settings.allowed_countries == frozenset({"US"})  # just the default region
+    assert settings.allowed_line_types == frozenset(
+        {"mobile", "fixed_line", "fixed_line_or_mobile"}
+    )
+    assert settings.number_change_cooling_off == 7 * 24 * 3600
 
 
 def test_production_names_every_missing_variable_at_once() -> None:
@@ -61,6 +66,12 @@ def test_wsgi_entry_point_defaults_to_production() -> None:
         ({"TWILIO_ACCOUNT_SID": ""}, "set TWILIO_ACCOUNT_SID"),
         ({"IVR_CODE_TTL": "900"}, "at most 600 seconds"),
         ({"IVR_CODE_LENGTH": "4"}, "from 6 to 10 digits"),
+        ({"IVR_ALLOWED_COUNTRIES": "US,XX"}, "IVR_ALLOWED_COUNTRIES: 'XX' is not a known region"),
+        ({"IVR_ALLOWED_COUNTRIES": " , "}, "IVR_ALLOWED_COUNTRIES must name at least one"),
+        ({"IVR_ALLOWED_LINE_TYPES": "mobile,fax"}, "'fax' is not a line type; choose from"),
+        ({"IVR_ALLOWED_LINE_TYPES": ","}, "IVR_ALLOWED_LINE_TYPES must name at least one"),
+        ({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "0"}, "positive whole number of days, not '0'"),
+        ({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "1.5"}, "positive whole number of days"),
     ],
 )
 def test_bad_settings_are_explained(overrides: dict[str, str], message: str) -> None:
@@ -88,3 +99,84 @@ def test_bad_agent_target_stops_the_boot(make_app, target: str, message: str) ->
 def test_unknown_flow_stops_the_boot(make_app) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="IVR_FLOW 'sales' is not among the flows"):
         make_app(IVR_FLOW="sales")
+
+
+def test_the_default_region_is_the_default_allowed_country() -> None:
+    assert Settings.from_env({"IVR_DEFAULT_REGION": "gb"}).allowed_countries == frozenset({"GB"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("GB", {"GB"}),
+        ("us, gb ,De", {"US", "GB", "DE"}),
+        ("U S,,CA,", {"US", "CA"}),
+    ],
+)
+def test_allowed_countries_are_parsed(raw: str, expected: set[str]) -> None:
+    settings = Settings.from_env({"IVR_ALLOWED_COUNTRIES": raw})
+    assert settings.allowed_countries == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("mobile", {"mobile"}),
+        (" Mobile , TOLL_FREE,voip", {"mobile", "toll_free", "voip"}),
+        (
+            "mobile,fixed_line,fixed_line_or_mobile,toll_free,voip,personal_number",
+            {
+                "mobile",
+                "fixed_line",
+                "fixed_line_or_mobile",
+                "toll_free",
+                "voip",
+                "personal_number",
+            },
+        ),
+    ],
+)
+def test_allowed_line_types_are_parsed(raw: str, expected: set[str]) -> None:
+    settings = Settings.from_env({"IVR_ALLOWED_LINE_TYPES": raw})
+    assert settings.allowed_line_types == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("premium_rate", "toll fraud"),
+        ("shared_cost", "toll fraud"),
+        ("uan", "switchboard"),
+        ("pager", "cannot answer"),
+        ("voicemail", "mailbox"),
+        ("unknown", "cannot tell"),
+    ],
+)
+def test_line_types_that_cannot_receive_codes_are_never_allowed(name: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'{name}' is never allowed \(.*{why}"):
+        Settings.from_env({"IVR_ALLOWED_LINE_TYPES": f"mobile,{name.upper()}"})
+
+
+def test_unknown_line_type_lists_only_the_valid_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"IVR_ALLOWED_LINE_TYPES": "landline"})
+    valid = "fixed_line, fixed_line_or_mobile, mobile, personal_number, toll_free, voip"
+    assert str(info.value).endswith(f"'landline' is not a line type; choose from {valid}")
+
+
+def test_every_bad_number_setting_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "IVR_ALLOWED_COUNTRIES": "ZZ",
+                "IVR_ALLOWED_LINE_TYPES": "pager",
+                "IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "soon",
+            }
+        )
+    for fragment in ("'ZZ'", "'pager' is never allowed", "IVR_NUMBER_CHANGE_COOLING_OFF_DAYS"):
+        assert fragment in str(info.value)
+
+
+def test_cooling_off_is_configured_in_days_and_kept_in_seconds() -> None:
+    settings = Settings.from_env({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "30"})
+    assert settings.number_change_cooling_off == 30 * 86400

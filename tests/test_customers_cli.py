@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
-from factories import make_account
+from factories import change_phone, make_account
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
@@ -457,6 +460,9 @@ def test_show_prints_the_account(runner: FlaskCliRunner, data_dir: Path) -> None
         "email": "jane@example.com",
         "phone": "+14155550100",
         "other accounts on this phone": "none",
+        "flags": "none",
+        "pending change": "none",
+        "phone history": "none",
     }
     assert re.search(r"^other accounts on this phone:\s+30002222$", ana.stdout, re.MULTILINE)
     assert re.search(r"^email:\s+none$", john.stdout, re.MULTILINE)
@@ -481,6 +487,10 @@ def test_show_json(runner: FlaskCliRunner, db_session: Session, data_dir: Path) 
         "phone": "+14155550122",
         "customer_id": luis.customer_id,
         "other_accounts_on_phone": ["30001111"],
+        "phone_history": [],
+        "flags": [],
+        "number_changed_until": None,
+        "pending_change": None,
     }
 
 
@@ -503,6 +513,166 @@ def test_account_summary_of_factory_accounts(db_session: Session) -> None:
     assert account_summary(db_session, ana)["other_accounts_on_phone"] == ["30002222"]
     assert account_summary(db_session, lone)["other_accounts_on_phone"] == []
     assert len(db_session.scalars(select(PhoneNumber)).all()) == 2
+
+
+# --- show: number changes ----------------------------------------------------------------
+
+NEW = "+14155550199"
+
+
+def show_fields(result: Result) -> dict[str, str]:
+    """The label: value lines of `ivr customers show` (history lines have no label)."""
+    assert result.exit_code == 0, result.output
+    return dict(re.findall(r"^(\w[^:]*):[ \t]+(.*)$", result.stdout, re.MULTILINE))
+
+
+@pytest.fixture
+def no_pending_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if ivr.numberchange did not exist yet: `show` must fall back to no pending change."""
+    monkeypatch.setitem(sys.modules, "ivr.numberchange", None)
+
+
+def test_show_after_a_number_change(
+    runner: FlaskCliRunner, db_session: Session, no_pending_changes: None
+) -> None:
+    jane = make_account(db_session, phone="+14155550100", account_number="10004321")
+    changed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    change_phone(db_session, jane, NEW, now=changed_at, call_sid="CA" + "b" * 32)
+    until = changed_at + timedelta(days=7)
+
+    text = runner.invoke(args=["customers", "show", "10004321"])
+    shown = runner.invoke(args=["customers", "show", "10004321", "--json"])
+
+    fields = show_fields(text)
+    assert fields["phone"] == NEW
+    assert fields["flags"] == f"number changed recently (until {until:%Y-%m-%d %H:%M} UTC)"
+    assert fields["pending change"] == "none"
+    assert fields["phone history"] == "1 change(s)"
+    assert text.stdout.splitlines()[-1] == (
+        f"  {changed_at:%Y-%m-%d %H:%M} UTC  +14155550100 → {NEW}  (callback_on_line)"
+    )
+    summary = json.loads(shown.stdout)
+    assert summary["phone"] == NEW
+    assert summary["phone_history"] == [
+        {
+            "old": "+14155550100",
+            "new": NEW,
+            "changed_at": changed_at.isoformat(),
+            "call_sid": "CA" + "b" * 32,
+            "mode": "callback_on_line",
+        }
+    ]
+    assert summary["flags"] == ["number_changed_recently"]
+    assert summary["number_changed_until"] == until.isoformat()
+    assert summary["pending_change"] is None
+
+
+def test_show_after_the_cooling_off_has_no_flag_but_keeps_the_history(
+    runner: FlaskCliRunner, db_session: Session, no_pending_changes: None
+) -> None:
+    jane = make_account(db_session, phone="+14155550100", account_number="10004321")
+    change_phone(db_session, jane, NEW, now=datetime.now(UTC) - timedelta(days=7, minutes=1))
+
+    text = runner.invoke(args=["customers", "show", "10004321"])
+    shown = json.loads(runner.invoke(args=["customers", "show", "10004321", "--json"]).stdout)
+
+    fields = show_fields(text)
+    assert (fields["phone"], fields["flags"], fields["phone history"]) == (
+        NEW,
+        "none",
+        "1 change(s)",
+    )
+    assert (shown["flags"], shown["number_changed_until"]) == ([], None)
+    assert [(c["old"], c["new"]) for c in shown["phone_history"]] == [("+14155550100", NEW)]
+
+
+def test_summary_flags_the_number_change_for_the_cooling_off_period_only(
+    db_session: Session,
+) -> None:
+    jane = make_account(db_session, phone="+14155550100")
+    changed_at = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    change_phone(db_session, jane, NEW, now=changed_at)
+    week = timedelta(days=7)
+
+    def summary(now: datetime, **options: Any) -> dict[str, Any]:
+        return account_summary(db_session, jane, now=now, **options)
+
+    assert summary(changed_at)["flags"] == ["number_changed_recently"]
+    last_second = summary(changed_at + week - timedelta(seconds=1))
+    assert last_second["flags"] == ["number_changed_recently"]
+    assert last_second["number_changed_until"] == "2026-11-28T10:00:00+00:00"
+    over = summary(changed_at + week)
+    assert (over["flags"], over["number_changed_until"]) == ([], None)
+    assert over["phone_history"][0]["changed_at"] == "2026-11-21T10:00:00+00:00"
+    shorter = summary(changed_at + timedelta(hours=2), cooling_off_seconds=3600)
+    assert shorter["flags"] == []
+
+
+def test_summary_history_is_newest_first(db_session: Session) -> None:
+    jane = make_account(db_session, phone="+14155550100")
+    first = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    change_phone(db_session, jane, NEW, now=first, mode="callback_after_call")
+    change_phone(db_session, jane, "+14155550188", now=first + timedelta(days=40))
+
+    history = account_summary(db_session, jane, now=first)["phone_history"]
+
+    assert [(c["old"], c["new"], c["mode"]) for c in history] == [
+        (NEW, "+14155550188", "callback_on_line"),
+        ("+14155550100", NEW, "callback_after_call"),
+    ]
+
+
+class _Settings:
+    """The app's settings with some attributes overridden (they are a frozen dataclass)."""
+
+    def __init__(self, base: object, **overrides: object):
+        self._base = base
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> object:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._base, name)
+
+
+def test_show_uses_the_configured_cooling_off(
+    runner: FlaskCliRunner,
+    app: Flask,
+    db_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    no_pending_changes: None,
+) -> None:
+    jane = make_account(db_session, phone="+14155550100", account_number="10004321")
+    change_phone(db_session, jane, NEW, now=datetime.now(UTC) - timedelta(hours=2))
+    assert show_fields(runner.invoke(args=["customers", "show", "10004321"]))["flags"] != "none"
+
+    settings = _Settings(app.config["IVR_SETTINGS"], number_change_cooling_off=3600)
+    monkeypatch.setitem(app.config, "IVR_SETTINGS", settings)
+
+    assert show_fields(runner.invoke(args=["customers", "show", "10004321"]))["flags"] == "none"
+
+
+def test_show_includes_the_pending_change(
+    runner: FlaskCliRunner, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jane = make_account(db_session, phone="+14155550100", account_number="10004321")
+    pending = {"new": "+1415•••0199", "state": "awaiting_callback"}
+    asked: list[int] = []
+
+    def pending_change_for(account_id: int) -> dict[str, Any] | None:
+        asked.append(account_id)
+        return pending
+
+    fake = types.ModuleType("ivr.numberchange")
+    fake.pending_change_for = pending_change_for  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ivr.numberchange", fake)
+
+    text = runner.invoke(args=["customers", "show", "10004321"])
+    shown = json.loads(runner.invoke(args=["customers", "show", "10004321", "--json"]).stdout)
+
+    assert show_fields(text)["pending change"] == "new +1415•••0199, state awaiting_callback"
+    assert shown["pending_change"] == pending
+    assert asked == [jane.id, jane.id]
 
 
 # --- demo seed ------------------------------------------------------------------------------

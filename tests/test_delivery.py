@@ -2,7 +2,8 @@
 
 Nothing here leaves 127.0.0.1. The SMTP sink and the fake Twilio API are small
 servers started in the test; the real `smtplib` and the real `twilio` client
-talk to them over sockets.
+talk to them over sockets. Outbound calls (the Dialer) go the same way: to the
+outbox, or through the real client to the fake Twilio API.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import socketserver
@@ -29,9 +31,11 @@ from urllib.parse import parse_qs
 
 import pytest
 from flask import Flask
+from twilio.rest import Client
 
 from ivr.config import Settings
-from ivr.delivery import DeliveryFailed, Outgoing, outbox, registry
+from ivr.delivery import DeliveryFailed, Outgoing, OutgoingCall, outbox, registry
+from ivr.delivery.calls import TwilioCalls
 from ivr.delivery.email import SmtpEmail, SmtpServer, parse_smtp_url
 from ivr.delivery.outbox import Outbox
 from ivr.delivery.sms import TwilioDeliveryFailed, TwilioSms
@@ -46,6 +50,14 @@ CODE_TEXT = "Your code is 482913. It is valid for 5 minutes."
 AppFactory = Callable[..., Flask]
 SinkFactory = Callable[..., "SmtpSink"]
 SmsFactory = Callable[..., TwilioSms]
+CallsFactory = Callable[..., TwilioCalls]
+ClientFactory = Callable[..., Client]
+CALLED = "+14155550199"
+# Webhook URLs of an outbound call carry only an opaque id (no number, no code).
+CALLBACK_ID = "Qx7TmWvRkZpYsNhBq3LdFe_w"
+ANSWER_URL = f"https://ivr.example.test/voice/callback/answer?o={CALLBACK_ID}"
+STATUS_URL = f"https://ivr.example.test/voice/callback/status?o={CALLBACK_ID}"
+SMS_KEYS = {"id", "at", "channel", "to", "subject", "body", "call_sid", "purpose"}
 SERVER_POLL = 0.05  # how often serve_forever checks for shutdown (its default waits 0.5 s)
 
 
@@ -68,7 +80,55 @@ def test_outbox_stores_each_message_as_one_private_json_line(tmp_path: Path) -> 
     assert first["call_sid"] == "CA1"
     assert first["purpose"] == "verify"
     assert first["at"].endswith("+00:00")
-    assert set(first) == {"id", "at", "channel", "to", "subject", "body", "call_sid", "purpose"}
+    assert set(first) == SMS_KEYS
+
+
+def outbound_call(to: str = CALLED, ring_seconds: int = 30) -> OutgoingCall:
+    return OutgoingCall(
+        to=to,
+        url=ANSWER_URL,
+        status_callback=STATUS_URL,
+        ring_seconds=ring_seconds,
+        call_sid="CA5",
+        purpose="verify",
+    )
+
+
+def test_outbox_place_stores_a_call_as_one_private_json_line_without_body(tmp_path: Path) -> None:
+    path = tmp_path / "dev" / "outbox.jsonl"
+    call_id = Outbox(path).place(outbound_call())
+
+    assert re.fullmatch(r"CA[0-9a-f]{32}", call_id), call_id
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    [line] = path.read_text(encoding="utf-8").splitlines()
+    stored = json.loads(line)
+    assert stored["id"] == call_id
+    assert stored["channel"] == "call"
+    assert stored["to"] == CALLED
+    assert stored["url"] == ANSWER_URL
+    assert stored["status_callback"] == STATUS_URL
+    assert stored["ring_seconds"] == 30
+    assert stored["call_sid"] == "CA5"
+    assert stored["purpose"] == "verify"
+    assert (stored["body"], stored["subject"]) == ("", "")  # what it says comes from the webhook
+    assert set(stored) == SMS_KEYS | {"url", "status_callback", "ring_seconds"}
+
+
+def test_outbox_messages_keep_their_shape_beside_calls(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    box = Outbox(path)
+    box.send(Outgoing("sms", NUMBER, "before", purpose="verify"))
+    box.place(outbound_call())
+    box.send(Outgoing("email", ADDRESS, "after", subject="Your code"))
+
+    shapes = [set(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert shapes[0] == shapes[2] == SMS_KEYS  # no url, status_callback or ring_seconds
+    assert "ring_seconds" in shapes[1]
+    sms, call, email = outbox.read(path)  # old and new lines read back alike
+    assert (sms.channel, sms.body, sms.url, sms.ring_seconds) == ("sms", "before", "", 0)
+    assert (call.channel, call.url, call.ring_seconds) == ("call", ANSWER_URL, 30)
+    assert (email.channel, email.body) == ("email", "after")
+    assert [m.channel for m in outbox.read(path, to=CALLED)] == ["call"]
 
 
 def test_outbox_tightens_a_file_created_with_a_looser_mode(tmp_path: Path) -> None:
@@ -237,6 +297,52 @@ def test_registry_twilio_sms_uses_the_support_number_and_api_url(tmp_path: Path)
     assert http_client.timeout == DEFAULT_TIMEOUT
 
 
+@pytest.mark.parametrize(
+    ("env", "dialer_type"),
+    [
+        ({"IVR_DELIVERY": "outbox"}, Outbox),
+        ({"IVR_DELIVERY": "outbox", "TWILIO_ACCOUNT_SID": SID}, Outbox),
+        ({"IVR_DELIVERY": "twilio", "TWILIO_ACCOUNT_SID": SID}, TwilioCalls),
+        ({"TWILIO_ACCOUNT_SID": SID}, TwilioCalls),  # an account and no choice: Twilio
+        ({}, Outbox),  # the embedded default
+    ],
+    ids=["outbox", "outbox-with-account", "twilio", "account-only", "default"],
+)
+def test_registry_dialer_follows_ivr_delivery(
+    make_app: AppFactory, tmp_path: Path, env: dict[str, str], dialer_type: type
+) -> None:
+    settings = Settings.from_env(
+        {"IVR_OUTBOX_PATH": str(tmp_path / "box.jsonl"), **env}, instance_path=tmp_path
+    )
+    dialer = registry.dialer(settings)
+    assert type(dialer) is dialer_type
+    if isinstance(dialer, Outbox):
+        assert dialer.path == tmp_path / "box.jsonl"
+
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"), **env)
+    with app.app_context():
+        assert type(registry.get_dialer()) is dialer_type
+
+
+def test_registry_twilio_dialer_uses_the_support_number_and_api_url(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "IVR_DELIVERY": "twilio",
+            "TWILIO_ACCOUNT_SID": SID,
+            "IVR_SUPPORT_NUMBER": "+15005550009",
+            "IVR_TWILIO_API_URL": "http://127.0.0.1:4010/",
+        },
+        instance_path=tmp_path,
+    )
+    dialer = registry.dialer(settings)
+    assert isinstance(dialer, TwilioCalls)
+    assert dialer.from_number == "+15005550009"
+    http_client = dialer.client.http_client
+    assert isinstance(http_client, RebasedHttpClient)
+    assert http_client.base_url == "http://127.0.0.1:4010"
+    assert http_client.timeout == DEFAULT_TIMEOUT
+
+
 def test_a_bad_smtp_url_stops_the_boot(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {"IVR_SMTP_URL": "http://mail.example.test"}, instance_path=tmp_path
@@ -279,6 +385,27 @@ def test_outbox_list_shows_masked_numbers_and_bodies(make_app: AppFactory, tmp_p
     assert "No messages to that recipient." in nobody.output
 
 
+def test_outbox_list_shows_an_outbound_call_readably(make_app: AppFactory, tmp_path: Path) -> None:
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"))
+    box = Outbox(tmp_path / "box.jsonl")
+    box.send(Outgoing("sms", NUMBER, CODE_TEXT, purpose="verify"))
+    box.place(outbound_call(ring_seconds=30))
+
+    result = app.test_cli_runner().invoke(args=["outbox", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-2].endswith("  call   +1415•••0199  verify")  # columns line up with "email"
+    assert lines[-1] == "    rings 30 s, then fetches /voice/callback/answer"
+    assert CALLED not in result.output
+    assert CALLBACK_ID not in result.output  # the opaque id stays out of the listing
+    assert lines[-3] == f"    {CODE_TEXT}"  # the SMS above it is shown as before
+
+    only_calls = app.test_cli_runner().invoke(args=["outbox", "list", "--to", "415 555 0199"])
+    assert only_calls.exit_code == 0, only_calls.output
+    assert CODE_TEXT not in only_calls.output
+    assert "rings 30 s" in only_calls.output
+
+
 def test_outbox_clear_command_empties_it(make_app: AppFactory, tmp_path: Path) -> None:
     app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"))
     Outbox(tmp_path / "box.jsonl").send(Outgoing("sms", NUMBER, CODE_TEXT))
@@ -290,13 +417,27 @@ def test_outbox_clear_command_empties_it(make_app: AppFactory, tmp_path: Path) -
     assert "The outbox is empty." in runner.invoke(args=["outbox", "list"]).output
 
 
-def test_outbox_list_warns_when_sms_go_through_twilio(make_app: AppFactory, tmp_path: Path) -> None:
+def test_outbox_list_warns_when_sms_and_calls_go_through_twilio(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
     app: Flask = make_app(
         IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"), IVR_DELIVERY="twilio", TWILIO_ACCOUNT_SID=SID
     )
     result = app.test_cli_runner().invoke(args=["outbox", "list"])
     assert result.exit_code == 0
-    assert "IVR_DELIVERY is 'twilio'" in result.stderr
+    assert (
+        "IVR_DELIVERY is 'twilio'; SMS and outbound calls are not written to the outbox."
+        in result.stderr
+    )
+
+
+def test_outbox_list_says_nothing_about_delivery_when_it_is_the_outbox(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    app: Flask = make_app(IVR_OUTBOX_PATH=str(tmp_path / "box.jsonl"), IVR_DELIVERY="outbox")
+    result = app.test_cli_runner().invoke(args=["outbox", "list"])
+    assert result.exit_code == 0
+    assert "IVR_DELIVERY" not in result.stderr
 
 
 # ---------------------------------------------------------------- SMTP
@@ -732,18 +873,28 @@ def twilio_settings(tmp_path: Path, api_url: str) -> Settings:
 
 
 @pytest.fixture
-def sms_channel(tmp_path: Path) -> Iterator[SmsFactory]:
-    """Build the SMS channel as the registry does, for an API URL; pools closed afterwards."""
+def twilio_client(tmp_path: Path) -> Iterator[ClientFactory]:
+    """Build the real client as the registry does, for an API URL; pools closed afterwards."""
     clients = []
 
-    def build(api_url: str, timeout: float = DEFAULT_TIMEOUT) -> TwilioSms:
+    def build(api_url: str, timeout: float = DEFAULT_TIMEOUT) -> Client:
         client = make_client(twilio_settings(tmp_path, api_url), timeout=timeout)
         clients.append(client)
-        return TwilioSms(client, SUPPORT)
+        return client
 
     yield build
     for client in clients:
         close(client)
+
+
+@pytest.fixture
+def sms_channel(twilio_client: ClientFactory) -> SmsFactory:
+    """Build the SMS channel as the registry does, for an API URL."""
+
+    def build(api_url: str, timeout: float = DEFAULT_TIMEOUT) -> TwilioSms:
+        return TwilioSms(twilio_client(api_url, timeout), SUPPORT)
+
+    return build
 
 
 def code_sms() -> Outgoing:
@@ -860,3 +1011,179 @@ def test_rebase_rewrites_only_the_twilio_api_host(url: str, expected: str) -> No
 def test_rebase_leaves_urls_alone_without_an_override() -> None:
     url = "https://api.dublin.ie1.twilio.com/2010-04-01/x"
     assert RebasedHttpClient().rebase(url) == url
+
+
+# ---------------------------------------------------------------- Twilio calls
+
+CALL_SID = "CA" + "e" * 32
+
+
+@pytest.fixture
+def dialer(twilio_client: ClientFactory) -> CallsFactory:
+    """Build the Twilio dialer as the registry does, for an API URL."""
+
+    def build(api_url: str, timeout: float = DEFAULT_TIMEOUT) -> TwilioCalls:
+        return TwilioCalls(twilio_client(api_url, timeout), SUPPORT)
+
+    return build
+
+
+@pytest.fixture
+def fake_twilio_calls(fake_twilio: FakeTwilio) -> FakeTwilio:
+    """The fake Twilio API, answering as `calls.create` does."""
+    fake_twilio.payload = {"sid": CALL_SID, "status": "queued"}
+    return fake_twilio
+
+
+def no_number_in(text: str) -> None:
+    """Neither the called number nor its national digits appear in `text`."""
+    assert CALLED not in text
+    assert CALLED[2:] not in text
+
+
+def test_call_goes_through_the_real_client_with_only_our_webhooks(
+    dialer: CallsFactory, fake_twilio_calls: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    assert dialer(fake_twilio_calls.url).place(outbound_call(ring_seconds=25)) == CALL_SID
+
+    [seen] = fake_twilio_calls.seen
+    assert seen.path == f"/2010-04-01/Accounts/{SID}/Calls.json"
+    assert seen.form == {
+        "To": [CALLED],
+        "From": [SUPPORT],
+        "Url": [ANSWER_URL],
+        "Method": ["POST"],
+        "StatusCallback": [STATUS_URL],
+        "StatusCallbackMethod": ["POST"],
+        "Timeout": ["25"],
+    }
+    expected = base64.b64encode(f"{SID}:test-token".encode()).decode()
+    assert seen.authorization == f"Basic {expected}"
+    assert f"sid={CALL_SID}" in caplog.text
+    assert "+1415•••0199" in caplog.text
+    no_number_in(caplog.text)
+
+
+CALL_ERROR_ANSWERS = {
+    "geo-permission": (
+        400,
+        {
+            "code": 21215,
+            "message": f"Account not authorized to call {CALLED}. Perhaps you need to enable "
+            "some international permissions: https://www.twilio.com/console/voice/calls/geo-permissions/low-risk",
+            "more_info": "https://www.twilio.com/docs/errors/21215",
+            "status": 400,
+        },
+        21215,
+        "calling that country or region is not enabled (Twilio error 21215)",
+    ),
+    "geo-permission-rfc9457": (
+        400,
+        {
+            "type": "https://www.twilio.com/docs/errors/21215",
+            "title": "Geo Permission configuration is not permitting call",
+            "status": 400,
+            "code": 21215,
+            "detail": f"Account not authorized to call {CALLED}.",
+        },
+        21215,
+        "calling that country or region is not enabled (Twilio error 21215)",
+    ),
+    "invalid-number": (
+        400,
+        {
+            "code": 13223,
+            "message": f"Dial: Invalid phone number format {CALLED}",
+            "more_info": "https://www.twilio.com/docs/errors/13223",
+            "status": 400,
+        },
+        13223,
+        "the number is not a valid phone number to call (Twilio error 13223)",
+    ),
+    "credentials": (
+        401,
+        {
+            "code": 20003,
+            "message": "Authenticate",
+            "more_info": "https://www.twilio.com/docs/errors/20003",
+            "status": 401,
+        },
+        20003,
+        "Twilio refused our credentials (Twilio error 20003)",
+    ),
+    "unknown-code": (
+        400,
+        {"code": 21205, "message": f"Url is not a valid URL for {CALLED}", "status": 400},
+        21205,
+        "Twilio refused the request (Twilio error 21205)",
+    ),
+    "server-error": (
+        500,
+        {"message": f"Internal error placing a call to {CALLED}", "status": 500},
+        None,
+        "Twilio had a problem (HTTP 500)",
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", list(CALL_ERROR_ANSWERS))
+def test_twilio_call_error_becomes_a_plain_failure_without_the_number(
+    dialer: CallsFactory,
+    fake_twilio_calls: FakeTwilio,
+    caplog: pytest.LogCaptureFixture,
+    answer: str,
+) -> None:
+    status, payload, code, reason = CALL_ERROR_ANSWERS[answer]
+    fake_twilio_calls.status = status
+    fake_twilio_calls.payload = payload
+    caplog.set_level("DEBUG")
+    with pytest.raises(TwilioDeliveryFailed) as failure:
+        dialer(fake_twilio_calls.url).place(outbound_call())
+    error = failure.value
+    assert error.channel == "call"
+    assert (error.code, error.status) == (code, status)
+    assert error.reason == reason
+    assert str(error) == f"call delivery failed: {reason}"
+    assert error.__cause__ is None and error.__suppress_context__  # Twilio's text is dropped
+    no_number_in(str(error))
+    no_number_in(caplog.text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'["not", "a", "call"]',
+        b'{"status": "queued", "to": "+14155550199"}',
+        b'{"sid": null, "status": "queued"}',
+        b'{"sid": "", "status": "queued"}',
+    ],
+    ids=["html", "json-list", "no-sid", "null-sid", "empty-sid"],
+)
+def test_twilio_call_answer_that_is_not_a_call_is_a_failure(
+    dialer: CallsFactory, fake_twilio_calls: FakeTwilio, raw: bytes
+) -> None:
+    fake_twilio_calls.raw = raw
+    with pytest.raises(DeliveryFailed) as failure:
+        dialer(fake_twilio_calls.url).place(outbound_call())
+    assert failure.value.channel == "call"
+    assert failure.value.reason == "Twilio sent an answer we could not read"
+    no_number_in(str(failure.value))
+
+
+def test_twilio_that_never_answers_a_call_request_times_out(
+    dialer: CallsFactory, silent_port: int
+) -> None:
+    with pytest.raises(DeliveryFailed) as failure:
+        dialer(f"http://127.0.0.1:{silent_port}", timeout=0.3).place(outbound_call())
+    assert failure.value.channel == "call"
+    assert failure.value.reason == "Twilio did not answer in time"
+    no_number_in(str(failure.value))
+
+
+def test_twilio_unreachable_for_a_call_is_a_plain_failure(dialer: CallsFactory) -> None:
+    with pytest.raises(
+        DeliveryFailed, match=r"^call delivery failed: could not reach Twilio \(ConnectionError\)$"
+    ):
+        dialer(f"http://127.0.0.1:{unused_port()}").place(outbound_call())

@@ -292,14 +292,22 @@ def test_wrong_code_retries_then_unverified_transfer() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "channel", "prompt"), [("1", "sms", "code_sent_sms"), ("2", "email", "code_sent_email")]
+    ("key", "channel", "prompt", "code_prompt"),
+    [
+        ("1", "sms", "code_sent_sms", "enter_code"),
+        ("2", "voice", "code_calling", "enter_voice_code"),
+        ("3", "email", "code_sent_email", "enter_code"),
+    ],
 )
-def test_code_prompt_keys_send_a_new_code(key: str, channel: str, prompt: str) -> None:
-    """1 sends a new code by text, 2 by email; the new code then verifies by that channel."""
+def test_code_prompt_keys_send_a_new_code(
+    key: str, channel: str, prompt: str, code_prompt: str
+) -> None:
+    """1 sends a new code by text, 2 by a call to the phone on file, 3 by email; the new
+    code then verifies by that channel."""
     eng = engine(JANE)
     state = press(eng, at_code(eng), "000000").state  # one wrong try first
     turn = press(eng, state, key)
-    assert spoken(turn) == [text(prompt), text("enter_code")]
+    assert spoken(turn) == [text(prompt), text(code_prompt)]
     assert verifier_of(eng).sent == [(JANE.id, "sms"), (JANE.id, channel)]
     assert verifier_of(eng).checks == 1  # a single key is a choice, never checked as a code
     turn = press(eng, turn.state, CODE)
@@ -368,7 +376,7 @@ def test_full_account_number_for_unknown_caller_flags_caller_id_mismatch() -> No
 def test_menu_transfer_and_dial_outcomes() -> None:
     eng = engine(JANE)
     state = press(eng, at_code(eng), CODE).state
-    turn = press(eng, state, "1")
+    turn = press(eng, state, "2")
     assert spoken(turn) == [text("connecting")]
     assert turn.state.transfer_reason == "caller_request"
     done = eng.handle(turn.state, DialResult("completed", turn.state.step))
@@ -380,7 +388,7 @@ def test_menu_transfer_and_dial_outcomes() -> None:
 def test_first_name_is_spoken_only_at_full_verification() -> None:
     """{first_name} stays blank until digits *and* a code are verified (security.md)."""
     english = CATALOG.languages["en-US"]
-    texts = {**english.texts, "main_menu": "Hello {first_name}. Press 1 for an agent."}
+    texts = {**english.texts, "main_menu": "Hello {first_name}. Press 2 for an agent."}
     catalog = Catalog({**CATALOG.languages, "en-US": replace(english, texts=texts)})
     eng = Engine(
         FLOW,
@@ -395,10 +403,10 @@ def test_first_name_is_spoken_only_at_full_verification() -> None:
     at_digits = eng.handle(state, Input("4321", state.step)).state
     assert at_digits.verification == "digits" and at_digits.node == "enter_code"
     digits_only = replace(at_digits, node="menu")  # as if a flow offered the menu after digits
-    assert spoken(eng.replay(digits_only)) == ["Hello . Press 1 for an agent."]
+    assert spoken(eng.replay(digits_only)) == ["Hello . Press 2 for an agent."]
     fully = eng.handle(at_digits, Input(CODE, at_digits.step))
     assert fully.state.verification == "code"
-    assert spoken(fully) == ["Hello Jane. Press 1 for an agent."]
+    assert spoken(fully) == ["Hello Jane. Press 2 for an agent."]
 
 
 def test_spanish_changes_every_later_prompt() -> None:

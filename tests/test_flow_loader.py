@@ -96,7 +96,7 @@ BREAKAGES = [
         "",
         "loop that never asks the caller",
     ),
-    ("      2: goodbye\n", "      2: spin_a\n", "menu", "", ""),  # makes the loop reachable
+    ("      3: goodbye\n", "      3: spin_a\n", "menu", "", ""),  # makes the loop reachable
     # The code step: an unknown channel, a broken exit, and a message text used as a prompt.
     ("    channel: sms\n", "    channel: fax\n", "send_sms", "channel", "'fax' is not one of"),
     (
@@ -177,7 +177,7 @@ def test_menu_keys_stay_strings_and_yes_no_stay_words(tmp_path: Path) -> None:
     definitions = load_definitions(FLOWS, PROMPTS, "US")
     menu = definitions.flows["support"].nodes["menu"]
     assert isinstance(menu, MenuNode)
-    assert set(menu.options) == {"1", "2", "9"}
+    assert set(menu.options) == {"1", "2", "3", "9"}
     last4 = definitions.flows["support"].nodes["last4"]
     assert isinstance(last4, CheckAccountDigitsNode) and last4.mode == "last4"
 

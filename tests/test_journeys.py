@@ -76,7 +76,7 @@ def test_one_account_last4_menu_agent_verified(app: Flask, phone: Phone) -> None
     """A known caller who keys the last 4 and the code reaches the menu, then a briefed agent."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -122,7 +122,7 @@ def test_family_line_last4_picks_the_account(
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
     add_account(app, "John Doe", JANE_PHONE, "20008765")
 
-    result = phone.call(JANE_PHONE, ["1", last4, "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", last4, "@code", "2"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -142,7 +142,7 @@ def test_family_line_same_last4_goes_to_full_account_number(app: Flask, phone: P
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
     add_account(app, "John Doe", JANE_PHONE, "20004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "20004321#", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "20004321#", "@code", "2"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -168,7 +168,7 @@ def test_unknown_number_full_account_number_then_menu(app: Flask, phone: Phone) 
     """
     add_account(app, "Ann Lee", "+14155550111", "20005678")
 
-    result = phone.call("+14155550199", ["1", "20005678#", "@code", "1"])
+    result = phone.call("+14155550199", ["1", "20005678#", "@code", "2"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -178,8 +178,9 @@ def test_unknown_number_full_account_number_then_menu(app: Flask, phone: Phone) 
         text(app, "main_menu", first_name="Ann"),
         text(app, "connecting"),
     ]
+    # Ann is calling from a number that is not hers: the agent is told so.
     assert result.heard("agent")[0] == verified_whisper(
-        app, "Ann Lee", "5678", NUMBER_AND_SMS, "caller_request"
+        app, "Ann Lee", "5678", NUMBER_AND_SMS, "caller_request", flags=["caller_id_mismatch"]
     )
     assert [(m.channel, m.to) for m in sent(app)] == [("sms", "+14155550111")]
     # The account-number prompt: any length, ended by #.
@@ -218,7 +219,7 @@ def test_withheld_caller_goes_to_full_account_number(
     """A withheld, anonymous, non-phone or invalid caller ID asks for the full account number."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(caller_id, ["1", "10004321#", "@code", "1"])
+    result = phone.call(caller_id, ["1", "10004321#", "@code", "2"])
 
     assert result.heard("caller") == [
         *greeting(app),
@@ -282,7 +283,7 @@ def test_star_repeats_the_prompt(app: Flask, phone: Phone) -> None:
     """`*` repeats the current prompt (the first one, since no try was used)."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "*", "4321", "*", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "*", "4321", "*", "@code", "2"])
 
     assert result.heard("caller")[3:9] == [
         text(app, "enter_last4"),
@@ -299,7 +300,7 @@ def test_star_costs_no_try(app: Flask, phone: Phone) -> None:
     """Two wrong entries and two `*`: the third real try is still allowed and succeeds."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "0000", "*", "1111", "*", "4321", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", "0000", "*", "1111", "*", "4321", "@code", "2"])
 
     assert result.heard("caller")[3:] == [
         text(app, "enter_last4"),
@@ -334,10 +335,10 @@ def test_endless_star_ends_with_an_agent(app: Flask, phone: Phone) -> None:
 @pytest.mark.parametrize(
     ("menu_keys", "menu_heard"),
     [
-        (["9", "1"], ["main_menu", "main_menu", "connecting"]),
-        (["5", "1"], ["main_menu", "main_menu_retry", "connecting"]),
-        (["5", "9", "1"], ["main_menu", "main_menu_retry", "main_menu", "connecting"]),
-        (["", "1"], ["main_menu", "main_menu", "connecting"]),
+        (["9", "2"], ["main_menu", "main_menu", "connecting"]),
+        (["5", "2"], ["main_menu", "main_menu_retry", "connecting"]),
+        (["5", "9", "2"], ["main_menu", "main_menu_retry", "main_menu", "connecting"]),
+        (["", "2"], ["main_menu", "main_menu", "connecting"]),
     ],
     ids=["9-repeats", "invalid-retry-prompt", "9-after-invalid", "silence-repeats-once"],
 )
@@ -353,11 +354,11 @@ def test_menu_repeats_and_retries(
     assert result.transfers == [f"dial number {AGENT}"]
 
 
-def test_menu_2_says_goodbye_and_hangs_up(app: Flask, phone: Phone) -> None:
-    """2 ends the call politely: goodbye, then <Hangup>, and no transfer."""
+def test_menu_3_says_goodbye_and_hangs_up(app: Flask, phone: Phone) -> None:
+    """3 ends the call politely: goodbye, then <Hangup>, and no transfer."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"])
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "3"])
 
     assert result.heard("caller")[-2:] == [
         text(app, "main_menu", first_name="Jane"),
@@ -406,7 +407,7 @@ def test_spanish_choice_makes_later_prompts_spanish(app: Flask, phone: Phone) ->
     """Pressing 2 switches every later caller prompt to es-US (text, language and voice)."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["2", "4321", "@code", "1"])
+    result = phone.call(JANE_PHONE, ["2", "4321", "@code", "2"])
 
     assert result.heard("caller")[3:] == [
         text(app, "enter_last4", "es-US"),
@@ -430,7 +431,7 @@ def test_unanswered_transfer_says_agents_busy(app: Flask, phone: Phone, agent: s
     """Nobody answers: the caller hears the polite agents_busy goodbye, never silence."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"], agent=agent)
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"], agent=agent)
 
     assert result.heard("caller")[-2:] == [text(app, "connecting"), text(app, "agents_busy")]
     assert result.heard("agent") == []
@@ -443,7 +444,7 @@ def test_silent_agent_counts_as_unanswered(app: Flask, phone: Phone) -> None:
     """An agent who hears the whisper but presses nothing is not connected."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "1"], agent="silent")
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"], agent="silent")
 
     assert result.heard("agent")[0] == verified_whisper(
         app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
@@ -460,7 +461,7 @@ def test_queue_target_enqueues_without_whisper(make_app: Any) -> None:
     app = make_app(IVR_AGENT_TARGET="queue:support")
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     assert result.transfers == ["enqueue support"]
     assert result.heard("agent") == []
@@ -486,7 +487,7 @@ def test_sip_and_client_targets_dial_with_whisper(
     app = make_app(IVR_AGENT_TARGET=target)
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "1"])
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
 
     dial = dial_of(result)
     assert (dial.get("action") or "").startswith("/voice/dial?s=")
@@ -521,7 +522,7 @@ def test_nothing_about_the_account_is_said_before_the_digits(
     for name, number in accounts:
         add_account(app, name, JANE_PHONE, number)
 
-    result = phone.call(JANE_PHONE, ["1", digits_entry, "@code", "1"])
+    result = phone.call(JANE_PHONE, ["1", digits_entry, "@code", "2"])
 
     before = heard_before_keys(result, 1)  # entry 0: language, entry 1: the account digits
     assert len(before) == 4
@@ -558,7 +559,7 @@ def test_failed_verification_never_reveals_the_account(app: Flask, phone: Phone)
 @pytest.mark.parametrize(
     ("keys_pressed", "verification", "methods"),
     [
-        (["1", "4321", "@code", "1"], "code", list(DIGITS_AND_SMS)),
+        (["1", "4321", "@code", "2"], "code", list(DIGITS_AND_SMS)),
         (["1", "0000", "0000", "0000"], "none", []),
     ],
     ids=["verified", "unverified"],

@@ -9,10 +9,17 @@ it through `IVR_TWILIO_API_URL`, exactly as the service does.
 Prism is found at .ci/node/node_modules/.bin/prism (preinstalled by CI), else
 run through `npx`. Without either, or without the spec, the test skips with the
 reason; when the CI variable is set, a missing Prism fails instead.
+
+Prism accepts parameters the spec does not declare and cannot see what a URL
+means, so the outbound-call form is also checked here directly: against the
+CreateCall request schema read from the spec (which needs no Prism), and for
+webhook URLs that carry only an opaque id.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
@@ -24,13 +31,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from ivr.config import Settings
-from ivr.delivery import DeliveryFailed, Outgoing
+from ivr.delivery import DeliveryFailed, Outgoing, OutgoingCall
+from ivr.delivery.calls import TwilioCalls
 from ivr.delivery.sms import TwilioSms
 from ivr.delivery.twilio_client import close, make_client
 
@@ -42,6 +55,21 @@ START_LIMIT = 120.0  # seconds; npx may have to fetch Prism first
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SUPPORT = "+15005550006"
 MESSAGES = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+CALLS = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+CREATE_CALL = ("post", "/2010-04-01/Accounts/{AccountSid}/Calls.json")
+CALLED = "+14155550100"
+CODE = "482913"  # a code the call is about; it must travel in no request
+CALLBACK_ID = "Qx7TmWvRkZpYsNhBq3LdFe_w"  # opaque, like ivr.callbacks makes them (token_urlsafe)
+# Everything a call request may carry: what it says comes from our webhook, later.
+CALL_PARAMETERS = {
+    "To",
+    "From",
+    "Url",
+    "Method",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "Timeout",
+}
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -160,3 +188,214 @@ def test_sms_channel_reports_a_rejected_request_as_delivery_failed(
     sms = TwilioSms(client, SUPPORT)
     with pytest.raises(DeliveryFailed, match=r"Twilio refused the request \(HTTP 422\)"):
         sms.send(Outgoing("sms", "+14155550100", "Your code is 482913."))
+
+
+# ---------------------------------------------------------------- outbound calls
+
+
+def outbound_call(url_base: str = "https://ivr.example.test") -> OutgoingCall:
+    return OutgoingCall(
+        to=CALLED,
+        url=f"{url_base}/voice/callback/answer?o={CALLBACK_ID}",
+        status_callback=f"{url_base}/voice/callback/status?o={CALLBACK_ID}",
+        ring_seconds=30,
+        call_sid="CA" + "7" * 32,
+        purpose="verify",
+    )
+
+
+def form_of(request: requests.PreparedRequest) -> dict[str, list[str]]:
+    """The form a request carried, as it went on the wire."""
+    body = request.body or ""
+    assert isinstance(body, str | bytes), type(body)
+    text = body.decode() if isinstance(body, bytes) else body
+    return parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
+
+
+@pytest.fixture
+def exchanges(client: Client) -> list[requests.Response]:
+    """Every answer the service's client gets, with the request it sent (`.request`)."""
+    recorded: list[requests.Response] = []
+
+    def record(response: requests.Response, **_: object) -> None:
+        recorded.append(response)
+
+    http_client = client.http_client
+    assert isinstance(http_client, TwilioHttpClient)
+    http_client.request_hooks["response"].append(record)
+    return recorded
+
+
+class CannedTwilio(HttpClient):
+    """An http client that answers every request as `calls.create` does, offline.
+
+    Requests are prepared with `requests`, as TwilioHttpClient prepares them, so
+    `sent` holds the form that would go on the wire.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger(__name__), is_async=False)
+        self.sent: list[requests.PreparedRequest] = []
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        assert not params, params  # a create carries everything in its form
+        prepared = requests.Request(
+            method.upper(), url, data=data, headers=headers, auth=auth
+        ).prepare()
+        self.sent.append(prepared)
+        return Response(201, json.dumps({"sid": "CA" + "c" * 32, "status": "queued"}))
+
+
+@pytest.fixture(scope="module")
+def create_call_schema() -> dict[str, Any]:
+    """CreateCall's form schema, found in the spec by its operationId."""
+    if not SPEC.exists():
+        pytest.skip(f"Twilio's OpenAPI description is not at {SPEC}")
+    spec = json.loads(SPEC.read_text(encoding="utf-8"))
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and operation.get("operationId") == "CreateCall":
+                assert (method, path) == CREATE_CALL
+                content = operation["requestBody"]["content"]
+                schema: dict[str, Any] = content["application/x-www-form-urlencoded"]["schema"]
+                return schema
+    pytest.fail(f"no CreateCall operation in {SPEC}")
+
+
+def schema_problems(form: dict[str, list[str]], schema: dict[str, Any]) -> list[str]:
+    """What in `form` breaks CreateCall's schema (and its documented Url-or-Twiml rule)."""
+    properties: dict[str, Any] = schema["properties"]
+    problems = [f"{name} is required" for name in schema.get("required", []) if name not in form]
+    if not {"Url", "Twiml", "ApplicationSid"} & set(form):
+        problems.append("Url (or Twiml) is required")
+    for name, values in form.items():
+        declared = properties.get(name)
+        if declared is None:
+            problems.append(f"{name} is not a CreateCall parameter")
+            continue
+        if len(values) != 1:
+            problems.append(f"{name} is sent {len(values)} times")
+        value = values[-1]
+        if declared.get("type") == "integer" and not re.fullmatch(r"-?[0-9]+", value):
+            problems.append(f"{name} is not an integer")
+        if "enum" in declared and value not in declared["enum"]:
+            problems.append(f"{name} is not one of {declared['enum']}")
+        if declared.get("format") == "uri":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append(f"{name} is not an absolute URL")
+    return problems
+
+
+def assert_private_call_form(form: dict[str, list[str]], call: OutgoingCall) -> None:
+    """Only the parameters a call needs, and webhook URLs with an opaque id and nothing else."""
+    assert set(form) == CALL_PARAMETERS
+    assert form["To"] == [call.to]
+    assert form["From"] == [SUPPORT]
+    assert form["Url"] == [call.url]
+    assert form["StatusCallback"] == [call.status_callback]
+    assert form["Method"] == form["StatusCallbackMethod"] == ["POST"]
+    assert form["Timeout"] == [str(call.ring_seconds)]
+    for name in ("Url", "StatusCallback"):
+        [url] = form[name]
+        parts = urlsplit(url)
+        assert parse_qs(parts.query) == {"o": [CALLBACK_ID]}, url
+        assert not re.search(r"[0-9]", parts.path), url  # no number, no code, no account
+        assert CODE not in url
+        assert call.to.lstrip("+") not in url
+        assert call.to[-4:] not in url
+    sent_text = json.dumps(form)
+    assert CODE not in sent_text
+    assert sent_text.count(call.to.lstrip("+")) == 1  # in To, and only there
+
+
+def test_call_form_meets_the_create_call_schema(create_call_schema: dict[str, Any]) -> None:
+    """Without Prism: the real client's form for a call, checked against the spec itself."""
+    canned = CannedTwilio()
+    twilio = Client(ACCOUNT_SID, "contract-test-token", http_client=canned)
+    call = outbound_call()
+    assert TwilioCalls(twilio, SUPPORT).place(call) == "CA" + "c" * 32
+
+    [request] = canned.sent
+    assert request.method == "POST"
+    assert request.url == CALLS
+    form = form_of(request)
+    assert schema_problems(form, create_call_schema) == []
+    assert_private_call_form(form, call)
+
+
+def test_schema_check_finds_a_form_that_breaks_create_call(
+    create_call_schema: dict[str, Any],
+) -> None:
+    """The guard that makes the test above able to fail."""
+    form = {
+        "To": [CALLED],
+        "Url": ["/voice/callback/answer"],
+        "Method": ["PUT"],
+        "Timeout": ["thirty"],
+        "MachineDetectionCode": [CODE],
+    }
+    assert schema_problems(form, create_call_schema) == [
+        "From is required",
+        "Url is not an absolute URL",
+        "Method is not one of ['GET', 'POST']",
+        "Timeout is not an integer",
+        "MachineDetectionCode is not a CreateCall parameter",
+    ]
+    assert schema_problems({"To": [CALLED], "From": [SUPPORT]}, create_call_schema) == [
+        "Url (or Twiml) is required"
+    ]
+
+
+def test_call_request_meets_twilios_contract(
+    client: Client, exchanges: list[requests.Response], create_call_schema: dict[str, Any]
+) -> None:
+    call = outbound_call()
+    sid = TwilioCalls(client, SUPPORT).place(call)
+    assert re.fullmatch(r"CA[0-9a-fA-F]{32}", sid), sid
+
+    [exchange] = exchanges
+    assert exchange.status_code == 201, exchange.text
+    request = exchange.request
+    assert request.method == "POST"
+    assert urlsplit(request.url or "").path == urlsplit(CALLS).path
+    form = form_of(request)
+    assert schema_problems(form, create_call_schema) == []
+    assert_private_call_form(form, call)
+
+
+def test_prism_rejects_a_call_without_to(client: Client) -> None:
+    """Prism does validate call bodies: the required To is checked."""
+    data = {"From": SUPPORT, "Url": outbound_call().url}
+    response = client.request("POST", CALLS, data=data)
+    assert response.status_code == 422, response.text
+    assert "'To'" in response.text
+
+
+def test_dialer_reports_a_refused_call_as_delivery_failed_without_the_number(
+    client: Client, exchanges: list[requests.Response], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook URL built without our public host is not a URI: Prism refuses the call."""
+    caplog.set_level("DEBUG")
+    dialer = TwilioCalls(client, SUPPORT)
+    with pytest.raises(DeliveryFailed) as failure:
+        dialer.place(outbound_call(url_base=""))
+    error = failure.value
+    assert error.channel == "call"
+    assert error.reason == "Twilio refused the request (HTTP 422)"
+    [exchange] = exchanges  # Prism saw the request, and refused it for its URLs
+    assert exchange.status_code == 422
+    assert "Request body property Url must match format" in exchange.text
+    for text in (str(error), caplog.text):
+        assert CALLED not in text
+        assert CALLED.lstrip("+") not in text

@@ -298,7 +298,7 @@ def test_stale_step_repeats_the_current_prompt(app: Flask, stale: str) -> None:
     assert before is not None and before["node"] == "menu"
 
     query = f"?s={stale}" if stale else ""
-    # Digits=2 would mean Spanish at the language prompt and goodbye at the menu.
+    # Digits=2 would mean Spanish at the language prompt and an agent at the menu.
     doc = twiml(post(app, f"/voice/input{query}", call_form(call_sid, Digits="2")))
 
     assert says(doc) == [text(app, "main_menu", first_name="Jane")]

@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from ivr.customers.importer import normalise_account_number
 from ivr.models import Account
+from ivr.phonechange import as_utc, cooling_off_until, history
+
+DEFAULT_COOLING_OFF = 7 * 86400  # seconds flagged after a number change (security.md)
 
 
 def find_account(session: Session, account_number: str) -> Account | None:
@@ -23,8 +26,21 @@ def find_account(session: Session, account_number: str) -> Account | None:
     return session.scalars(select(Account).where(Account.number == number)).first()
 
 
-def account_summary(session: Session, account: Account) -> dict[str, Any]:
-    """The account as JSON-ready data: owner, phone in E.164, accounts sharing the phone."""
+def account_summary(
+    session: Session,
+    account: Account,
+    *,
+    cooling_off_seconds: int = DEFAULT_COOLING_OFF,
+    now: datetime | None = None,
+    pending: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The account as JSON-ready data: owner, phone, sharers, number history and flags.
+
+    `pending` is the number change in progress, if any, as its owner describes it;
+    it is passed in because it lives outside the database (see ivr.numberchange).
+    """
+    until = cooling_off_until(account.phone_changed_at, cooling_off_seconds, now or _now())
+    flags = ["number_changed_recently"] if until is not None else []
     others = session.scalars(
         select(Account.number)
         .where(Account.phone_id == account.phone_id, Account.id != account.id)
@@ -38,12 +54,27 @@ def account_summary(session: Session, account: Account) -> dict[str, Any]:
         "customer_id": account.customer_id,
         "created_at": _iso_utc(account.created_at),
         "other_accounts_on_phone": list(others),
+        "phone_history": [
+            {
+                "old": change.old_e164,
+                "new": change.new_e164,
+                "changed_at": _iso_utc(change.changed_at),
+                "call_sid": change.call_sid,
+                "mode": change.mode,
+            }
+            for change in history(session, account.id)
+        ],
+        "flags": flags,
+        "number_changed_until": _iso_utc(until) if until is not None else None,
+        "pending_change": pending,
     }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _iso_utc(moment: datetime) -> str:
     # SQLite hands timezone-aware columns back naive (they were stored as UTC);
     # PostgreSQL hands them back in the session's time zone. Show UTC either way.
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat()
+    return as_utc(moment).isoformat()

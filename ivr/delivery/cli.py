@@ -1,6 +1,8 @@
-"""`ivr outbox …` commands: show and empty the local outbox (what would have been sent)."""
+"""`ivr outbox …` commands: show and empty the local outbox (what would have gone out)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import click
 from flask import current_app
@@ -8,6 +10,7 @@ from flask.cli import with_appcontext
 
 from ivr.config import Settings
 from ivr.delivery import outbox as outbox_file
+from ivr.delivery.outbox import OutboxMessage
 from ivr.phone import mask, to_e164
 
 
@@ -27,11 +30,12 @@ def outbox() -> None:
 )
 @with_appcontext
 def list_command(to: str | None, limit: int) -> None:
-    """Show what would have been sent, newest last."""
+    """Show what would have been sent or called, newest last."""
     settings: Settings = current_app.config["IVR_SETTINGS"]
     if settings.delivery != "outbox":
         click.echo(
-            f"Note: IVR_DELIVERY is {settings.delivery!r}; SMS are not written to the outbox.",
+            f"Note: IVR_DELIVERY is {settings.delivery!r}; "
+            "SMS and outbound calls are not written to the outbox.",
             err=True,
         )
     recipient = _recipient(to, settings.default_region) if to else None
@@ -44,9 +48,7 @@ def list_command(to: str | None, limit: int) -> None:
     for message in messages:
         shown_to = message.to if "@" in message.to else mask(message.to)
         click.echo(f"{message.at}  {message.channel:<5}  {shown_to}  {message.purpose}".rstrip())
-        if message.subject:
-            click.echo(f"    Subject: {message.subject}")
-        for line in message.body.splitlines() or [""]:
+        for line in _details(message):
             click.echo(f"    {line}")
 
 
@@ -57,6 +59,16 @@ def clear_command() -> None:
     path = current_app.config["IVR_SETTINGS"].outbox_path
     count = outbox_file.clear(path)
     click.echo(f"Cleared {count} message(s) from {path}.")
+
+
+def _details(message: OutboxMessage) -> list[str]:
+    """The indented lines under a message: subject and body, or what a call would do."""
+    if message.channel == "call":
+        # Only the path: the query holds the call's opaque id, which the listing has no use for.
+        path = urlsplit(message.url).path or "/"
+        return [f"rings {message.ring_seconds} s, then fetches {path}"]
+    subject = [f"Subject: {message.subject}"] if message.subject else []
+    return subject + (message.body.splitlines() or [""])
 
 
 def _recipient(value: str, region: str) -> str:

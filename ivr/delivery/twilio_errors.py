@@ -69,7 +69,8 @@ def twilio_failure(
     channel: str, exc: TwilioRestException | TwilioServiceException
 ) -> TwilioDeliveryFailed:
     """A DeliveryFailed for a Twilio error answer, without Twilio's own message text."""
-    status = exc.status
+    # The RFC 9457 shape takes `status` from the JSON body: trust only an integer.
+    status = exc.status if isinstance(exc.status, int) else None
     # The client puts the HTTP status in `code` when the answer carried no Twilio code;
     # Twilio's own codes have five digits.
     code = exc.code if isinstance(exc.code, int) and exc.code >= 10000 else None
@@ -77,7 +78,7 @@ def twilio_failure(
     known = TWILIO_ERROR_REASONS.get(code) if code is not None else None
     if known:
         reason = f"{known} ({detail})"
-    elif status >= 500:
+    elif status is not None and status >= 500:
         reason = f"Twilio had a problem ({detail})"
     else:
         reason = f"Twilio refused the request ({detail})"

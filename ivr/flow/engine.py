@@ -22,13 +22,17 @@ from ivr.errors import CallError
 from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say, Transfer
 from ivr.flow.model import (
     FACTS,
+    FRESH_VERIFICATION,
     NODE_TYPES,
     BranchNode,
     Catalog,
     CheckAccountDigitsNode,
+    CheckCallbackCodeNode,
     CheckCodeNode,
+    CheckNumberChangeNode,
     ChooseLanguageNode,
     CollectDigitsNode,
+    CollectNewNumberNode,
     Flow,
     HangupNode,
     IdentifyCallerNode,
@@ -37,6 +41,7 @@ from ivr.flow.model import (
     Node,
     SayNode,
     SendCodeNode,
+    StartCallbackNode,
     TransferNode,
     TransferTarget,
 )
@@ -89,6 +94,40 @@ class Verifier(Protocol):
 
 
 @dataclass(frozen=True)
+class Started:
+    """How starting a number-change call-back went; `code` only when it must be read now."""
+
+    outcome: str  # calling, code_read, limited, taken, failed, needs_code
+    code: str | None = None
+
+
+class NumberChanger(Protocol):
+    """Changing the phone number on file, confirmed by a code call-back (ivr.numberchange)."""
+
+    def check_number(self, state: CallState, keyed: str) -> str:
+        """ "ok" (kept in state.slots), "taken" (on another account) or a number problem."""
+        ...
+
+    def start(self, state: CallState) -> Started:
+        """Place the call-back to the new number, or read the code for one after this call."""
+        ...
+
+    def callback_status(self, state: CallState) -> str:
+        """waiting (ringing or in progress), read, not_answered, busy or failed."""
+        ...
+
+    def confirm(self, state: CallState, entered: str) -> str:
+        """Check the code keyed in here: ok (the number changed), wrong, expired, locked,
+        conflict (the number changed meanwhile)."""
+        ...
+
+
+COOLING_OFF = (
+    7 * 86400
+)  # seconds a changed number stays flagged (IVR_NUMBER_CHANGE_COOLING_OFF_DAYS)
+
+
+@dataclass(frozen=True)
 class Input:
     """Keys the caller pressed for the prompt of `step`; None when they pressed nothing."""
 
@@ -134,9 +173,13 @@ class Engine:
         default_region: str,
         clock: Callable[[], float] = time.time,
         verifier: Verifier | None = None,
+        number_changer: NumberChanger | None = None,
+        cooling_off: int = COOLING_OFF,
     ):
         self.flow = flow
         self.verifier = verifier
+        self.number_changer = number_changer
+        self.cooling_off = cooling_off
         self.catalog = catalog
         self.directory = directory
         self.default_region = default_region
@@ -236,15 +279,31 @@ class Engine:
                 self._say(turn, node.prompt, language) for language in node.options.values()
             )
         else:
-            retrying = state.tries.get(node.id, 0) > 0 and node.retry_prompt
-            key = node.retry_prompt if retrying and node.retry_prompt else node.prompt
-            prompts = (self._say(turn, key),)
+            prompts = (self._say(turn, self._prompt_key(state, node)),)
         code_length = self.verifier.code_length if self.verifier else None
         num_digits, finish_on_key = _keypad(node, code_length)
         return Gather(prompts, state.step, node.timeout, num_digits, finish_on_key)
 
+    @staticmethod
+    def _prompt_key(state: CallState, node: InputNode) -> str:
+        """The prompt for this asking: the first, the retry, or one that fits the moment."""
+        retrying = state.tries.get(node.id, 0) > 0
+        key = node.retry_prompt if retrying and node.retry_prompt else node.prompt
+        if isinstance(node, CollectNewNumberNode) and retrying:
+            key = node.problem_prompts.get(state.slots.get("number_problem", ""), key)
+        if isinstance(node, CheckCallbackCodeNode) and state.slots.get("callback") == "waiting":
+            key = node.waiting_prompt or key
+        return key
+
     def _on_input(self, turn: Turn, node: InputNode, digits: str | None) -> None:
         state = turn.state
+        state.slots.pop("callback", None)
+        if (
+            not digits
+            and isinstance(node, CheckCallbackCodeNode)
+            and self._callback_silence(turn, node)
+        ):
+            return
         if not digits:
             silences = state.silences[node.id] = state.silences.get(node.id, 0) + 1
             if silences < 2:  # no input repeats the prompt once…
@@ -269,6 +328,36 @@ class Engine:
             self._advance(turn, node.too_many_tries)
         else:
             self._advance(turn, node.invalid)
+
+    def _callback_silence(self, turn: Turn, node: CheckCallbackCodeNode) -> bool:
+        """Silence while the call-back runs is waiting, not a failure; once it has ended
+        unanswered, busy or failed, say so. True when handled here."""
+        state = turn.state
+        status = self.number_changer.callback_status(state) if self.number_changer else "failed"
+        if status == "waiting":
+            state.slots["callback"] = "waiting"
+            self._ask(turn, node)
+            return True
+        exits = {"not_answered": node.not_answered, "busy": node.busy, "failed": node.failed}
+        if status in exits:
+            self._leave(state, node)
+            state.failure = f"callback_{status}"
+            self._advance(turn, exits[status])
+            return True
+        return False  # the code was read out: an ordinary silence
+
+    def fresh_code(self, state: CallState) -> bool:
+        """A code was passed on this call within FRESH_VERIFICATION seconds."""
+        now = self.clock()
+        return any(
+            method.startswith("code") and now - at <= FRESH_VERIFICATION
+            for method, at in state.methods
+        )
+
+    def changed_recently(self, account: AccountView) -> bool:
+        """The account's number changed within the cooling-off period."""
+        changed = account.phone_changed_at
+        return changed is not None and self.clock() - changed < self.cooling_off
 
     @staticmethod
     def _leave(state: CallState, node: Node) -> None:
@@ -299,11 +388,19 @@ class Engine:
 
     # ------------------------------------------------------------ speaking
 
-    def _say(self, turn: Turn, key: str, language: str | None = None) -> Say:
+    def _say(
+        self,
+        turn: Turn,
+        key: str,
+        language: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> Say:
         lang = language or turn.state.language
         text = self.catalog.text(lang, key)
         if "{" in text:
-            text = text.format_map(_Blank(self._prompt_values(turn.state)))
+            values = self._prompt_values(turn.state)
+            values.update(extra or {})
+            text = text.format_map(_Blank(values))
         return Say(text, lang, self.catalog.voice(lang))
 
     def _prompt_values(self, state: CallState) -> dict[str, str]:
@@ -317,7 +414,10 @@ class Engine:
         accounts = self.directory.accounts_by_ids([state.account_id])
         if not accounts:
             return {}
-        return {"first_name": accounts[0].first_name}
+        values = {"first_name": accounts[0].first_name}
+        if "new_number_spoken" in state.slots:
+            values["new_number"] = state.slots["new_number_spoken"]
+        return values
 
 
 class _Blank(dict[str, str]):
@@ -333,7 +433,7 @@ def _keypad(node: InputNode, code_length: int | None) -> tuple[int | None, str]:
         return 1, ""
     if isinstance(node, CheckAccountDigitsNode):
         return (4, "#") if node.mode == "last4" else (None, "#")
-    if isinstance(node, CheckCodeNode) and code_length is not None:
+    if isinstance(node, (CheckCodeNode, CheckCallbackCodeNode)) and code_length is not None:
         return code_length, "#"
     if isinstance(node, CollectDigitsNode):
         fixed = node.min_length == node.max_length
@@ -351,7 +451,7 @@ def _enter_say(engine: Engine, turn: Turn, node: SayNode) -> str:
 
 
 def _enter_branch(engine: Engine, turn: Turn, node: BranchNode) -> str:
-    value = _FACTS[node.on](turn.state)
+    value = _FACTS[node.on](engine, turn.state)
     return node.cases.get(value, node.default)
 
 
@@ -375,9 +475,13 @@ def _enter_send_code(engine: Engine, turn: Turn, node: SendCodeNode) -> str:
         return node.no_channel
     outcome = engine.verifier.send_code(state, node.channel)
     if outcome == "sent":
+        if node.channel != "email" and "number_changed_recently" in state.flags:
+            _flag(state, "code_to_new_number")  # the agent should know what this code proves
         if node.prompt:
             turn.instructions.append(engine._say(turn, node.prompt))
         return node.sent
+    if outcome == "line_in_use":
+        return node.line_in_use or node.no_channel
     if outcome in ("rate_limited", "locked"):
         state.failure = "locked" if outcome == "locked" else "code_rate_limited"
         return node.rate_limited
@@ -385,6 +489,46 @@ def _enter_send_code(engine: Engine, turn: Turn, node: SendCodeNode) -> str:
         state.failure = f"{node.channel}_failed"
         return node.failed
     return node.no_channel
+
+
+def _enter_check_number_change(engine: Engine, turn: Turn, node: CheckNumberChangeNode) -> str:
+    state = turn.state
+    if state.account_id is None or not engine.fresh_code(state):
+        return node.needs_code
+    accounts = engine.directory.accounts_by_ids([state.account_id])
+    if not accounts:
+        return node.needs_code
+    if engine.changed_recently(accounts[0]):
+        state.failure = "number_changed_recently"
+        return node.cooling_off
+    return node.allowed
+
+
+def _enter_start_callback(engine: Engine, turn: Turn, node: StartCallbackNode) -> str:
+    state = turn.state
+    if engine.number_changer is None or not engine.fresh_code(state):
+        return node.needs_code
+    started = engine.number_changer.start(state)
+    if started.outcome == "calling":
+        if node.calling_prompt:
+            turn.instructions.append(engine._say(turn, node.calling_prompt))
+        return node.calling
+    if started.outcome == "code_read" and started.code:
+        digits = ", ".join(started.code)
+        turn.instructions.append(
+            engine._say(turn, node.read_code_prompt, extra={"code_digits": digits})
+        )
+        return node.code_read
+    if started.outcome == "limited":
+        state.failure = "callback_limited"
+        return node.limited
+    if started.outcome == "taken":
+        state.failure = "recycled_number"
+        return node.taken
+    if started.outcome == "needs_code":
+        return node.needs_code
+    state.failure = "callback_failed"
+    return node.failed
 
 
 def _enter_transfer(engine: Engine, turn: Turn, node: TransferNode) -> None:
@@ -411,6 +555,8 @@ _ENTER: Mapping[type[Node], Callable[..., str | None]] = {
     IdentifyCallerNode: _enter_identify,
     TransferNode: _enter_transfer,
     SendCodeNode: _enter_send_code,
+    CheckNumberChangeNode: _enter_check_number_change,
+    StartCallbackNode: _enter_start_callback,
     HangupNode: _enter_hangup,
 }
 
@@ -471,7 +617,9 @@ def _input_account_digits(
     state.failure = None
     state.verify(method, engine.clock())
     if state.caller is not None and account.phone != state.caller:
-        state.flags.append("caller_id_mismatch")
+        _flag(state, "caller_id_mismatch")
+    if engine.changed_recently(account):
+        _flag(state, "number_changed_recently")
     return node.ok
 
 
@@ -493,25 +641,74 @@ def _input_code(engine: Engine, turn: Turn, node: CheckCodeNode, digits: str) ->
     return INVALID
 
 
+def _input_new_number(
+    engine: Engine, turn: Turn, node: CollectNewNumberNode, digits: str
+) -> str | _Invalid:
+    state = turn.state
+    if engine.number_changer is None or not engine.fresh_code(state):
+        return node.needs_code
+    outcome = engine.number_changer.check_number(state, digits)
+    if outcome == "ok":
+        state.slots.pop("number_problem", None)
+        return node.ok
+    if outcome == "taken":
+        state.failure = "recycled_number"
+        return node.taken
+    state.slots["number_problem"] = outcome
+    return INVALID
+
+
+def _input_callback_code(
+    engine: Engine, turn: Turn, node: CheckCallbackCodeNode, digits: str
+) -> str | _Invalid:
+    state = turn.state
+    if digits in node.options:
+        return node.options[digits]
+    if engine.number_changer is None:
+        return node.expired
+    outcome = engine.number_changer.confirm(state, digits)
+    exits = {
+        "ok": node.ok,
+        "conflict": node.conflict,
+        "expired": node.expired,
+        "locked": node.locked,
+    }
+    if outcome in exits:
+        if outcome == "locked":
+            state.failure = "locked"
+        return exits[outcome]
+    return INVALID
+
+
+def _flag(state: CallState, flag: str) -> None:
+    if flag not in state.flags:
+        state.flags.append(flag)
+
+
 _ON_INPUT: Mapping[type[Node], Callable[..., str | _Invalid]] = {
     MenuNode: _input_menu,
     ChooseLanguageNode: _input_language,
     CollectDigitsNode: _input_collect,
     CheckAccountDigitsNode: _input_account_digits,
     CheckCodeNode: _input_code,
+    CollectNewNumberNode: _input_new_number,
+    CheckCallbackCodeNode: _input_callback_code,
 }
 
 # Why verification failed, by the node kind that gave up (for the agent).
 _FAILURES: Mapping[type[Node], str] = {
     CheckAccountDigitsNode: "digits_failed",
     CheckCodeNode: "code_failed",
+    CollectNewNumberNode: "new_number_failed",
+    CheckCallbackCodeNode: "callback_code_failed",
 }
 
-_FACTS: Mapping[str, Callable[[CallState], str]] = {
-    "identity": lambda state: state.identity,
-    "verification": lambda state: state.verification,
-    "caller_id": lambda state: "withheld" if state.caller is None else "present",
-    "language": lambda state: state.language,
+_FACTS: Mapping[str, Callable[[Engine, CallState], str]] = {
+    "identity": lambda engine, state: state.identity,
+    "verification": lambda engine, state: state.verification,
+    "caller_id": lambda engine, state: "withheld" if state.caller is None else "present",
+    "language": lambda engine, state: state.language,
+    "fresh_code": lambda engine, state: "yes" if engine.fresh_code(state) else "no",
 }
 assert set(_FACTS) == set(FACTS) | {"language"}, "every branchable fact needs a getter"
 assert all(

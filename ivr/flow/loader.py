@@ -26,7 +26,10 @@ from ivr.flow.model import (
     MESSAGE_PLACEHOLDERS,
     MESSAGE_PREFIX,
     NODE_TYPES,
+    NUMBER_PROBLEMS,
     PLACEHOLDERS,
+    READ_CODE_PLACEHOLDERS,
+    READ_CODE_PREFIX,
     SYSTEM_PROMPTS,
     Catalog,
     Flow,
@@ -153,7 +156,12 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
                     file, key, "text", f"is {len(text)} characters; at most {limit}", line
                 )
             )
-        allowed = MESSAGE_PLACEHOLDERS if key.startswith(MESSAGE_PREFIX) else PLACEHOLDERS
+        if key.startswith(MESSAGE_PREFIX):
+            allowed = MESSAGE_PLACEHOLDERS
+        elif key.startswith(READ_CODE_PREFIX):
+            allowed = PLACEHOLDERS | READ_CODE_PLACEHOLDERS
+        else:
+            allowed = PLACEHOLDERS
         for placeholder in _placeholders(text, file, key, line, problems):
             if placeholder not in allowed:
                 problems.append(
@@ -411,6 +419,10 @@ def _type_problem(value: Any, hint: Any, metadata: Mapping[str, Any]) -> str | N
             bad = [key for key in value if key not in DTMF_KEYS]
             if bad:
                 return f"keys must be single keypad digits 0-9 (* repeats, # ends input), not {bad}"
+        if metadata.get("keys") == "number_problem":
+            bad = [key for key in value if key not in NUMBER_PROBLEMS]
+            if bad:
+                return f"keys must be among {', '.join(sorted(NUMBER_PROBLEMS))}, not {bad}"
         if not all(isinstance(target, str) and target for target in value.values()):
             return "every value must be a non-empty word"
         return None

@@ -24,19 +24,42 @@ FACTS: Mapping[str, frozenset[str]] = {
     "identity": frozenset({"one_account", "several_accounts", "unknown_number", "withheld"}),
     "verification": frozenset({"none", "digits", "code"}),
     "caller_id": frozenset({"present", "withheld"}),
+    # Whether a code was passed on this call within FRESH_VERIFICATION seconds.
+    "fresh_code": frozenset({"yes", "no"}),
 }
 
+# Changing the phone number needs a code passed on this call within the last 20
+# minutes (security.md, NIST SP 800-63B rev 4 draft 6.1.2.1).
+FRESH_VERIFICATION = 20 * 60
+
 TRANSFER_REASONS = frozenset(
-    {"caller_request", "verification_failed", "no_input", "menu_failed", "unknown_caller", "error"}
+    {
+        "caller_request",
+        "verification_failed",
+        "no_input",
+        "menu_failed",
+        "unknown_caller",
+        "error",
+        "recycled_number",
+        "number_change_failed",
+        "number_changed_recently",
+    }
 )
 
 # Placeholders a prompt text may use; the engine fills the ones it knows.
-PLACEHOLDERS = frozenset({"first_name", "name", "account_last4", "method", "reason"})
+PLACEHOLDERS = frozenset({"first_name", "name", "account_last4", "method", "reason", "new_number"})
 # Message texts (keys starting "message_") are sent, never spoken, and may carry the code.
 MESSAGE_PREFIX = "message_"
-MESSAGE_PLACEHOLDERS = frozenset({"code", "minutes"})
+MESSAGE_PLACEHOLDERS = frozenset({"code", "minutes", "last4", "support_number"})
+# Prompts that read a one-time code aloud (keys starting "read_code") get {code_digits},
+# and only they: the code must never end up in any other text by accident.
+READ_CODE_PREFIX = "read_code"
+READ_CODE_PLACEHOLDERS = frozenset({"code_digits"})
 
-CODE_CHANNELS = frozenset({"sms", "email"})
+CODE_CHANNELS = frozenset({"sms", "email", "voice"})
+
+# Problems with a keyed-in new phone number (ivr.newnumber), each with its own prompt.
+NUMBER_PROBLEMS = frozenset({"invalid", "country", "line_type", "same_number"})
 
 # Prompts the service itself speaks outside any flow (fallback, whisper);
 # every prompt file must have them.
@@ -50,15 +73,40 @@ SYSTEM_PROMPTS = (
     "method_account_number",
     "method_code_sms",
     "method_code_email",
+    "method_code_voice",
     "message_code_sms",
     "message_code_email",
     "message_code_email_subject",
+    "message_number_changed_sms",
+    "message_number_changed_email",
+    "message_number_changed_email_subject",
+    "callback_press_key",
+    "callback_no_key",
+    "read_code_callback",
+    "read_code_callback_again",
+    "callback_goodbye",
+    "callback_expired",
+    "callback_locked",
+    "callback_trouble",
+    "callback_enter_code",
+    "callback_enter_code_retry",
+    "callback_no_code",
+    "callback_number_changed",
+    "callback_not_changed",
+    "callback_change_conflict",
+    "whisper_flag_caller_id_mismatch",
+    "whisper_flag_number_changed_recently",
+    "whisper_flag_code_to_new_number",
+    "whisper_flag_locked",
     "reason_caller_request",
     "reason_verification_failed",
     "reason_no_input",
     "reason_menu_failed",
     "reason_unknown_caller",
     "reason_error",
+    "reason_recycled_number",
+    "reason_number_change_failed",
+    "reason_number_changed_recently",
 )
 
 
@@ -133,11 +181,17 @@ class Node:
 
     def prompts(self) -> dict[str, str]:
         """Every prompt key used, as {field name: prompt key}."""
-        return {
-            spec.name: getattr(self, spec.name)
-            for spec in fields(self)
-            if spec.metadata.get("ref") == PROMPT and getattr(self, spec.name)
-        }
+        result: dict[str, str] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.metadata.get("ref") != PROMPT or not value:
+                continue
+            if isinstance(value, Mapping):
+                for key, prompt in value.items():
+                    result[f"{spec.name}.{key}"] = prompt
+            else:
+                result[spec.name] = value
+        return result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +246,10 @@ class CheckAccountDigitsNode(InputNode):
 
 @dataclass(frozen=True, kw_only=True)
 class SendCodeNode(Node):
-    """Sends a one-time code to the phone or mailbox on file of the verified account."""
+    """Sends a one-time code to the phone or mailbox on file of the verified account.
+
+    "voice" rings the phone on file and reads the code once someone presses a key.
+    """
 
     channel: str = choice(CODE_CHANNELS)
     prompt: str | None = prompt_ref(default=None)  # spoken once the code is on its way
@@ -200,6 +257,8 @@ class SendCodeNode(Node):
     no_channel: str = node_ref()
     rate_limited: str = node_ref()  # send limits reached, or the account is locked out
     failed: str = node_ref()
+    # voice only: the caller is on the phone on file, which cannot ring (default: no_channel)
+    line_in_use: str | None = node_ref(default=None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +269,69 @@ class CheckCodeNode(InputNode):
     ok: str = node_ref()
     expired: str = node_ref()
     locked: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckNumberChangeNode(Node):
+    """May this caller change the phone number on file now?
+
+    `needs_code` when no code was passed on this call in the last 20 minutes;
+    `cooling_off` when the number already changed recently (a high-risk repeat).
+    """
+
+    allowed: str = node_ref()
+    needs_code: str = node_ref()
+    cooling_off: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectNewNumberNode(InputNode):
+    """The new phone number, keyed in national format or with the international prefix,
+    ended by #. Each problem gets its own retry prompt; a number already on another
+    account (probably recycled) leaves by `taken`."""
+
+    problem_prompts: Mapping[str, str] = field(
+        default_factory=dict, metadata={"keys": "number_problem", "ref": PROMPT}
+    )
+    ok: str = node_ref()
+    taken: str = node_ref()
+    needs_code: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartCallbackNode(Node):
+    """Starts the code call-back to the new number.
+
+    The caller on another phone stays on the line (`calling`: the call-back reads a
+    code they enter here). A caller on the new phone itself hears the code now
+    (`read_code_prompt`, which gets {code_digits}) and the call ends (`code_read`);
+    the call-back then asks for the code.
+    """
+
+    calling_prompt: str | None = prompt_ref(default=None)
+    read_code_prompt: str = prompt_ref()
+    calling: str = node_ref()
+    code_read: str = node_ref()
+    limited: str = node_ref()  # call-backs per day used up, or the account is locked out
+    taken: str = node_ref()
+    failed: str = node_ref()
+    needs_code: str = node_ref()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckCallbackCodeNode(InputNode):
+    """The code the call-back read out, keyed in on this call; a right one changes the
+    number. While the call-back still rings, silence only asks the caller to wait."""
+
+    waiting_prompt: str | None = prompt_ref(default=None)
+    options: Mapping[str, str] = field(default_factory=dict, metadata={"keys": "dtmf", "ref": NODE})
+    ok: str = node_ref()
+    conflict: str = node_ref()  # the number changed meanwhile (another confirmation won)
+    expired: str = node_ref()
+    locked: str = node_ref()
+    not_answered: str = node_ref()  # no answer, or answered without pressing a key
+    busy: str = node_ref()
+    failed: str = node_ref()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +377,10 @@ NODE_TYPES: Mapping[str, type[Node]] = {
     "check_account_digits": CheckAccountDigitsNode,
     "send_code": SendCodeNode,
     "check_code": CheckCodeNode,
+    "check_number_change": CheckNumberChangeNode,
+    "collect_new_number": CollectNewNumberNode,
+    "start_callback": StartCallbackNode,
+    "check_callback_code": CheckCallbackCodeNode,
     "branch": BranchNode,
     "identify_caller": IdentifyCallerNode,
     "transfer": TransferNode,

@@ -18,12 +18,14 @@ from ivr.flow.model import (
     MESSAGE_PREFIX,
     NODE,
     PROMPT,
+    READ_CODE_PREFIX,
     BranchNode,
     Catalog,
     CheckAccountDigitsNode,
     CollectDigitsNode,
     InputNode,
     Node,
+    SendCodeNode,
     TransferNode,
     parse_target,
 )
@@ -140,9 +142,18 @@ def _check_exits(
 def _check_prompts(
     node: Node | PartialNode, languages: list[str], catalog: Catalog, problem: Report
 ) -> None:
+    reads_code = {"read_code_prompt"}  # the only field whose prompt is given the code
     for field_name, key in node.prompts().items():
         if key.startswith(MESSAGE_PREFIX):
             problem(node, field_name, f"{key!r} is a message text: it is sent, never spoken")
+            continue
+        if key.startswith(READ_CODE_PREFIX) != (field_name in reads_code):
+            problem(
+                node,
+                field_name,
+                f"{key!r}: only a read_code_prompt reads a code, and its key starts with "
+                f"{READ_CODE_PREFIX!r}",
+            )
             continue
         missing = [lang for lang in languages if key not in catalog.languages[lang].texts]
         if missing:
@@ -167,6 +178,8 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem: 
             "missing: last4 mode needs an exit for when several accounts on the number"
             " end in the same digits",
         )
+    if isinstance(node, SendCodeNode) and node.line_in_use is not None and node.channel != "voice":
+        problem(node, "line_in_use", "only a voice code can find the line in use")
     if isinstance(node, CollectDigitsNode) and node.min_length > node.max_length:
         problem(node, "min_length", "is greater than max_length")
     if isinstance(node, BranchNode):

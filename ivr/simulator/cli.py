@@ -1,9 +1,10 @@
-"""`ivr call`: place a simulated call and print what the caller (and agent) hear."""
+"""`ivr call`: place a simulated call and print what the caller, the agent and any
+phone the service calls back hear."""
 
 from __future__ import annotations
 
 import logging
-import re
+from functools import partial
 from pathlib import Path
 
 import click
@@ -13,17 +14,31 @@ from flask.cli import with_appcontext
 from ivr.config import Settings
 from ivr.delivery import outbox
 from ivr.phone import mask
-from ivr.simulator.player import AGENT_BEHAVIOURS, Event, Scripted, Simulator
+from ivr.simulator.player import (
+    AGENT_BEHAVIOURS,
+    CALLEE_BEHAVIOURS,
+    Callee,
+    CalleeBehaviour,
+    Event,
+    Scripted,
+    Simulator,
+    every_callee,
+)
 from ivr.simulator.transport import InProcess, OverHttp, Reply, Transport
 
 
 class Interactive:
-    """Asks the person at the terminal for the keys of each prompt."""
+    """Asks the person at the terminal for the keys of each prompt (`label` says whose)."""
+
+    def __init__(self, label: str = "keys"):
+        self.label = label
 
     def keys(self, listening: str) -> str | None:
         try:
             raw = click.prompt(
-                click.style(f"  keys ({listening}; Enter = silence, q = hang up)", dim=True),
+                click.style(
+                    f"  {self.label} ({listening}; Enter = silence, q = hang up)", dim=True
+                ),
                 default="",
                 show_default=False,
             )
@@ -45,28 +60,57 @@ class ShowingOutbox:
         reply = self.inner.post(url, form)
         messages = outbox.read(self.path)
         for message in messages[self.seen :]:
-            to = mask(message.to) if message.channel == "sms" else message.to
+            to = mask(message.to) if message.channel in ("sms", "call") else message.to
+            what = f"rings up to {message.ring_seconds} s" if message.channel == "call" else ""
             click.echo(
-                click.style(f"Outbox ({message.channel} to {to}): {message.body}", fg="yellow")
+                click.style(
+                    f"Outbox ({message.channel} to {to}): {what or message.body}", fg="yellow"
+                )
             )
         self.seen = len(messages)
         return reply
 
 
+HEARS = {"caller": "IVR", "agent": "Agent hears", "callee": "Call-back hears"}
+PRESSES = {"caller": "You press", "agent": "Agent presses", "callee": "Call-back presses"}
+
+
 def print_event(event: Event) -> None:
     """One line per event, labelled by who hears or does it."""
     if event.kind == "say":
-        label = "IVR" if event.who == "caller" else "Agent hears"
-        click.echo(f"{click.style(label + ':', bold=True)} {event.text}")
+        label = HEARS.get(event.who, event.who)
+        colour = "magenta" if event.who == "callee" else None
+        click.echo(f"{click.style(label + ':', bold=True, fg=colour)} {event.text}")
     elif event.kind == "keys":
-        who = "You press" if event.who == "caller" else "Agent presses"
+        who = PRESSES.get(event.who, event.who)
         click.echo(click.style(f"{who}: {event.text}", fg="cyan"))
     elif event.kind == "transfer":
         click.echo(click.style(f"Transfer: {event.text}", fg="green"))
     elif event.kind == "agent":
         click.echo(click.style(f"Agent: {event.text}", fg="green"))
+    elif event.who == "callee":
+        click.echo(click.style(f"[call-back {event.kind}] {event.text}", fg="magenta", dim=True))
     else:
         click.echo(click.style(f"[{event.kind}] {event.text}", dim=True))
+
+
+def callee_of(kind: str, digits: str | None, interactive: bool) -> Callee:
+    """What the phones the service calls back do: `kind`, pressing `digits` when answered.
+
+    Without digits, an interactive session asks the terminal for each call-back's keys;
+    a scripted one answers and presses nothing (it hangs up at the first prompt).
+    """
+    if kind != "answer":
+        return every_callee(kind)
+    if digits is not None:
+        return every_callee("answer", Scripted(digits.split(",")))
+    if not interactive:
+        return every_callee("answer")
+
+    def ask_the_terminal(number: str) -> CalleeBehaviour:
+        return CalleeBehaviour("answer", Interactive(f"Call-back to {mask(number)} — keys"))
+
+    return ask_the_terminal
 
 
 @click.command("call")
@@ -75,8 +119,8 @@ def print_event(event: Event) -> None:
     "--digits",
     default=None,
     help="Keys for each prompt in turn, comma-separated (an empty entry is silence; @code "
-    "is the code just sent to the local outbox), e.g. 1,4321,@code,1. Without it the call "
-    "is interactive.",
+    "is the latest code delivered: sent to the local outbox or heard on a call), e.g. "
+    "1,4321,@code,1. Without it the call is interactive.",
 )
 @click.option(
     "--agent",
@@ -85,15 +129,39 @@ def print_event(event: Event) -> None:
     show_default=True,
     help="What the agent does when the call is transferred.",
 )
+@click.option(
+    "--callee",
+    type=click.Choice(CALLEE_BEHAVIOURS),
+    default="answer",
+    show_default=True,
+    help="What a phone the service calls back does (a phone on this call is always busy).",
+)
+@click.option(
+    "--callee-digits",
+    default=None,
+    help="Keys pressed on answered call-backs, comma-separated like --digits (@code "
+    "allowed). Without it an interactive call asks the terminal; a scripted one presses "
+    "nothing.",
+)
 @click.option("--url", default=None, help="A running server to call (default: in-process).")
 @click.option(
     "--public-url", default=None, help="The URL the server signs against (default: --url)."
 )
 @with_appcontext
 def call(
-    caller: str, digits: str | None, agent: str, url: str | None, public_url: str | None
+    caller: str,
+    digits: str | None,
+    agent: str,
+    callee: str,
+    callee_digits: str | None,
+    url: str | None,
+    public_url: str | None,
 ) -> None:
-    """Place a simulated call through the signed webhooks and print what is heard."""
+    """Place a simulated call through the signed webhooks and print what is heard.
+
+    Calls the service places through the local outbox (call-backs) are answered as
+    --callee says, and their words printed as "Call-back hears".
+    """
     settings: Settings = current_app.config["IVR_SETTINGS"]
     transport: Transport
     if url:
@@ -103,17 +171,20 @@ def call(
         transport = InProcess(current_app, settings.twilio_auth_token)
         base = settings.public_url
 
-    def read_code() -> str | None:
-        """The code in the newest message of the local outbox (development only)."""
-        latest = outbox.read(settings.outbox_path, limit=1)
-        found = re.search(r"\b(\d{6,10})\b", latest[-1].body) if latest else None
-        return found.group(1) if found else None
-
-    keypad = Scripted(digits.split(","), read_code) if digits is not None else Interactive()
+    # @code keys in the simulator's latest code: the outbox's messages and what was heard.
+    keypad = Scripted(digits.split(",")) if digits is not None else Interactive()
+    reader = None  # the outbox, whose codes @code keys in and whose calls are answered
     if settings.delivery == "outbox":
         transport = ShowingOutbox(transport, settings.outbox_path)
+        reader = partial(outbox.read, settings.outbox_path)
     simulator = Simulator(
-        transport, base, agent=agent, echo=print_event, support_number=settings.support_number
+        transport,
+        base,
+        agent=agent,
+        echo=print_event,
+        support_number=settings.support_number,
+        outbox=reader,
+        callee=callee_of(callee, callee_digits, interactive=digits is None),
     )
     # An in-process service would interleave its log lines with the transcript.
     service_log = logging.getLogger("ivr")

@@ -1,7 +1,8 @@
 """How the simulator reaches the service: in-process (Flask test client) or over HTTP.
 
 Both sign every request exactly as Twilio does — over the public URL the
-service believes it is reached at — so the real signature check runs.
+service believes it is reached at — so the real signature check runs. Flask is
+needed only to build `InProcess`: the simulator itself imports neither.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from flask import Flask
 from twilio.request_validator import RequestValidator
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 @dataclass(frozen=True)

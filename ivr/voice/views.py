@@ -12,9 +12,7 @@ import logging
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr import audit, callstore, db, runtime, store
-from ivr.codes import CodeService
-from ivr.delivery import registry as delivery
+from ivr import audit, callstore, db, runtime
 from ivr.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import DialResult, Engine, Input, Turn
@@ -22,8 +20,7 @@ from ivr.flow.instructions import Gather, Hangup, Say, Transfer
 from ivr.flow.model import Flow, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
-from ivr.verification import CodeVerifier
-from ivr.voice import twiml, webhook
+from ivr.voice import services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
 from ivr.whisper import whisper_says
 
@@ -45,12 +42,7 @@ def _links() -> twiml.Links:
 
 
 def _engine(flow: Flow) -> Engine:
-    """An engine for this request, with the database directory and the code verifier."""
-    rt = runtime.get()
-    directory = SqlDirectory(db.session())
-    codes = CodeService(store.client(), rt.settings.secret_key, rt.code_policy)
-    verifier = CodeVerifier(codes, delivery.get(), directory, rt.definitions.catalog)
-    return rt.engine(flow, directory, verifier)
+    return services.engine(flow)
 
 
 def _answer(document: str) -> Response:
@@ -176,6 +168,8 @@ def status() -> Response:
         dedupe_key=f"call.ended:{call.call_sid}:{call.call_status}",
     )
     if first and state is not None:
+        # An AFTER_CALL number change rings the new phone now that this call is over.
+        services.number_changes().original_call_ended(state)
         callstore.delete(call.call_sid)
     log.info("call %s ended: %s%s", call.call_sid, call.call_status, "" if first else " (repeat)")
     return _answer(twiml.document())

@@ -1,0 +1,412 @@
+"""Changing the phone number on file, confirmed by a code call-back (product.md, journey 5).
+
+The engine's NumberChanger. A pending change lives in Redis per account while
+its call-back runs; the code that proves the new phone is bound to the change's
+id, so it works for this change and nothing else. Two modes:
+
+- ON_LINE: the caller is on another phone and stays on the line. The service
+  rings the new number; whoever answers presses a key and hears a code, which
+  the caller keys in here.
+- AFTER_CALL: the caller is calling from the new phone, which cannot ring while
+  in use. This call reads the code and ends; when its status callback arrives,
+  the service rings the new phone, which asks for the code.
+
+Only a right code changes anything, in one database transaction
+(ivr.phonechange); then the old number gets an SMS (and the mailbox on file an
+email) saying so. Every attempt, finished or not, is audited with masked numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ivr import audit, callbacks, keys, phonechange, store
+from ivr.callbacks import ASK, READ, Callback
+from ivr.codes import CONFIRM_NUMBER, OK, CodeService, Issued
+from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.flow.engine import AccountView, Directory, Started
+from ivr.flow.model import Catalog
+from ivr.flow.state import CallState
+from ivr.newnumber import Accepted, NumberRules, check_new_number, spoken
+from ivr.phone import mask
+
+log = logging.getLogger(__name__)
+
+PURPOSE = CONFIRM_NUMBER
+ON_LINE, AFTER_CALL = "callback_on_line", "callback_after_call"
+PENDING_TTL = 20 * 60  # past the code's lifetime (at most 10 minutes) and the ringing
+MAX_ENTRIES = 3  # codes keyed in per call-back (security.md)
+
+# How a call-back that read no code ended, in the engine's words.
+_UNREACHED = {
+    "completed": "not_answered",  # answered, but nobody pressed a key: voicemail
+    "no-answer": "not_answered",
+    "canceled": "not_answered",
+    "busy": "busy",
+    "failed": "failed",
+}
+
+
+@dataclass
+class PendingChange:
+    """A change waiting for its code: old and new numbers in E.164, never the code."""
+
+    id: str
+    account_id: int
+    call_sid: str
+    old: str
+    new: str
+    mode: str
+    language: str
+    created: float
+    callback_id: str | None = None
+    status: str = "pending"  # pending → calling (call-back placed)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PendingChange:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(**data)
+
+    def masked(self) -> dict[str, str]:
+        return {"old": mask(self.old), "new": mask(self.new), "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class CallbackReply:
+    """What an ASK call-back says next: ask for the code again, or a last prompt."""
+
+    prompt: str
+    ask_again: bool = False
+
+
+def load_pending(account_id: int) -> PendingChange | None:
+    with store.unavailable_as_storage_error():
+        raw = store.client().get(keys.number_change(account_id))
+    return PendingChange.from_json(raw) if raw else None
+
+
+def save_pending(change: PendingChange) -> None:
+    with store.unavailable_as_storage_error():
+        store.client().set(keys.number_change(change.account_id), change.to_json(), ex=PENDING_TTL)
+
+
+def drop_pending(change: PendingChange) -> None:
+    """Forget a change, unless a newer one has replaced it meanwhile."""
+    current = load_pending(change.account_id)
+    if current is not None and current.id == change.id:
+        with store.unavailable_as_storage_error():
+            store.client().delete(keys.number_change(change.account_id))
+
+
+def pending_change_for(account_id: int) -> dict[str, Any] | None:
+    """The pending change of an account, for operators (`ivr customers show`)."""
+    change = load_pending(account_id)
+    if change is None:
+        return None
+    return {
+        "new": change.new,
+        "mode": change.mode,
+        "status": change.status,
+        "started_at": datetime.fromtimestamp(change.created, UTC).isoformat(),
+        "call_sid": change.call_sid,
+    }
+
+
+class NumberChanges:
+    """Implements the engine's NumberChanger over codes, call-backs and the database."""
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        directory: Directory,
+        codes: CodeService,
+        placer: callbacks.Placer,
+        rules: NumberRules,
+        channels: Mapping[str, Channel],
+        catalog: Catalog,
+        support_number: str,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.session = session
+        self.directory = directory
+        self.codes = codes
+        self.placer = placer
+        self.rules = rules
+        self.channels = channels
+        self.catalog = catalog
+        self.support_number = support_number
+        self.clock = clock
+        self.code_length = codes.policy.length
+
+    # ------------------------------------------------------------ the engine's side
+
+    def check_number(self, state: CallState, keyed: str) -> str:
+        account = self._account(state.account_id)
+        if account is None:
+            return "invalid"
+        result = check_new_number(keyed, self.rules, account.phone)
+        if not isinstance(result, Accepted):
+            log.info("call %s: new number refused (%s)", state.call_sid, result.problem)
+            return result.problem
+        if phonechange.number_on_other_account(self.session, result.e164, account.id):
+            self._audit(
+                "number_change.refused",
+                state.call_sid,
+                account.id,
+                {"old": mask(account.phone), "new": mask(result.e164), "reason": "recycled"},
+            )
+            return "taken"
+        state.slots["new_number"] = result.e164
+        state.slots["new_number_spoken"] = spoken(result.e164, self.rules)
+        return "ok"
+
+    def start(self, state: CallState) -> Started:
+        account = self._account(state.account_id)
+        new = state.slots.get("new_number")
+        if account is None or not new:
+            return Started("needs_code")
+        if phonechange.number_on_other_account(self.session, new, account.id):
+            return Started("taken")
+        change = PendingChange(
+            id=callbacks.new_id(),
+            account_id=account.id,
+            call_sid=state.call_sid,
+            old=account.phone,
+            new=new,
+            mode=AFTER_CALL if state.caller == new else ON_LINE,
+            language=state.language,
+            created=self.clock(),
+        )
+        if change.mode == AFTER_CALL:
+            return self._read_code_now(change)
+        return self._call_new_number(change)
+
+    def _call_new_number(self, change: PendingChange) -> Started:
+        callback = self._callback(change, READ)
+        refused = self.codes.reserve(change.account_id, PURPOSE, callback.id)
+        if refused is not None:
+            self._failed(change, refused.reason)
+            return Started("limited")
+        change.callback_id = callback.id
+        change.status = "calling"
+        save_pending(change)
+        try:
+            self.placer.place(callback)
+        except DeliveryFailed as exc:
+            self.codes.withdraw(change.account_id, PURPOSE)
+            drop_pending(change)
+            self._failed(change, "callback_not_placed", twilio=exc.reason)
+            return Started("failed")
+        self._audit("number_change.started", change.call_sid, change.account_id, change.masked())
+        return Started("calling")
+
+    def _read_code_now(self, change: PendingChange) -> Started:
+        issued = self.codes.issue(change.account_id, PURPOSE, change.id)
+        if not isinstance(issued, Issued):
+            self._failed(change, issued.reason)
+            return Started("limited")
+        save_pending(change)
+        self._audit("number_change.started", change.call_sid, change.account_id, change.masked())
+        return Started("code_read", issued.code)
+
+    def callback_status(self, state: CallState) -> str:
+        change = self._pending_of(state)
+        if change is None or change.callback_id is None:
+            return "failed"
+        callback = callbacks.load(change.callback_id)
+        if callback is None:
+            return "failed"
+        if callback.revealed:
+            return "read"
+        if not callback.ended:
+            return "waiting"
+        # Nobody took the code: this attempt is over (the caller may start another).
+        unreached = _UNREACHED.get(callback.status, "failed")
+        self.codes.withdraw_code(change.account_id, PURPOSE)
+        drop_pending(change)
+        self._failed(change, unreached)
+        return unreached
+
+    def confirm(self, state: CallState, entered: str) -> str:
+        change = self._pending_of(state)
+        if change is None:
+            return "expired"
+        outcome = self.codes.check(change.account_id, PURPOSE, change.id, entered)
+        if outcome != OK:
+            log.info("call %s: new-number code %s", state.call_sid, outcome)
+            if outcome != "wrong":
+                self._failed(change, f"code_{outcome}")
+            return outcome
+        return self._apply(change)
+
+    # ------------------------------------------------------------ the call-back's side
+
+    def confirm_on_callback(self, callback: Callback, entered: str) -> CallbackReply:
+        """A code keyed in on an AFTER_CALL call-back (ASK mode)."""
+        change = load_pending(callback.account_id)
+        if change is None or change.callback_id != callback.id:
+            return CallbackReply("callback_expired")
+        callback.entries += 1
+        outcome = self.codes.check(change.account_id, PURPOSE, change.id, entered)
+        if outcome == OK:
+            callback.outcome = self._apply(change)
+            callbacks.save(callback)
+            if callback.outcome == "ok":
+                return CallbackReply("callback_number_changed")
+            return CallbackReply("callback_change_conflict")
+        callback.outcome = outcome
+        callbacks.save(callback)
+        if outcome == "wrong" and callback.entries < MAX_ENTRIES:
+            return CallbackReply("callback_enter_code_retry", ask_again=True)
+        self._failed(change, "code_wrong" if outcome == "wrong" else f"code_{outcome}")
+        drop_pending(change)
+        return CallbackReply("callback_not_changed")
+
+    def original_call_ended(self, state: CallState) -> None:
+        """The caller's call ended: ring the new phone (AFTER_CALL), or close an
+        ON_LINE change the caller walked away from."""
+        if state.account_id is None:
+            return
+        change = load_pending(state.account_id)
+        if change is None or change.call_sid != state.call_sid:
+            return
+        if change.mode == ON_LINE:
+            self.codes.withdraw_code(change.account_id, PURPOSE)
+            drop_pending(change)
+            self._failed(change, "abandoned")
+            return
+        if change.status != "pending":
+            return  # a repeated status callback: the call-back is already on its way
+        callback = self._callback(change, ASK)
+        change.callback_id = callback.id
+        change.status = "calling"
+        save_pending(change)
+        try:
+            self.placer.place(callback)
+        except DeliveryFailed as exc:
+            self.codes.withdraw_code(change.account_id, PURPOSE)
+            drop_pending(change)
+            self._failed(change, "callback_not_placed", twilio=exc.reason)
+
+    def callback_ended(self, callback: Callback) -> None:
+        """A call-back leg ended; an AFTER_CALL change that got no right code is over."""
+        if callback.purpose != PURPOSE or callback.mode != ASK:
+            return  # ON_LINE: the caller on the line hears about it (callback_status)
+        change = load_pending(callback.account_id)
+        if change is None or change.callback_id != callback.id:
+            return
+        self._failed(change, _UNREACHED.get(callback.status, "failed"))
+        drop_pending(change)
+
+    # ------------------------------------------------------------ helpers
+
+    def _apply(self, change: PendingChange) -> str:
+        result = phonechange.apply_change(
+            self.session,
+            account_id=change.account_id,
+            expected_old=change.old,
+            new=change.new,
+            call_sid=change.call_sid,
+            mode=change.mode,
+            now=datetime.fromtimestamp(self.clock(), UTC),
+        )
+        drop_pending(change)
+        if not isinstance(result, phonechange.Changed):
+            self._failed(change, f"conflict_{result.reason}")
+            return "conflict"
+        self._notify(change)
+        return "ok"
+
+    def _notify(self, change: PendingChange) -> None:
+        """Tell the old number (and the mailbox on file) at once: if it was not them,
+        they can report it (NIST SP 800-63B 6.1.2.1, ASVS 2.2.3)."""
+        account = self._account(change.account_id)
+        texts = self.catalog.languages[change.language].texts
+        values = {"last4": change.new[-4:], "support_number": self.support_number}
+        notices = [("sms", change.old, "")]
+        if account is not None and account.email:
+            notices.append(("email", account.email, texts["message_number_changed_email_subject"]))
+        for channel, to, subject in notices:
+            if channel not in self.channels:
+                continue
+            body = texts[f"message_number_changed_{channel}"].format(**values)
+            try:
+                self.channels[channel].send(
+                    Outgoing(
+                        channel=channel,
+                        to=to,
+                        body=" ".join(body.split()),
+                        subject=subject,
+                        call_sid=change.call_sid,
+                        purpose="number_changed",
+                    )
+                )
+            except DeliveryFailed as exc:
+                log.error("account %s: change notice by %s failed", change.account_id, channel)
+                self._audit(
+                    "number_change.notice_failed",
+                    change.call_sid,
+                    change.account_id,
+                    {"channel": channel, "reason": exc.reason},
+                )
+
+    def _failed(self, change: PendingChange, reason: str, **extra: str) -> None:
+        self._audit(
+            "number_change.failed",
+            change.call_sid,
+            change.account_id,
+            {**change.masked(), "reason": reason, **extra},
+            dedupe_key=f"number_change.failed:{change.id}",
+        )
+
+    def _audit(
+        self,
+        action: str,
+        call_sid: str,
+        account_id: int,
+        details: Mapping[str, object],
+        dedupe_key: str | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            action,
+            actor="caller",
+            call_sid=call_sid,
+            account_id=account_id,
+            details=dict(details),
+            dedupe_key=dedupe_key,
+        )
+
+    def _callback(self, change: PendingChange, mode: str) -> Callback:
+        return callbacks.new_callback(
+            purpose=PURPOSE,
+            mode=mode,
+            account_id=change.account_id,
+            bound_to=change.id,
+            language=change.language,
+            to=change.new,
+            placed_for=change.call_sid,
+            clock=self.clock,
+        )
+
+    def _pending_of(self, state: CallState) -> PendingChange | None:
+        if state.account_id is None:
+            return None
+        change = load_pending(state.account_id)
+        return change if change is not None and change.call_sid == state.call_sid else None
+
+    def _account(self, account_id: int | None) -> AccountView | None:
+        found = self.directory.accounts_by_ids([account_id] if account_id is not None else [])
+        return found[0] if found else None

@@ -1,0 +1,260 @@
+"""Changing an account's number on file: one atomic, race-safe write, plus cooling-off maths.
+
+Proving ownership of the new number (the code call-back) happens elsewhere; by the
+time `apply_change` runs the caller is verified and owns `new`. What is left is
+the database side, where two things can race: two confirmations for the same
+account (both verified against the same old number), and two accounts claiming
+the same new number. The first is settled by a compare-and-set on the account's
+phone, the second by locking the new number's row; either way the loser gets a
+`Conflict` and nothing of its attempt is kept.
+
+No Flask here: callers pass a Session, so the service runs in webhooks, CLI
+commands and tests alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ivr.db import unavailable_as_storage_error
+from ivr.models import Account, AuditEvent, PhoneChange, PhoneNumber
+from ivr.phone import mask
+
+log = logging.getLogger(__name__)
+
+AUDIT_ACTION = "number.changed"
+
+# How ownership of the new number was proven (stored in PhoneChange.mode).
+CALLBACK_ON_LINE = "callback_on_line"
+CALLBACK_AFTER_CALL = "callback_after_call"
+
+ConflictReason = Literal["taken", "already_changed", "no_account"]
+
+
+@dataclass(frozen=True)
+class Changed:
+    """The number on file is now `new`; `old` was replaced at `changed_at`."""
+
+    old: str
+    new: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Nothing changed, because of `reason`.
+
+    taken: `new` is on file for another account (probably a recycled number: agent
+    review); already_changed: the account's number is no longer the one the caller
+    was verified against (e.g. a concurrent confirmation won); no_account: no such
+    account.
+    """
+
+    reason: ConflictReason
+
+
+def number_on_other_account(session: Session, e164: str, account_id: int) -> bool:
+    """True when `e164` is on file for an account other than `account_id`."""
+    query = select(
+        exists()
+        .where(Account.phone_id == PhoneNumber.id)
+        .where(PhoneNumber.e164 == e164, Account.id != account_id)
+    )
+    with unavailable_as_storage_error():
+        return bool(session.scalar(query))
+
+
+def apply_change(
+    session: Session,
+    *,
+    account_id: int,
+    expected_old: str,
+    new: str,
+    call_sid: str | None,
+    mode: str,
+    now: datetime,
+) -> Changed | Conflict:
+    """Replace the account's number `expected_old` by `new` in one transaction, audited.
+
+    The session's transaction is committed on success and rolled back on a
+    conflict or any error, so call it with no unrelated changes pending.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if new == expected_old:
+        raise ValueError("the new number is the one on file")
+    if not 0 < len(mode) <= 32:
+        raise ValueError(f"mode must be 1 to 32 characters, not {mode!r}")
+    try:
+        with unavailable_as_storage_error():
+            outcome = _apply(
+                session,
+                account_id=account_id,
+                expected_old=expected_old,
+                new=new,
+                call_sid=call_sid,
+                mode=mode,
+                now=now,
+            )
+            if isinstance(outcome, Conflict):
+                session.rollback()
+            else:
+                session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    if isinstance(outcome, Conflict):
+        log.warning(
+            "call %s: number change on account %s refused (%s)",
+            call_sid,
+            account_id,
+            outcome.reason,
+        )
+    else:
+        # The update bypassed the ORM and sessions are made with expire_on_commit=False:
+        # objects loaded before (the account, both numbers' account lists) are stale.
+        session.expire_all()
+        log.info(
+            "call %s: number on account %s changed from %s to %s (%s)",
+            call_sid,
+            account_id,
+            mask(expected_old),
+            mask(new),
+            mode,
+        )
+    return outcome
+
+
+def _apply(
+    session: Session,
+    *,
+    account_id: int,
+    expected_old: str,
+    new: str,
+    call_sid: str | None,
+    mode: str,
+    now: datetime,
+) -> Changed | Conflict:
+    current = session.execute(
+        select(Account.phone_id, PhoneNumber.e164)
+        .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
+        .where(Account.id == account_id)
+    ).first()
+    if current is None:
+        return Conflict("no_account")
+    old_phone_id, on_file = current
+    if on_file != expected_old:
+        return Conflict("already_changed")
+
+    new_phone_id = _lock_phone(session, new)
+    # Checked under the lock of `new`'s row, so a concurrent change to the same new
+    # number on another account has either committed (and is seen here) or waits.
+    if number_on_other_account(session, new, account_id):
+        return Conflict("taken")
+
+    # Compare-and-set: only if the number is still the one the caller was verified
+    # against. A concurrent confirmation that committed first makes this match no row
+    # (PostgreSQL re-checks the condition after waiting for that row's lock).
+    swapped = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.phone_id == old_phone_id)
+            .values(phone_id=new_phone_id, phone_changed_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if swapped.rowcount != 1:
+        account_left = session.scalar(select(exists().where(Account.id == account_id)))
+        return Conflict("already_changed" if account_left else "no_account")
+
+    session.add(
+        PhoneChange(
+            account_id=account_id,
+            old_e164=expected_old,
+            new_e164=new,
+            changed_at=now,
+            call_sid=call_sid,
+            mode=mode,
+        )
+    )
+    # Written here rather than through ivr.audit.record, which commits on its own: the
+    # audit row must commit or roll back together with the change it describes.
+    session.add(
+        AuditEvent(
+            at=now,
+            action=AUDIT_ACTION,
+            actor="caller",
+            call_sid=call_sid,
+            account_id=account_id,
+            details={"old": mask(expected_old), "new": mask(new), "mode": mode},
+        )
+    )
+    session.flush()
+    return Changed(old=expected_old, new=new, changed_at=now)
+
+
+def _lock_phone(session: Session, e164: str) -> int:
+    """The id of `e164`'s PhoneNumber row, created if need be, locked until commit."""
+    # INSERT … ON CONFLICT DO NOTHING rather than a savepoint and a re-select: with
+    # pysqlite a SAVEPOINT that opens the transaction is committed by its RELEASE, which
+    # would commit the new number's row even when the change is then refused. A
+    # concurrent insert of the same number makes this wait for the other transaction,
+    # then do nothing; the select below sees that row once it has committed.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(PhoneNumber).values(e164=e164).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(PhoneNumber).values(e164=e164).on_conflict_do_nothing())
+    else:
+        raise NotImplementedError(f"number changes need PostgreSQL or SQLite, not {dialect}")
+    # FOR UPDATE serialises changes to the same new number on PostgreSQL; SQLite has
+    # no row locks, but the insert above already holds its database-wide write lock.
+    phone_id = session.scalar(
+        select(PhoneNumber.id).where(PhoneNumber.e164 == e164).with_for_update()
+    )
+    if phone_id is None:  # only if someone deleted the row in between
+        raise RuntimeError(f"phone number {mask(e164)} vanished while being claimed")
+    return phone_id
+
+
+def history(session: Session, account_id: int) -> list[PhoneChange]:
+    """The account's number changes, newest first."""
+    query = (
+        select(PhoneChange)
+        .where(PhoneChange.account_id == account_id)
+        .order_by(PhoneChange.changed_at.desc(), PhoneChange.id.desc())
+    )
+    with unavailable_as_storage_error():
+        return list(session.scalars(query))
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC; naive values (as SQLite returns them) are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def cooling_off_until(
+    phone_changed_at: datetime | None, cooling_off_seconds: int, now: datetime
+) -> datetime | None:
+    """When the cooling-off after the last number change ends (UTC), or None if it is over."""
+    if phone_changed_at is None or cooling_off_seconds <= 0:
+        return None
+    until = as_utc(phone_changed_at) + timedelta(seconds=cooling_off_seconds)
+    return until if as_utc(now) < until else None
+
+
+def changed_recently(
+    phone_changed_at: datetime | None, cooling_off_seconds: int, now: datetime
+) -> bool:
+    """True while the account is in the cooling-off period after a number change."""
+    return cooling_off_until(phone_changed_at, cooling_off_seconds, now) is not None

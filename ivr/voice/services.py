@@ -1,0 +1,53 @@
+"""Builds the per-request services the voice webhooks use, from the app's extensions.
+
+One place wires the database session, Redis, delivery channels and settings into
+the Flask-free services (codes, verification, number changes), so the views only
+ask for what they need.
+"""
+
+from __future__ import annotations
+
+from ivr import callbacks, db, runtime, store
+from ivr.codes import CONFIRM_NUMBER, VERIFY, CodeService
+from ivr.delivery import registry as delivery
+from ivr.directory import SqlDirectory
+from ivr.flow.engine import Engine
+from ivr.flow.model import Flow
+from ivr.newnumber import NumberRules
+from ivr.numberchange import NumberChanges
+from ivr.verification import CodeVerifier
+
+
+def codes(purpose: str) -> CodeService:
+    rt = runtime.get()
+    return CodeService(store.client(), rt.settings.secret_key, rt.code_policy_for(purpose))
+
+
+def placer() -> callbacks.Placer:
+    from ivr.voice.callbacks import public_urls
+
+    return callbacks.Placer(delivery.get_dialer(), public_urls)
+
+
+def number_changes(directory: SqlDirectory | None = None) -> NumberChanges:
+    rt = runtime.get()
+    return NumberChanges(
+        session=db.session(),
+        directory=directory or SqlDirectory(db.session()),
+        codes=codes(CONFIRM_NUMBER),
+        placer=placer(),
+        rules=NumberRules.from_settings(rt.settings),
+        channels=delivery.get(),
+        catalog=rt.definitions.catalog,
+        support_number=rt.settings.support_number,
+    )
+
+
+def engine(flow: Flow) -> Engine:
+    """An engine for this request, with the database directory, codes and number changes."""
+    rt = runtime.get()
+    directory = SqlDirectory(db.session())
+    verifier = CodeVerifier(
+        codes(VERIFY), delivery.get(), directory, rt.definitions.catalog, placer()
+    )
+    return rt.engine(flow, directory, verifier, number_changes(directory))
