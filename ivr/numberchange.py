@@ -159,6 +159,13 @@ class NumberChanges:
         result = check_new_number(keyed, self.rules, account.phone)
         if not isinstance(result, Accepted):
             log.info("call %s: new number refused (%s)", state.call_sid, result.problem)
+            # Keypad digits are never recorded; only why they were refused.
+            self._audit(
+                "number_change.refused",
+                state.call_sid,
+                account.id,
+                {"old": mask(account.phone), "reason": result.problem},
+            )
             return result.problem
         if phonechange.number_on_other_account(self.session, result.e164, account.id):
             self._audit(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.customers.seed import DEMO_CUSTOMERS, seed_demo
 from ivr.models import Account, AuditEvent, Customer, PhoneNumber
+from ivr.numberchange import PendingChange, save_pending
 
 HEADER = "name,phone,account_number,email\n"
 JANE = "Jane Doe,(415) 555-0100,10004321,jane@example.com\n"
@@ -526,15 +525,7 @@ def show_fields(result: Result) -> dict[str, str]:
     return dict(re.findall(r"^(\w[^:]*):[ \t]+(.*)$", result.stdout, re.MULTILINE))
 
 
-@pytest.fixture
-def no_pending_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if ivr.numberchange did not exist yet: `show` must fall back to no pending change."""
-    monkeypatch.setitem(sys.modules, "ivr.numberchange", None)
-
-
-def test_show_after_a_number_change(
-    runner: FlaskCliRunner, db_session: Session, no_pending_changes: None
-) -> None:
+def test_show_after_a_number_change(runner: FlaskCliRunner, db_session: Session) -> None:
     jane = make_account(db_session, phone="+14155550100", account_number="10004321")
     changed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     change_phone(db_session, jane, NEW, now=changed_at, call_sid="CA" + "b" * 32)
@@ -568,7 +559,7 @@ def test_show_after_a_number_change(
 
 
 def test_show_after_the_cooling_off_has_no_flag_but_keeps_the_history(
-    runner: FlaskCliRunner, db_session: Session, no_pending_changes: None
+    runner: FlaskCliRunner, db_session: Session
 ) -> None:
     jane = make_account(db_session, phone="+14155550100", account_number="10004321")
     change_phone(db_session, jane, NEW, now=datetime.now(UTC) - timedelta(days=7, minutes=1))
@@ -636,11 +627,7 @@ class _Settings:
 
 
 def test_show_uses_the_configured_cooling_off(
-    runner: FlaskCliRunner,
-    app: Flask,
-    db_session: Session,
-    monkeypatch: pytest.MonkeyPatch,
-    no_pending_changes: None,
+    runner: FlaskCliRunner, app: Flask, db_session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jane = make_account(db_session, phone="+14155550100", account_number="10004321")
     change_phone(db_session, jane, NEW, now=datetime.now(UTC) - timedelta(hours=2))
@@ -653,26 +640,37 @@ def test_show_uses_the_configured_cooling_off(
 
 
 def test_show_includes_the_pending_change(
-    runner: FlaskCliRunner, db_session: Session, monkeypatch: pytest.MonkeyPatch
+    app: Flask, runner: FlaskCliRunner, db_session: Session
 ) -> None:
     jane = make_account(db_session, phone="+14155550100", account_number="10004321")
-    pending = {"new": "+1415•••0199", "state": "awaiting_callback"}
-    asked: list[int] = []
-
-    def pending_change_for(account_id: int) -> dict[str, Any] | None:
-        asked.append(account_id)
-        return pending
-
-    fake = types.ModuleType("ivr.numberchange")
-    fake.pending_change_for = pending_change_for  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ivr.numberchange", fake)
+    pending = PendingChange(
+        id="change-1",
+        account_id=jane.id,
+        call_sid="CA" + "c" * 32,
+        old="+14155550100",
+        new=NEW,
+        mode="callback_on_line",
+        language="en-US",
+        created=datetime(2026, 11, 21, 10, 0, tzinfo=UTC).timestamp(),
+        status="calling",
+    )
+    with app.app_context():
+        save_pending(pending)
 
     text = runner.invoke(args=["customers", "show", "10004321"])
     shown = json.loads(runner.invoke(args=["customers", "show", "10004321", "--json"]).stdout)
 
-    assert show_fields(text)["pending change"] == "new +1415•••0199, state awaiting_callback"
-    assert shown["pending_change"] == pending
-    assert asked == [jane.id, jane.id]
+    assert shown["pending_change"] == {
+        "new": NEW,
+        "mode": "callback_on_line",
+        "status": "calling",
+        "started_at": "2026-11-21T10:00:00+00:00",
+        "call_sid": "CA" + "c" * 32,
+    }
+    assert show_fields(text)["pending change"] == (
+        f"new {NEW}, mode callback_on_line, status calling, "
+        f"started_at 2026-11-21T10:00:00+00:00, call_sid {'CA' + 'c' * 32}"
+    )
 
 
 # --- demo seed ------------------------------------------------------------------------------

@@ -377,6 +377,12 @@ def test_each_problem_with_the_new_number_gets_its_own_prompt(
     ]
     assert_unchanged(app, jane)
     assert not placed_calls(app)
+    (refused,) = audit_rows(app, "number_change.refused")
+    reason = problem.removeprefix("new_number_")
+    assert refused.details == {
+        "old": "+1415•••0100",
+        "reason": reason.replace("same", "same_number"),
+    }
 
 
 def test_status_callbacks_of_the_call_back_are_idempotent(

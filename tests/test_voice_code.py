@@ -20,8 +20,11 @@ from flask import Flask
 from kit import (
     JANE_PHONE,
     add_account,
+    call_form,
     checked_logs,
+    gather_step,
     greeting,
+    new_sid,
     post,
     says,
     text,
@@ -225,3 +228,21 @@ def test_a_code_call_that_cannot_be_placed_is_told_plainly(app: Flask, phone: Ph
         assert not redis.exists(keys.code(account_id, "verify"))
         assert redis.zcard(keys.code_sends(account_id, "verify")) == 1
         assert not redis.keys("*callback*")  # the refused call left no record behind
+
+
+def test_a_replayed_request_for_a_code_call_places_no_second_call(app: Flask) -> None:
+    """Twilio retries the Gather that asked for the call: the step number makes it a replay."""
+    add_account(app, "Jane Doe", JANE_PHONE, JANE_NUMBER)
+    sid = new_sid()
+    form = call_form(sid, From=ELSEWHERE)
+    doc = twiml(post(app, "/voice/incoming", form))
+    for digits in ("1", f"{JANE_NUMBER}"):
+        doc = twiml(post(app, f"/voice/input?s={gather_step(doc)}", {**form, "Digits": digits}))
+    step = gather_step(doc)  # the code prompt
+
+    first = says(twiml(post(app, f"/voice/input?s={step}", {**form, "Digits": "2"})))
+    replay = says(twiml(post(app, f"/voice/input?s={step}", {**form, "Digits": "2"})))
+
+    assert first == [text(app, "code_calling"), text(app, "enter_voice_code")]
+    assert replay == [text(app, "enter_voice_code")]  # the current prompt again, nothing sent
+    assert len([m for m in sent(app) if m.channel == "call"]) == 1

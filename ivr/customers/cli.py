@@ -12,8 +12,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ivr import db
-from ivr.customers.accounts import DEFAULT_COOLING_OFF, account_summary, find_account
+from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
+from ivr.numberchange import pending_change_for
 
 
 @click.group("customers")
@@ -69,10 +70,11 @@ def show_command(account_number: str, as_json: bool) -> None:
         click.echo(f"no account {account_number!r}", err=True)
         click.get_current_context().exit(1)
     settings = current_app.config["IVR_SETTINGS"]
-    # getattr: the setting is being added alongside; the default is security.md's 7 days.
-    cooling_off = int(getattr(settings, "number_change_cooling_off", DEFAULT_COOLING_OFF))
     summary = account_summary(
-        session, account, cooling_off_seconds=cooling_off, pending=_pending_change(account.id)
+        session,
+        account,
+        cooling_off_seconds=settings.number_change_cooling_off,
+        pending=pending_change_for(account.id),
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -98,17 +100,6 @@ def show_command(account_number: str, as_json: bool) -> None:
             f"  {_minute_utc(change['changed_at'])}  {change['old']} → {change['new']}"
             f"  ({change['mode']})"
         )
-
-
-def _pending_change(account_id: int) -> dict[str, Any] | None:
-    # TODO(number change): ivr.numberchange.pending_change_for(account_id) is being
-    # written alongside this; drop the ImportError fallback once it has landed.
-    try:
-        from ivr.numberchange import pending_change_for
-    except ImportError:
-        return None
-    pending: dict[str, Any] | None = pending_change_for(account_id)
-    return pending
 
 
 def _flags_text(summary: dict[str, Any]) -> str:

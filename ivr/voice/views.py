@@ -157,6 +157,7 @@ def status() -> Response:
             failure=state.failure,
             transfer_reason=state.transfer_reason,
             flags=state.flags,
+            stir_verstat=state.stir_verstat,
         )
     first = audit.record(
         db.session(),
