@@ -52,12 +52,14 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from ivr.agent import register as register_agent
     from ivr.health import bp as health_bp
     from ivr.voice.callbacks import bp as callback_bp
     from ivr.voice.views import bp as voice_bp
 
     app.register_blueprint(voice_bp)
     app.register_blueprint(callback_bp)
+    register_agent(app)
     app.register_blueprint(health_bp)
 
 
