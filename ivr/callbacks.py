@@ -24,8 +24,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import redis
+
 from ivr import keys, store
 from ivr.delivery import DeliveryFailed, Dialer, OutgoingCall
+from ivr.errors import StorageUnavailable
 from ivr.phone import mask
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,30 @@ def save(callback: Callback) -> None:
         store.client().set(keys.callback(callback.id), callback.to_json(), ex=RECORD_TTL)
 
 
+def update(callback_id: str, **fields: Any) -> Callback | None:
+    """Set some fields of a stored call-back atomically (WATCH/MULTI): the answer, key
+    and status webhooks and the placer may write at the same moment, and none of
+    their facts may be lost. None when the record is gone."""
+    key = keys.callback(callback_id)
+    with store.unavailable_as_storage_error(), store.client().pipeline() as pipe:
+        for _ in range(5):
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is None:
+                    return None
+                callback = Callback.from_json(raw)
+                for name, value in fields.items():
+                    setattr(callback, name, value)
+                pipe.multi()
+                pipe.set(key, callback.to_json(), ex=RECORD_TTL)
+                pipe.execute()
+                return callback
+            except redis.WatchError:
+                continue
+    raise StorageUnavailable(f"call-back {callback_id} kept changing under an update")
+
+
 def forget(callback_id: str) -> None:
     with store.unavailable_as_storage_error():
         store.client().delete(keys.callback(callback_id))
@@ -142,11 +169,9 @@ class Placer:
         except DeliveryFailed:
             forget(callback.id)
             raise
-        current = load(callback.id) or callback
-        current.sid = sid
-        if current.status == "placing":
-            current.status = "ringing"
-        save(current)
+        current = update(callback.id, sid=sid)
+        if current is not None and current.status == "placing":
+            update(callback.id, status="ringing")  # unless a final status came first
         log.info(
             "call-back %s (%s) to %s placed for call %s",
             sid,

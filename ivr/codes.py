@@ -244,12 +244,25 @@ class CodeService:
             digits = entered if entered.isdigit() else ""
             candidate = self._mac(account_id, purpose, bound_to, digits)
             if hmac.compare_digest(candidate, _text(stored)):
-                # Single use: of concurrent correct entries only the one that deletes wins.
-                if self.redis.delete(key) == 1:
-                    self._succeeded(account_id, purpose)
-                    return OK
-                return EXPIRED
+                return OK if self._use(account_id, purpose, key, stored) else EXPIRED
             return self._wrong(account_id, purpose, key, now)
+
+    def _use(self, account_id: int, purpose: str, key: str, stored: bytes | str) -> bool:
+        """Delete the code if it is still the one that matched (compare-and-delete): of
+        concurrent correct entries only one wins, and a code replaced in between by a
+        resend is not consumed by an entry of the old one."""
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.hget(key, "mac") != stored:
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        self._succeeded(account_id, purpose)
+        return True
 
     def _wrong(self, account_id: int, purpose: str, key: str, now: float) -> str:
         pipe = self.redis.pipeline()

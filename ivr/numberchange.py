@@ -32,6 +32,7 @@ from ivr import audit, callbacks, keys, phonechange, store
 from ivr.callbacks import ASK, READ, Callback
 from ivr.codes import CONFIRM_NUMBER, OK, CodeService, Issued
 from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.errors import StorageUnavailable
 from ivr.flow.engine import AccountView, Directory, Started
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
@@ -44,6 +45,9 @@ PURPOSE = CONFIRM_NUMBER
 ON_LINE, AFTER_CALL = "callback_on_line", "callback_after_call"
 PENDING_TTL = 20 * 60  # past the code's lifetime (at most 10 minutes) and the ringing
 MAX_ENTRIES = 3  # codes keyed in per call-back (security.md)
+# Ringing, answering and hearing the code take well under this; past it, a call-back
+# whose status never arrived counts as not answered rather than keeping the caller waiting.
+CALLBACK_DEADLINE = callbacks.RING_SECONDS + 120
 
 # How a call-back that read no code ended, in the engine's words.
 _UNREACHED = {
@@ -69,6 +73,7 @@ class PendingChange:
     created: float
     callback_id: str | None = None
     status: str = "pending"  # pending → calling (call-back placed)
+    entries: int = 0  # codes keyed in on the caller's call
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -186,6 +191,10 @@ class NumberChanges:
             return Started("needs_code")
         if phonechange.number_on_other_account(self.session, new, account.id):
             return Started("taken")
+        earlier = load_pending(account.id)
+        if earlier is not None:  # a retry on this call, or another call: the old one is over
+            self.codes.withdraw_code(account.id, PURPOSE)
+            self._failed(earlier, "superseded")
         change = PendingChange(
             id=callbacks.new_id(),
             account_id=account.id,
@@ -237,10 +246,11 @@ class NumberChanges:
             return "failed"
         if callback.revealed:
             return "read"
-        if not callback.ended:
+        if not callback.ended and self.clock() < callback.created + CALLBACK_DEADLINE:
             return "waiting"
-        # Nobody took the code: this attempt is over (the caller may start another).
-        unreached = _UNREACHED.get(callback.status, "failed")
+        # Nobody took the code (or its status never came): this attempt is over, and
+        # the caller may start another.
+        unreached = _UNREACHED.get(callback.status, "not_answered")
         self.codes.withdraw_code(change.account_id, PURPOSE)
         drop_pending(change)
         self._failed(change, unreached)
@@ -251,12 +261,18 @@ class NumberChanges:
         if change is None:
             return "expired"
         outcome = self.codes.check(change.account_id, PURPOSE, change.id, entered)
-        if outcome != OK:
-            log.info("call %s: new-number code %s", state.call_sid, outcome)
-            if outcome != "wrong":
-                self._failed(change, f"code_{outcome}")
+        if outcome == OK:
+            return self._apply(change)
+        log.info("call %s: new-number code %s", state.call_sid, outcome)
+        change.entries += 1
+        if outcome == "wrong" and change.entries < MAX_ENTRIES:
+            save_pending(change)
             return outcome
-        return self._apply(change)
+        # The code is dead (3 entries), expired or the account locked: this attempt is over.
+        self.codes.withdraw_code(change.account_id, PURPOSE)
+        drop_pending(change)
+        self._failed(change, f"code_{outcome}")
+        return outcome
 
     # ------------------------------------------------------------ the call-back's side
 
@@ -265,20 +281,20 @@ class NumberChanges:
         change = load_pending(callback.account_id)
         if change is None or change.callback_id != callback.id:
             return CallbackReply("callback_expired")
-        callback.entries += 1
+        entries = callback.entries + 1
         outcome = self.codes.check(change.account_id, PURPOSE, change.id, entered)
         if outcome == OK:
-            callback.outcome = self._apply(change)
-            callbacks.save(callback)
-            if callback.outcome == "ok":
+            applied = self._apply(change)
+            callbacks.update(callback.id, entries=entries, outcome=applied)
+            if applied == "ok":
                 return CallbackReply("callback_number_changed")
             return CallbackReply("callback_change_conflict")
-        callback.outcome = outcome
-        callbacks.save(callback)
-        if outcome == "wrong" and callback.entries < MAX_ENTRIES:
+        callbacks.update(callback.id, entries=entries, outcome=outcome)
+        if outcome == "wrong" and entries < MAX_ENTRIES:
             return CallbackReply("callback_enter_code_retry", ask_again=True)
-        self._failed(change, "code_wrong" if outcome == "wrong" else f"code_{outcome}")
+        self.codes.withdraw_code(change.account_id, PURPOSE)
         drop_pending(change)
+        self._failed(change, f"code_{outcome}")
         return CallbackReply("callback_not_changed")
 
     def original_call_ended(self, state: CallState) -> None:
@@ -314,8 +330,13 @@ class NumberChanges:
         change = load_pending(callback.account_id)
         if change is None or change.callback_id != callback.id:
             return
-        self._failed(change, _UNREACHED.get(callback.status, "failed"))
+        if callback.answered:
+            reason = (callback.outcome and f"code_{callback.outcome}") or "no_code_entered"
+        else:
+            reason = _UNREACHED.get(callback.status, "failed")
+        self.codes.withdraw_code(change.account_id, PURPOSE)
         drop_pending(change)
+        self._failed(change, reason)
 
     # ------------------------------------------------------------ helpers
 
@@ -329,11 +350,17 @@ class NumberChanges:
             mode=change.mode,
             now=datetime.fromtimestamp(self.clock(), UTC),
         )
-        drop_pending(change)
         if not isinstance(result, phonechange.Changed):
+            drop_pending(change)
             self._failed(change, f"conflict_{result.reason}")
             return "conflict"
+        # The number has changed: the old number hears about it before anything else
+        # can fail, and tidying Redis afterwards must not undo that.
         self._notify(change)
+        try:
+            drop_pending(change)
+        except StorageUnavailable:
+            log.error("account %s: pending change left to expire", change.account_id)
         return "ok"
 
     def _notify(self, change: PendingChange) -> None:

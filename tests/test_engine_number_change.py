@@ -46,7 +46,8 @@ class Directory:
 class Verifier:
     code_length = 6
 
-    def __init__(self) -> None:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
         self.sent: list[str] = []
 
     def send_code(self, state: CallState, channel: str) -> str:
@@ -57,7 +58,7 @@ class Verifier:
     def check_code(self, state: CallState, entered: str) -> str:
         if entered != "111111":
             return "wrong"
-        state.verify(f"code_{state.code_channel}", NOW)
+        state.verify(f"code_{state.code_channel}", self.now)
         return "ok"
 
 
@@ -103,7 +104,7 @@ def engine(changer: Changer, now: float = NOW, account: AccountView = JANE) -> E
         TransferTarget("number", "+15005550006"),
         "US",
         clock=lambda: now,
-        verifier=Verifier(),
+        verifier=Verifier(now),
         number_changer=changer,
         cooling_off=7 * DAY,
     )
@@ -310,3 +311,26 @@ def test_a_locked_account_goes_to_an_agent_unverified() -> None:
     turn = press(eng, state, "000000")
     assert spoken(turn) == [text("connecting_unverified")]
     assert turn.state.failure == "locked"
+
+
+def test_re_verifying_does_not_skip_the_cooling_off() -> None:
+    """A stale code sends the caller to re-verify; that detour still ends at the check."""
+    recent = AccountView(1, "10004321", "Jane Doe", "+14155550100", None, NOW - 2 * DAY)
+    state = at_menu(engine(Changer(), account=recent))
+    later = NOW + FRESH_VERIFICATION + 1
+    eng = engine(Changer(), now=later, account=recent)
+    turn = press(eng, state, "1")
+    assert turn.state.node == "reverify_code"
+    turn = press(eng, turn.state, "111111")
+    assert spoken(turn) == [text("connecting_recently_changed")]
+    assert eng.number_changer is not None
+    assert eng.number_changer.calls == []  # type: ignore[attr-defined]
+
+
+def test_a_code_without_the_account_digits_is_not_full_verification() -> None:
+    """A flow that asked only for a code could not reach the change: digits are required."""
+    eng = engine(Changer())
+    state = at_menu(eng)
+    state.methods = [(method, at) for method, at in state.methods if method.startswith("code")]
+    assert not eng.fresh_code(state)
+    assert press(eng, state, "1").state.node == "reverify_code"

@@ -204,7 +204,8 @@ def test_mode_b_call_back_not_answered_changes_nothing(
     assert_unchanged(app, jane)
     assert not [s for s in result.heard("callee") if "code is" in s]
     (failed,) = audit_rows(app, "number_change.failed")
-    assert failed.details["reason"] in {"not_answered", "busy", "failed"}
+    reasons = {"no-answer": "not_answered", "voicemail": "no_code_entered"}
+    assert failed.details["reason"] == reasons.get(callee, callee)
     assert failed.details["new"] == "+1415•••0199"
 
 
@@ -253,6 +254,23 @@ def test_three_wrong_codes_change_nothing(app: Flask, phone: Phone, jane: int) -
     assert_unchanged(app, jane)
     with app.app_context():
         assert not app.extensions["ivr.redis"].exists(keys.code(jane, "confirm_number"))
+    (failed,) = audit_rows(app, "number_change.failed")
+    assert failed.details["reason"] == "code_wrong"
+
+
+def test_calling_again_closes_the_first_attempt_in_the_audit(
+    app: Flask, phone: Phone, jane: int
+) -> None:
+    """1 at the code prompt rings the new number again; the first attempt is recorded as
+    superseded, and only the newest code works."""
+    result = phone.call(JANE_PHONE, [*VERIFIED, *CHANGE, "1", "@code", "3"], callee_keys=["1", "1"])
+
+    assert len(placed_calls(app)) == 2
+    assert phone_on_file(app, jane) == NEW_PHONE
+    (failed,) = audit_rows(app, "number_change.failed")
+    assert failed.details["reason"] == "superseded"
+    assert len(audit_rows(app, "number_change.started")) == 2
+    assert len(result.callbacks) == 2
 
 
 class Clock:

@@ -347,12 +347,23 @@ class Engine:
         return False  # the code was read out: an ordinary silence
 
     def fresh_code(self, state: CallState) -> bool:
-        """A code was passed on this call within FRESH_VERIFICATION seconds."""
+        """Full verification on this call — the account digits, and a code passed within
+        FRESH_VERIFICATION seconds — whatever path the flow took to get here."""
         now = self.clock()
-        return any(
+        has_digits = any(method.startswith("account") for method, _ in state.methods)
+        return has_digits and any(
             method.startswith("code") and now - at <= FRESH_VERIFICATION
             for method, at in state.methods
         )
+
+    def may_change_number(self, state: CallState) -> bool:
+        """Fresh full verification, and no change of the number on file during its
+        cooling-off period: checked again by every number-change node, so no flow
+        path (a re-verification detour, say) can skip it."""
+        if state.account_id is None or not self.fresh_code(state):
+            return False
+        accounts = self.directory.accounts_by_ids([state.account_id])
+        return bool(accounts) and not self.changed_recently(accounts[0])
 
     def changed_recently(self, account: AccountView) -> bool:
         """The account's number changed within the cooling-off period."""
@@ -506,7 +517,7 @@ def _enter_check_number_change(engine: Engine, turn: Turn, node: CheckNumberChan
 
 def _enter_start_callback(engine: Engine, turn: Turn, node: StartCallbackNode) -> str:
     state = turn.state
-    if engine.number_changer is None or not engine.fresh_code(state):
+    if engine.number_changer is None or not engine.may_change_number(state):
         return node.needs_code
     started = engine.number_changer.start(state)
     if started.outcome == "calling":
@@ -645,7 +656,7 @@ def _input_new_number(
     engine: Engine, turn: Turn, node: CollectNewNumberNode, digits: str
 ) -> str | _Invalid:
     state = turn.state
-    if engine.number_changer is None or not engine.fresh_code(state):
+    if engine.number_changer is None or not engine.may_change_number(state):
         return node.needs_code
     outcome = engine.number_changer.check_number(state, digits)
     if outcome == "ok":

@@ -75,8 +75,7 @@ def answer() -> Response:
     if request.form.get("AnsweredBy", "") in MACHINES:
         log.info("call-back %s reached %s; nothing said", callback.sid, request.form["AnsweredBy"])
         return _answer([Hangup()])
-    callback.answered = True
-    callbacks.save(callback)
+    callback = callbacks.update(callback.id, answered=True) or callback
     if callback.mode == READ:
         gather = Gather(
             (_say(callback, "callback_press_key"),),
@@ -124,8 +123,7 @@ def key() -> Response:
         if outcome.reason == "locked":
             return _goodbye(callback, "callback_locked")
         return _goodbye(callback, "callback_expired")
-    callback.revealed = True
-    callbacks.save(callback)
+    callbacks.update(callback.id, revealed=True)
     log.info("call-back %s: code read out (%s)", call.call_sid, callback.purpose)
     digits = spoken_code(outcome.code)
     return _answer(
@@ -165,7 +163,11 @@ def status() -> Response:
     call = webhook.parse(request.form)
     if call.call_status not in callbacks.FINAL_STATUSES:
         return _answer([])
+    # The status is stored first (idempotently), so a failure below can never leave a
+    # caller waiting on a call-back that has in fact ended.
     callback = callbacks.load(request.args.get("o", ""))
+    if callback is not None and not callback.ended:
+        callback = callbacks.update(callback.id, status=call.call_status) or callback
     details: dict[str, object] = {"status": call.call_status}
     if callback is not None:
         details.update(
@@ -187,8 +189,6 @@ def status() -> Response:
         dedupe_key=f"callback.ended:{call.call_sid}:{call.call_status}",
     )
     if first and callback is not None:
-        callback.status = call.call_status
-        callbacks.save(callback)
         number_changes().callback_ended(callback)
     log.info(
         "call-back %s ended: %s%s", call.call_sid, call.call_status, "" if first else " (repeat)"
