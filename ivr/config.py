@@ -40,6 +40,12 @@ DEV_DEFAULTS = {
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Agent context tokens are short-lived ("minutes", issue 5): 5 by default, 15 at most.
+DEFAULT_AGENT_CONTEXT_TTL = 300
+MAX_AGENT_CONTEXT_TTL = 900
+# An agent API key must be hard to guess: 32 characters is 128+ bits from a token generator.
+MIN_AGENT_API_KEY_LENGTH = 32
+
 # Line types a new phone number may have unless IVR_ALLOWED_LINE_TYPES says otherwise.
 DEFAULT_LINE_TYPES = frozenset({"mobile", "fixed_line", "fixed_line_or_mobile"})
 
@@ -74,6 +80,8 @@ class Settings:
     allowed_countries: frozenset[str]  # ISO regions a new phone number may belong to
     allowed_line_types: frozenset[str]  # names from ivr.newnumber.LINE_TYPES
     number_change_cooling_off: int  # seconds the account stays flagged "number changed"
+    agent_context_ttl: int  # seconds a signed agent context token stays loadable
+    agent_api_keys: tuple[str, ...]  # bearer keys of the agent API; empty: keys disabled
 
     @property
     def is_production(self) -> bool:
@@ -153,6 +161,17 @@ class Settings:
             problems,
             unit="days",
         )
+        agent_context_ttl = _int_setting(
+            get("IVR_AGENT_CONTEXT_TTL"),
+            DEFAULT_AGENT_CONTEXT_TTL,
+            "IVR_AGENT_CONTEXT_TTL",
+            problems,
+        )
+        if agent_context_ttl > MAX_AGENT_CONTEXT_TTL:
+            problems.append(
+                f"IVR_AGENT_CONTEXT_TTL may be at most {MAX_AGENT_CONTEXT_TTL} seconds (15 minutes)"
+            )
+        agent_api_keys = _agent_api_keys(get("IVR_AGENT_API_KEYS"), problems)
 
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
@@ -186,6 +205,8 @@ class Settings:
             allowed_countries=countries,
             allowed_line_types=line_types,
             number_change_cooling_off=cooling_off_days * 24 * 3600,
+            agent_context_ttl=agent_context_ttl,
+            agent_api_keys=agent_api_keys,
         )
 
 
@@ -253,6 +274,24 @@ def _allowed_line_types(raw: str | None, problems: list[str]) -> frozenset[str]:
                 f"choose from {', '.join(valid)}"
             )
     return frozenset(names)
+
+
+def _agent_api_keys(raw: str | None, problems: list[str]) -> tuple[str, ...]:
+    """IVR_AGENT_API_KEYS: comma-separated bearer keys for the agent API (none: disabled).
+
+    A problem names a short key by its position and length only: the value is a secret
+    and the message ends up in boot logs.
+    """
+    if raw is None:
+        return ()
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    for position, key in enumerate(keys, start=1):
+        if len(key) < MIN_AGENT_API_KEY_LENGTH:
+            problems.append(
+                f"IVR_AGENT_API_KEYS: key {position} of {len(keys)} has {len(key)} characters;"
+                f" each key needs at least {MIN_AGENT_API_KEY_LENGTH}"
+            )
+    return tuple(dict.fromkeys(keys))
 
 
 def _float_setting(raw: str | None, default: float, name: str, problems: list[str]) -> float:

@@ -33,6 +33,8 @@ def test_development_runs_on_embedded_defaults() -> None:
         {"mobile", "fixed_line", "fixed_line_or_mobile"}
     )
     assert settings.number_change_cooling_off == 7 * 24 * 3600
+    assert settings.agent_context_ttl == 300  # agent context tokens live 5 minutes
+    assert settings.agent_api_keys == ()  # no keys: the agent API takes agent sessions only
 
 
 def test_production_names_every_missing_variable_at_once() -> None:
@@ -46,6 +48,7 @@ def test_production_with_everything_set() -> None:
     settings = Settings.from_env(PRODUCTION_ENV)
     assert settings.is_production
     assert settings.database_url == "postgresql+psycopg://u@db/ivr"
+    assert settings.agent_api_keys == ()  # agent API keys are optional in production
 
 
 def test_wsgi_entry_point_defaults_to_production() -> None:
@@ -72,6 +75,13 @@ def test_wsgi_entry_point_defaults_to_production() -> None:
         ({"IVR_ALLOWED_LINE_TYPES": ","}, "IVR_ALLOWED_LINE_TYPES must name at least one"),
         ({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "0"}, "positive whole number of days, not '0'"),
         ({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "1.5"}, "positive whole number of days"),
+        ({"IVR_AGENT_CONTEXT_TTL": "901"}, "IVR_AGENT_CONTEXT_TTL may be at most 900 seconds"),
+        ({"IVR_AGENT_CONTEXT_TTL": "0"}, "IVR_AGENT_CONTEXT_TTL must be a positive whole"),
+        ({"IVR_AGENT_CONTEXT_TTL": "5m"}, "IVR_AGENT_CONTEXT_TTL must be a positive whole"),
+        (
+            {"IVR_AGENT_API_KEYS": "short"},
+            "key 1 of 1 has 5 characters; each key needs at least 32",
+        ),
     ],
 )
 def test_bad_settings_are_explained(overrides: dict[str, str], message: str) -> None:
@@ -180,3 +190,40 @@ def test_every_bad_number_setting_is_reported_at_once() -> None:
 def test_cooling_off_is_configured_in_days_and_kept_in_seconds() -> None:
     settings = Settings.from_env({"IVR_NUMBER_CHANGE_COOLING_OFF_DAYS": "30"})
     assert settings.number_change_cooling_off == 30 * 86400
+
+
+AGENT_KEY = "a" * 32
+OTHER_AGENT_KEY = "b" * 48
+
+
+@pytest.mark.parametrize("ttl", ["60", "900"])
+def test_agent_context_ttl_is_read_in_seconds(ttl: str) -> None:
+    assert Settings.from_env({"IVR_AGENT_CONTEXT_TTL": ttl}).agent_context_ttl == int(ttl)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (AGENT_KEY, (AGENT_KEY,)),
+        (f" {AGENT_KEY} ,{OTHER_AGENT_KEY},", (AGENT_KEY, OTHER_AGENT_KEY)),
+        (f"{AGENT_KEY},{AGENT_KEY}", (AGENT_KEY,)),
+        (" , ", ()),
+    ],
+)
+def test_agent_api_keys_are_parsed(raw: str, expected: tuple[str, ...]) -> None:
+    assert Settings.from_env({"IVR_AGENT_API_KEYS": raw}).agent_api_keys == expected
+
+
+def test_agent_api_keys_are_accepted_in_production() -> None:
+    settings = Settings.from_env({**PRODUCTION_ENV, "IVR_AGENT_API_KEYS": AGENT_KEY})
+    assert settings.agent_api_keys == (AGENT_KEY,)
+
+
+def test_a_short_agent_api_key_is_named_by_position_never_by_value() -> None:
+    short = "s3cr3t-but-too-short-31-chars!!"
+    assert len(short) == 31
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"IVR_AGENT_API_KEYS": f"{AGENT_KEY},{short}"})
+    message = str(info.value)
+    assert "IVR_AGENT_API_KEYS: key 2 of 2 has 31 characters" in message
+    assert short not in message and AGENT_KEY not in message

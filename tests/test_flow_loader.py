@@ -77,6 +77,21 @@ BREAKAGES = [
         "target",
         "not a phone number",
     ),
+    # A TaskRouter workflow SID that is not one; hold music where nobody holds.
+    (
+        "    reason: verification_failed\n",
+        "    reason: verification_failed\n    target: workflow:WW12\n",
+        "agent_unverified",
+        "target",
+        "not a TaskRouter Workflow SID",
+    ),
+    (
+        "    reason: no_input\n",
+        "    reason: no_input\n    hold_music: https://media.example.test/hold.mp3\n",
+        "agent_no_response",
+        "hold_music",
+        "needs the node's own queue: or workflow: target",
+    ),
     # An input node without its no-input exit.
     (
         "    invalid: last4_family\n    no_input: agent_unverified\n",
@@ -320,3 +335,21 @@ def test_transfer_targets_are_resolved_once_at_load(tmp_path: Path) -> None:
     assert [i for i in turn.instructions if isinstance(i, Transfer)] == [
         Transfer(TransferTarget("number", "+14155550199"), turn.state.step)
     ]
+
+
+def test_several_numbers_resolve_to_one_target_ringing_them_all(tmp_path: Path) -> None:
+    """A comma-separated target is parsed at load into every number, in order."""
+    from ivr.flow.model import TransferNode, TransferTarget
+
+    path = write_flow(
+        tmp_path,
+        "nodes:\n  hello:\n    type: transfer\n    reason: caller_request\n"
+        '    target: "(415) 555-0199, +1 415 555 0198"\n    unanswered: bye\n'
+        "  bye:\n    type: hangup\n",
+    )
+    definitions, problems = check_definitions(tmp_path, PROMPTS, "US", only=[path])
+    assert problems == [] and definitions is not None
+    node = definitions.flows["tiny"].nodes["hello"]
+    assert isinstance(node, TransferNode)
+    assert node.destination == TransferTarget("number", "+14155550199", also_ring=("+14155550198",))
+    assert node.destination.numbers == ("+14155550199", "+14155550198")

@@ -51,6 +51,9 @@ VOICE_ENDPOINTS = [
     "/voice/whisper/answer",
     "/voice/fallback/dial",
 ]
+# The queue's hold document is signed too; its fail-safe answer is <Leave/>, which
+# Twilio's XSD rejects, so it is not among the schema-checked endpoints above.
+SIGNED_ENDPOINTS = [*VOICE_ENDPOINTS, "/voice/queue/wait?s=1"]
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -104,7 +107,7 @@ BAD_SIGNATURES = [
 ]
 
 
-@pytest.mark.parametrize("path", VOICE_ENDPOINTS)
+@pytest.mark.parametrize("path", SIGNED_ENDPOINTS)
 @pytest.mark.parametrize(
     "how", [how for _, how in BAD_SIGNATURES], ids=[name for name, _ in BAD_SIGNATURES]
 )
@@ -376,6 +379,29 @@ def test_fallback_dial_result(app: Flask, make_app: Any, dial_status: str, tags:
     assert [child.tag for child in doc] == tags
     if "Say" in tags:
         assert says(doc) == [text(down, "agents_unavailable")]
+
+
+@pytest.mark.parametrize("queue_result", ["leave", "queue-full", "error", "hangup"])
+def test_fallback_queue_that_never_bridged_says_no_agent(make_app: Any, queue_result: str) -> None:
+    """After the fallback's <Enqueue>: any result but bridged ends with agents_unavailable."""
+    app = make_app(IVR_AGENT_TARGET="queue:support")
+
+    form = call_form(new_sid(), QueueResult=queue_result, QueueTime="30")
+    doc = twiml(post(app, "/voice/fallback/dial", form))
+
+    assert [child.tag for child in doc] == ["Say", "Hangup"]
+    assert says(doc) == [text(app, "agents_unavailable")]
+
+
+def test_fallback_rings_several_numbers_at_once(make_app: Any) -> None:
+    """IVR_AGENT_TARGET takes the same syntax as a node's target."""
+    app = make_app(IVR_AGENT_TARGET=f"{AGENT}, +14155550142")
+
+    doc = twiml(post(app, "/voice/fallback", call_form(new_sid(), ErrorCode="11200")))
+
+    dial = doc.find("Dial")
+    assert dial is not None and dial.get("action") == "/voice/fallback/dial"
+    assert [number.text for number in dial.iter("Number")] == [AGENT, "+14155550142"]
 
 
 def test_fallback_with_queue_target_does_not_apologise_after_bridging(make_app: Any) -> None:

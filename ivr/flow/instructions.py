@@ -41,11 +41,28 @@ class Gather:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Connect the caller to people; the outcome comes back as a DialResult event."""
+    """Connect the caller to people; the outcome comes back as a DialResult event.
+
+    `task_attributes` is the JSON given to TaskRouter with a workflow target (the
+    views add it: the engine knows nothing of TaskRouter); other kinds ignore it.
+    """
 
     target: TransferTarget
     step: int
     ring_seconds: int = 25
+    task_attributes: str | None = None
+
+
+@dataclass(frozen=True)
+class Play:
+    """Play an audio file (hold music)."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    """Take a holding caller out of the queue; the transfer then ends unanswered."""
 
 
 @dataclass(frozen=True)
@@ -53,4 +70,4 @@ class Hangup:
     pass
 
 
-Instruction = Say | Pause | Gather | Transfer | Hangup
+Instruction = Say | Pause | Play | Gather | Transfer | Leave | Hangup

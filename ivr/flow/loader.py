@@ -36,7 +36,6 @@ from ivr.flow.model import (
     Node,
     PromptSet,
     TransferNode,
-    parse_target,
 )
 from ivr.flow.validate import PartialNode, validate_flow
 
@@ -54,6 +53,8 @@ PROMPT_FILE_KEYS = ("language", "voice", "prompts")
 VOICE_PATTERN = r"^(man|woman|Polly\.[A-Za-z]+)$"
 SAY_LIMIT = 4096
 POLLY_SAY_LIMIT = 3000
+# System prompts spoken where no call facts are at hand (while holding in a queue).
+PLAIN_PROMPTS = frozenset({"queue_hold"})
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,13 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
         else:
             allowed = PLACEHOLDERS
         for placeholder in _placeholders(text, file, key, line, problems):
+            if key in PLAIN_PROMPTS:
+                problems.append(
+                    DefinitionProblem(
+                        file, key, "text", "is read with no call facts: no placeholders", line
+                    )
+                )
+                break
             if placeholder not in allowed:
                 problems.append(
                     DefinitionProblem(
@@ -284,7 +292,7 @@ def load_flow(
     # Resolve transfer targets now (validated above), so no call ever parses one.
     for node_id, node in nodes.items():
         if isinstance(node, TransferNode) and node.target:
-            nodes[node_id] = replace(node, destination=parse_target(node.target, default_region))
+            nodes[node_id] = replace(node, destination=node.resolve(default_region))
     flow = Flow(
         name=name,
         file=file,
@@ -398,6 +406,8 @@ def _type_problem(value: Any, hint: Any, metadata: Mapping[str, Any]) -> str | N
         if value is None:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not NoneType)
+    if not isinstance(value, str) and metadata.get("text_hint"):
+        return str(metadata["text_hint"])  # e.g. a YAML list, or a number YAML made an int
     if hint is str:
         if not isinstance(value, str) or not value.strip():
             return "must be a non-empty word"

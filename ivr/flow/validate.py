@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from ivr.errors import DefinitionProblem
 from ivr.flow.model import (
     FACTS,
+    HOLDING_KINDS,
     LANGUAGE,
     MESSAGE_PREFIX,
     NODE,
@@ -29,6 +31,10 @@ from ivr.flow.model import (
     TransferNode,
     parse_target,
 )
+
+# A transfer node's settings for the time the caller holds in a queue.
+HOLD_FIELDS = ("hold_prompt", "hold_music", "queue_max_wait")
+MAX_URL_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ def validate_flow(
                 node, type(node), {f.name: getattr(node, f.name) for f in fields(node)}, problem
             )
             _check_kind(node, languages, default_region, problem)
+            if isinstance(node, TransferNode) and node.hold_prompt:
+                _check_hold_prompt(node, node.hold_prompt, languages, catalog, problem)
     if start not in known:
         return
     links = {node_id: set(node.transitions().values()) for node_id, node in nodes.items()}
@@ -191,11 +199,62 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem: 
                     f"cases.{key}",
                     f"{node.on} is never {key!r}; it is one of: " + ", ".join(sorted(allowed)),
                 )
-    if isinstance(node, TransferNode) and node.target is not None:
+    if isinstance(node, TransferNode):
+        _check_transfer(node, default_region, problem)
+
+
+def _check_transfer(node: TransferNode, default_region: str, problem: Report) -> None:
+    """The target parses; hold settings sit only on a node's own queue or workflow target."""
+    kind = None
+    if node.target is not None:
         try:
-            parse_target(node.target, default_region)
+            kind = parse_target(node.target, default_region).kind
         except ValueError as exc:
             problem(node, "target", str(exc))
+    for name in HOLD_FIELDS:
+        if getattr(node, name) is None:
+            continue
+        if node.target is None:
+            problem(
+                node,
+                name,
+                "needs the node's own queue: or workflow: target (the configured agent target"
+                " may ring a person directly)",
+            )
+        elif kind is not None and kind not in HOLDING_KINDS:
+            problem(node, name, f"only a queue: or workflow: target holds callers, not a {kind}")
+    if node.hold_music is not None:
+        reason = _https_url_problem(node.hold_music)
+        if reason:
+            problem(node, "hold_music", reason)
+
+
+def _check_hold_prompt(
+    node: TransferNode, key: str, languages: list[str], catalog: Catalog, problem: Report
+) -> None:
+    """A hold prompt repeats while the caller waits, read with no call facts: no placeholders."""
+    for language in languages:
+        text = catalog.languages[language].texts.get(key, "")
+        if "{" in text:
+            problem(
+                node,
+                "hold_prompt",
+                f"{key!r} has placeholders ({language}); a hold prompt"
+                " is read with no call facts, so it may not use any",
+            )
+            return
+
+
+def _https_url_problem(url: str) -> str | None:
+    """Why `url` is not an absolute https URL Twilio can fetch, or None."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"is {len(url)} characters; at most {MAX_URL_LENGTH}"
+    if any(ch.isspace() or ch in '<>"' for ch in url):
+        return "must be a URL without spaces, quotes or angle brackets"
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return "must be an https:// URL of an audio file (mp3 or wav)"
+    return None
 
 
 def _reachable(start: str, links: Mapping[str, set[str]]) -> set[str]:

@@ -2,16 +2,24 @@
 
 Every `<Gather>` is followed by a `<Redirect>` to the same action: Twilio does not
 call the action when the caller presses nothing, it runs the next verb instead.
+Transfers become a `<Dial>` (one or several numbers ringing at once, a SIP URI, a
+Client identity; each leg with the whisper URL) or an `<Enqueue>` (a named queue,
+or a TaskRouter workflow with its `<Task>` attributes), both with an action that
+reports how the transfer ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say, Transfer
+from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
+
+# TaskRouter refuses Task attributes longer than this (JSON, in characters).
+TASK_ATTRIBUTES_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,38 @@ class Links:
     input: Callable[[int], str]
     dial: Callable[[int], str]
     whisper: Callable[[int], str] | None  # None: no whisper (nothing to say without state)
+    wait: Callable[[int], str] | None = None  # None: Twilio's own hold music, no maximum wait
+
+
+def task_attributes(
+    attributes: Mapping[str, object], required: Sequence[str] = ("call_sid",)
+) -> str:
+    """Compact JSON of `attributes` within TASK_ATTRIBUTES_LIMIT characters.
+
+    Keys come in order of importance. The `required` ones are always kept; each
+    optional one is kept if it still fits after the ones before it, else dropped
+    whole (a value is never cut, so the result is always valid JSON). ValueError
+    when the required keys alone do not fit. Non-ASCII is escaped, so characters
+    and bytes agree.
+    """
+    kept = [key for key in attributes if key in required]
+    if len(_compact_json(attributes, kept)) > TASK_ATTRIBUTES_LIMIT:
+        raise ValueError(
+            f"Task attributes pass {TASK_ATTRIBUTES_LIMIT} characters with only the"
+            f" required keys ({', '.join(kept)})"
+        )
+    for key in attributes:
+        if key not in kept and (
+            len(_compact_json(attributes, [*kept, key])) <= TASK_ATTRIBUTES_LIMIT
+        ):
+            kept.append(key)
+    return _compact_json(attributes, kept)
+
+
+def _compact_json(attributes: Mapping[str, object], keys: Sequence[str]) -> str:
+    """The `keys` of `attributes`, in the order of `attributes`, as compact ASCII JSON."""
+    chosen = {key: value for key, value in attributes.items() if key in keys}
+    return json.dumps(chosen, separators=(",", ":"), ensure_ascii=True)
 
 
 def render(instructions: Sequence[Instruction], links: Links) -> str:
@@ -31,10 +71,14 @@ def render(instructions: Sequence[Instruction], links: Links) -> str:
             _say(response, instruction)
         elif isinstance(instruction, Pause):
             response.pause(length=instruction.seconds)
+        elif isinstance(instruction, Play):
+            response.play(instruction.url)
         elif isinstance(instruction, Gather):
             _gather(response, instruction, links)
         elif isinstance(instruction, Transfer):
             _transfer(response, instruction, links)
+        elif isinstance(instruction, Leave):
+            response.leave()
         elif isinstance(instruction, Hangup):
             response.hangup()
     return str(response)
@@ -65,18 +109,39 @@ def _gather(response: VoiceResponse, gather: Gather, links: Links) -> None:
 
 def _transfer(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
     target = transfer.target
-    if target.kind == "queue":
-        response.enqueue(target.address, action=links.dial(transfer.step), method="POST")
+    if not target.rings_a_person:
+        _enqueue(response, transfer, links)
         return
     dial = Dial(action=links.dial(transfer.step), method="POST", timeout=transfer.ring_seconds)
+    # Every leg gets the whisper: with several numbers, whoever answers first hears it.
     leg = {"url": links.whisper(transfer.step), "method": "POST"} if links.whisper else {}
     if target.kind == "number":
-        dial.number(target.address, **leg)
+        for number in target.numbers:
+            dial.number(number, **leg)
     elif target.kind == "sip":
         dial.sip(target.address, **leg)
     elif target.kind == "client":
         dial.client(**leg).identity(target.address)
+    else:
+        raise ValueError(f"no way to dial a {target.kind} target")
     response.append(dial)
+
+
+def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
+    """A queue or TaskRouter workflow; the waitUrl (hold prompt, music, maximum wait)
+    only when the target has hold settings, else Twilio's own hold music."""
+    target = transfer.target
+    options: dict[str, str] = {"action": links.dial(transfer.step), "method": "POST"}
+    if target.has_hold_settings and links.wait is not None:
+        options.update(wait_url=links.wait(transfer.step), wait_url_method="POST")
+    if target.kind == "queue":
+        response.enqueue(target.address, **options)
+        return
+    enqueue = response.enqueue(None, workflow_sid=target.address, **options)
+    if transfer.task_attributes is not None:
+        if len(transfer.task_attributes) > TASK_ATTRIBUTES_LIMIT:
+            raise ValueError("Task attributes over the limit; build them with task_attributes()")
+        enqueue.task(transfer.task_attributes)
 
 
 def document(*instructions: Instruction) -> str:

@@ -3,11 +3,16 @@
 Every answer is valid TwiML. When anything fails (Redis or the database down, a
 lost call state, a bug) the caller hears an apology and goes to an agent,
 unverified: verification fails closed, the caller is never left in silence.
+A caller holding in a queue is the exception: there only hold verbs may run, so
+a failure there keeps them holding or takes them out of the queue (`<Leave/>`),
+and the queue's action then moves the call on.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -16,8 +21,8 @@ from ivr import audit, callstore, db, runtime
 from ivr.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import DialResult, Engine, Input, Turn
-from ivr.flow.instructions import Gather, Hangup, Say, Transfer
-from ivr.flow.model import Flow, TransferTarget
+from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
+from ivr.flow.model import MAX_QUEUE_WAIT, Flow, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
 from ivr.voice import services, twiml, webhook
@@ -31,6 +36,35 @@ bp.before_request(require_twilio_signature)
 
 AGENT_LEG_ENDPOINTS = frozenset({"voice.whisper", "voice.whisper_answer", "voice.status"})
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
+# Silence after the hold prompt when no hold music is set; Twilio then asks again.
+HOLD_PAUSE = 20
+
+
+def _task_attributes(state: CallState) -> dict[str, object]:
+    """What a TaskRouter task carries about the caller, most important first.
+
+    A hook for the signed agent context. Keys after `call_sid` are optional: one
+    that would take the JSON past TaskRouter's 1024 characters is left out whole
+    (twiml.task_attributes), so put what matters most first.
+    """
+    return {
+        "call_sid": state.call_sid,
+        "verification": state.verification,
+        "transfer_reason": state.transfer_reason,
+        "flow": state.flow,
+    }
+
+
+def _with_task_attributes(
+    instructions: Sequence[Instruction], attributes: Callable[[], dict[str, object]]
+) -> list[Instruction]:
+    """Workflow transfers get their Task attributes (built only for them), within
+    TaskRouter's limit."""
+    result = list(instructions)
+    for index, item in enumerate(result):
+        if isinstance(item, Transfer) and item.target.kind == "workflow":
+            result[index] = replace(item, task_attributes=twiml.task_attributes(attributes()))
+    return result
 
 
 def _links() -> twiml.Links:
@@ -38,6 +72,7 @@ def _links() -> twiml.Links:
         input=lambda step: url_for("voice.input", s=step),
         dial=lambda step: url_for("voice.dial_result", s=step),
         whisper=lambda step: url_for("voice.whisper", s=step),
+        wait=lambda step: url_for("voice.queue_wait", s=step),
     )
 
 
@@ -51,7 +86,8 @@ def _answer(document: str) -> Response:
 
 def _respond(turn: Turn) -> Response:
     callstore.save(turn.state)
-    return _answer(twiml.render(turn.instructions, _links()))
+    instructions = _with_task_attributes(turn.instructions, lambda: _task_attributes(turn.state))
+    return _answer(twiml.render(instructions, _links()))
 
 
 @bp.post("/incoming")
@@ -91,6 +127,35 @@ def dial_result() -> Response:
     status = webhook.dial_status(request.form)
     log.info("call %s transfer ended: %s", call.call_sid, status)
     return _respond(engine.handle(state, DialResult(status, webhook.step(request.args))))
+
+
+@bp.post("/queue/wait")
+def queue_wait() -> Response:
+    """While the caller holds (the `<Enqueue>` waitUrl): the hold prompt, then the hold
+    music or a pause; Twilio asks again each time the document ends. Once QueueTime
+    reaches the node's maximum wait, `<Leave/>`: the Enqueue action then reports
+    QueueResult=leave and the node's `unanswered` exit runs."""
+    call = webhook.parse(request.form)
+    state = _state_of(call.call_sid)
+    waited = webhook.queue_time(request.form)
+    node = runtime.get().flow_for(state).nodes.get(state.node)
+    target = node.destination if isinstance(node, TransferNode) else None
+    if target is None or not target.has_hold_settings or webhook.step(request.args) != state.step:
+        log.warning("call %s: hold request for a transfer it is not in; leaving", call.call_sid)
+        return _answer(twiml.document(Leave()))
+    limit = target.max_wait if target.max_wait is not None else MAX_QUEUE_WAIT
+    if waited >= limit:
+        log.info("call %s leaves the queue after holding %s s", call.call_sid, waited)
+        return _answer(twiml.document(Leave()))
+    catalog = runtime.get().definitions.catalog
+    language = state.language
+    hold = Say(
+        catalog.text(language, target.hold_prompt or "queue_hold"),
+        language,
+        catalog.voice(language),
+    )
+    music = Play(target.hold_music) if target.hold_music else Pause(min(HOLD_PAUSE, limit - waited))
+    return _answer(twiml.document(hold, music))
 
 
 @bp.post("/whisper")
@@ -220,13 +285,18 @@ def _apology_and_transfer() -> str:
     links = twiml.Links(
         input=lambda _s: "", dial=lambda _s: url_for("voice.fallback_dial"), whisper=None
     )
-    return twiml.render(
-        [
-            Say(catalog.text(language, "error_apology"), language, catalog.voice(language)),
-            Transfer(target, step=0),
-        ],
-        links,
-    )
+    # No state here (that may be what failed): the task says only which call it is.
+    call_sid = request.form.get("CallSid", "")
+    attributes: dict[str, object] = {
+        "call_sid": call_sid if webhook.CALL_SID.fullmatch(call_sid) else "",
+        "verification": "none",
+        "transfer_reason": "error",
+    }
+    instructions: list[Instruction] = [
+        Say(catalog.text(language, "error_apology"), language, catalog.voice(language)),
+        Transfer(target, step=0),
+    ]
+    return twiml.render(_with_task_attributes(instructions, lambda: attributes), links)
 
 
 @bp.errorhandler(Exception)
@@ -246,6 +316,14 @@ def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
             exc,
             exc_info=not isinstance(exc, CallError),
         )
+    if request.endpoint == "voice.queue_wait":
+        # Only hold verbs run inside a queue, never a <Dial>. Storage trouble keeps the
+        # caller holding (Twilio asks again after the pause); anything else takes them
+        # out, and the Enqueue action (QueueResult=leave) moves the call on.
+        waited = webhook.queue_time(request.form)
+        if isinstance(exc, StorageUnavailable) and waited < MAX_QUEUE_WAIT:
+            return _answer(twiml.document(Pause(HOLD_PAUSE)))
+        return _answer(twiml.document(Leave()))
     if request.endpoint in AGENT_LEG_ENDPOINTS:
         # An agent leg (or a status callback) must never dial the agent target again;
         # an empty document bridges the agent (or just acknowledges).

@@ -57,20 +57,28 @@ def step(args: Mapping[str, str]) -> int:
     return int(raw) if raw.isdigit() and len(raw) < 9 else -1
 
 
-# How a `<Dial>` or `<Enqueue>` ended, in the engine's words.
+# How an `<Enqueue>` ended (QueueResult), as a DialCallStatus: only "bridged" is a
+# transfer that happened; everything else leaves by the node's `unanswered` exit.
 _QUEUE_RESULTS = {
     "bridged": "completed",
-    "hangup": "completed",  # the caller left the queue; nothing more to do
+    "hangup": "canceled",  # the caller hung up while holding, as with an abandoned <Dial>
     "queue-full": "failed",
     "error": "failed",
     "system-error": "failed",
     "redirected": "no-answer",
-    "leave": "no-answer",
+    "leave": "no-answer",  # our <Leave/> once the maximum wait passed
 }
 
 
 def dial_status(form: Mapping[str, str]) -> str:
-    """DialCallStatus, or QueueResult mapped onto the same outcomes."""
+    """DialCallStatus, or QueueResult mapped onto the same outcomes; "failed" when
+    neither is there or the QueueResult is one Twilio never documented."""
     if "DialCallStatus" in form:
         return form["DialCallStatus"]
     return _QUEUE_RESULTS.get(form.get("QueueResult", ""), "failed")
+
+
+def queue_time(form: Mapping[str, str]) -> int:
+    """Seconds the caller has held (QueueTime of a waitUrl request); 0 when absent or garbled."""
+    raw = form.get("QueueTime", "").strip()
+    return int(raw) if raw.isdigit() and len(raw) < 9 else 0
