@@ -11,6 +11,7 @@ from ivr.app import create_app
 
 def commands() -> list[click.Command]:
     """Every project command group."""
+    from ivr.agent.users import users
     from ivr.customers.cli import customers
     from ivr.delivery.cli import outbox
     from ivr.demo import demo
@@ -18,7 +19,7 @@ def commands() -> list[click.Command]:
     from ivr.migrate import db_group
     from ivr.simulator.cli import call
 
-    return [db_group, customers, flows, call, demo, outbox]
+    return [db_group, customers, flows, call, demo, outbox, users]
 
 
 def register(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit.
+"""Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit, agents.
 
 A phone number is its own row so that several accounts can share one (a family
 line) and so caller identification is a single indexed lookup.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ivr.db import Base
@@ -115,3 +115,22 @@ class AuditEvent(Base):
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)
+
+
+class AgentUser(Base):
+    """Someone who signs in to the agent page: an agent, or a supervisor they escalate to.
+
+    `target` is the transfer target whose calls they take (e.g. "queue:support"), in
+    the canonical form of `ivr.agent.transfers.canonical_target`. Only a password hash
+    is stored (werkzeug's scrypt by default); a disabled user can no longer sign in.
+    """
+
+    __tablename__ = "agent_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -1,0 +1,269 @@
+"""The agent page in a real browser: Debian's chromium driven by Playwright, against the
+app served by a real HTTP server in a thread.
+
+Covers signing in, a screen pop arriving by the page's own polling while it is open,
+and verification by hand (checklist, a code sent to the phone on file and read back
+from the outbox, "pass"). Screenshots go to tests/artifacts/agent-browser/ (git-ignored),
+or to $IVR_TEST_ARTIFACTS/agent-browser/ when set, and are kept after the run.
+
+Playwright cannot download its own browser here, so the tests use /usr/bin/chromium
+(`apt-get install chromium`; .ci/run does it). Without it or the playwright package
+they skip, except under CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from caller import code_of, sent
+from flask import Flask
+from kit import JANE_PHONE, add_account, new_sid
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from ivr import db, store
+from ivr.agent import transfers
+from ivr.agent.context import ContextSigner
+from ivr.agent.users import create_user
+from ivr.models import AuditEvent
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("IVR_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
+SHOTS = ARTIFACTS / "agent-browser"
+PASSWORD = "correct horse battery"
+QUEUE = "queue:support"
+WAIT_MS = 15_000  # the page polls every 2 s; a slow CI machine gets room
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so the browser tests may not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium under Playwright, shared by the module's tests."""
+    if importlib.util.find_spec("playwright") is None:
+        _unavailable("the playwright package is not installed: pip install -e '.[dev]'")
+    if not CHROMIUM.exists():
+        _unavailable(f"no chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """The test app on a real HTTP server (127.0.0.1, a free port), in a thread."""
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, name="agent-page-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_port}"
+    http.shutdown()
+    thread.join(timeout=10)
+    http.server_close()
+
+
+@pytest.fixture
+def problems() -> list[str]:
+    """Script errors and console errors of the test's page (a test may take expected ones out)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, server: str, problems: list[str]) -> Iterator[Any]:
+    """A fresh browser page; fails the test on any script error or CSP violation."""
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    opened.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    yield opened
+    context.close()
+    assert problems == []
+
+
+def shot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot for people to look at after the run."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def transfer(app: Flask, account_id: int | None, **facts: Any) -> str:
+    """Record a transfer to queue:support as the voice webhooks do; returns its CallSid."""
+    call_sid = new_sid()
+    context = {
+        "schema": 1,
+        "call_sid": call_sid,
+        "customer": None,
+        "account": "•••4321",
+        "verification": "none",
+        "methods": [],
+        "flags": [],
+        "failure": "digits_failed",
+        "transfer_reason": "verification_failed",
+        "flow": "support",
+        "flow_version": "7",
+        "caller": "+1415•••0100",
+        "issued_at": "2026-11-22T10:00:00+00:00",
+        **facts,
+    }
+    with app.app_context():
+        transfers.record(
+            store.client(),
+            target=QUEUE,
+            call_sid=call_sid,
+            token=ContextSigner("test-secret-key").sign(context),
+            account_id=account_id,
+            at=time.time(),
+        )
+    return call_sid
+
+
+@pytest.fixture
+def signed_in(app: Flask, page: Any) -> Any:
+    """Alice, an agent on queue:support, signed in through the form."""
+    with app.app_context():
+        create_user(db.session(), "alice", PASSWORD, role="agent", target=QUEUE, region="US")
+    from playwright.sync_api import expect
+
+    page.goto("/agent/login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Transferred calls")).to_be_visible()
+    expect(page.get_by_test_id("signed-in-as")).to_have_text("alice")
+    # Wait for the first poll, so the calls recorded next are arrivals.
+    expect(page.locator("#poll-status")).to_contain_text("checked at", timeout=WAIT_MS)
+    return page
+
+
+def test_sign_in(app: Flask, signed_in: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect(signed_in.locator("#calls")).to_contain_text("No calls transferred to you")
+    shot(signed_in, "01-signed-in")
+    with app.app_context():
+        actions = db.session().scalars(select(AuditEvent.action)).all()
+    assert "agent.login" in actions
+
+
+def test_sign_in_with_a_wrong_password_stays_on_the_form(
+    app: Flask, page: Any, problems: list[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    with app.app_context():
+        create_user(db.session(), "alice", PASSWORD, role="agent", target=QUEUE, region="US")
+    page.goto("/agent/")  # not signed in: sent to the form
+    assert page.url.endswith("/agent/login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    # The refused sign-in answers 401, which the browser reports on its console.
+    assert problems == [
+        "console: Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)"
+    ]
+    problems.clear()
+
+
+def test_screen_pop_arrives_for_a_transferred_call(app: Flask, signed_in: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in
+    call_sid = transfer(
+        app,
+        None,
+        customer="Jane Doe",
+        verification="code",
+        methods=[
+            {"method": "account_digits", "at": "2026-11-22T10:01:02+00:00"},
+            {"method": "code_sms", "at": "2026-11-22T10:02:03+00:00"},
+        ],
+        flags=["number_changed_recently"],
+        failure=None,
+        transfer_reason="caller_request",
+    )
+    pop = page.locator(f'[data-testid="screen-pop"][data-call-sid="{call_sid}"]')
+    expect(pop).to_be_visible(timeout=WAIT_MS)
+    expect(pop.get_by_role("heading", level=2)).to_have_text("Jane Doe")
+    expect(pop.get_by_test_id("verification")).to_have_text(
+        "Verified: account digits and a one-time code"
+    )
+    for fact in (
+        "•••4321",
+        "a code sent by text message",
+        "at 10:02:03 UTC",
+        "The phone number on file changed recently.",
+        "The caller asked for an agent.",
+        "support · version 7",
+        call_sid,
+    ):
+        expect(pop).to_contain_text(fact)
+    expect(page.locator("#calls li.current")).to_contain_text("Jane Doe")
+    assert JANE_PHONE not in page.content()
+    shot(page, "02-screen-pop-verified")
+
+
+def test_manual_verification_of_an_unverified_caller(app: Flask, signed_in: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321", "jane@example.com")
+    call_sid = transfer(app, jane)
+    pop = page.locator(f'[data-testid="screen-pop"][data-call-sid="{call_sid}"]')
+    expect(pop).to_be_visible(timeout=WAIT_MS)
+    expect(pop.get_by_role("heading", level=2)).to_have_text("Unverified caller")
+    shot(page, "03-screen-pop-unverified")
+
+    pop.get_by_label("Full name").check()
+    pop.get_by_label("Phone number").check()
+    pop.get_by_role("button", name="Save checklist").click()
+    expect(page.locator(".flashes")).to_contain_text("Checklist saved: 2 of 3 matched.")
+    pop = page.get_by_test_id("screen-pop")
+    expect(pop.get_by_label("Full name")).to_be_checked()
+    expect(pop.get_by_label("Account number or email address")).not_to_be_checked()
+
+    pop.get_by_role("button", name=re.compile(r"Text a code to \+1415•••0100")).click()
+    expect(page.locator(".flashes")).to_contain_text("Code sent to +1415•••0100.")
+    code = code_of(sent(app)[-1])  # what the caller reads out from their phone
+    assert code not in page.content()
+
+    page.get_by_test_id("screen-pop").get_by_label("Code the caller reads out").fill(code)
+    page.get_by_role("button", name="Check code").click()
+    expect(page.get_by_test_id("code-result")).to_have_text("pass")
+    expect(page.locator("#calls")).to_contain_text("code pass", timeout=WAIT_MS)
+    assert code not in page.content()
+    shot(page, "04-verified-by-hand")
+
+    with app.app_context():
+        rows = db.session().scalars(
+            select(AuditEvent).where(AuditEvent.call_sid == call_sid).order_by(AuditEvent.id)
+        )
+        done = [(row.action, row.details.get("result")) for row in rows]
+    assert done == [
+        ("agent.screen_pop", None),
+        ("agent.checklist", None),
+        ("agent.code_sent", None),
+        ("agent.code_check", "pass"),
+    ]
