@@ -42,6 +42,8 @@ from kit import (
     verified_whisper,
 )
 
+from ivr.agent.api import context_signer
+
 JANE_MASKED = "+1415•••0100"
 
 
@@ -497,7 +499,13 @@ def test_sip_and_client_targets_dial_with_whisper(
     if tag == "Client":
         assert leg.findtext("Identity") == address
     else:
-        assert (leg.text or "").strip() == address
+        # A SIP leg carries the call's signed context as the X-IVR-Context header.
+        uri, _, header = (leg.text or "").strip().partition("?X-IVR-Context=")
+        assert uri == address
+        with app.app_context():
+            context = context_signer().load(header)
+        assert context["call_sid"] == result.call_sid
+        assert context["customer"] == "Jane Doe" and context["verification"] == "code"
     assert result.heard("agent")[0] == verified_whisper(
         app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
     )

@@ -41,6 +41,7 @@ from kit import (
 )
 from twiml_schema import assert_valid_twiml
 
+from ivr.agent.api import context_signer
 from ivr.flow.instructions import Leave, Pause, Play, Say, Transfer
 from ivr.flow.loader import check_definitions, load_catalog
 from ivr.flow.model import TransferNode, TransferTarget, parse_target
@@ -434,12 +435,16 @@ def test_workflow_transfer_carries_the_task_attributes(make_app: Any, tmp_path: 
     assert enqueue is not None and enqueue.get("workflowSid") == WORKFLOW
     task = enqueue.findtext("Task") or ""
     assert len(task) <= render.TASK_ATTRIBUTES_LIMIT
-    assert json.loads(task) == {
+    attributes = json.loads(task)
+    token = attributes.pop("ivr_context")
+    assert attributes == {
         "call_sid": call_sid,
         "verification": "none",
         "transfer_reason": "caller_request",
         "flow": "transfer",
     }
+    with app.app_context():  # the signed context of this call, for agent desktops
+        assert context_signer().load(token)["call_sid"] == call_sid
 
 
 def test_oversized_task_attributes_are_trimmed_not_broken(
@@ -447,12 +452,12 @@ def test_oversized_task_attributes_are_trimmed_not_broken(
 ) -> None:
     """When the hook returns more than fits (the signed context to come), the Task stays
     valid JSON within the limit, with the CallSid."""
-    from ivr.voice import views
+    from ivr.voice import handover
 
-    def big(state: Any) -> dict[str, object]:
+    def big(state: Any, token: str | None) -> dict[str, object]:
         return {"call_sid": state.call_sid, "context": "t" * 1100, "flow": state.flow}
 
-    monkeypatch.setattr(views, "_task_attributes", big)
+    monkeypatch.setattr(handover, "task_attributes", big)
     app = transfer_app(make_app, tmp_path, f"workflow:{WORKFLOW}")
 
     call_sid, doc = start(app)

@@ -51,6 +51,7 @@ class Transfer:
     step: int
     ring_seconds: int = 25
     task_attributes: str | None = None
+    context: str | None = None  # the signed agent context (a SIP leg sends it as a header)
 
 
 @dataclass(frozen=True)

@@ -119,12 +119,20 @@ def _transfer(response: VoiceResponse, transfer: Transfer, links: Links) -> None
         for number in target.numbers:
             dial.number(number, **leg)
     elif target.kind == "sip":
-        dial.sip(target.address, **leg)
+        dial.sip(_with_context_header(target.address, transfer.context), **leg)
     elif target.kind == "client":
         dial.client(**leg).identity(target.address)
     else:
         raise ValueError(f"no way to dial a {target.kind} target")
     response.append(dial)
+
+
+def _with_context_header(uri: str, context: str | None) -> str:
+    """Twilio sends query parameters of a SIP URI that start with X- as SIP headers;
+    the token is URL-safe (itsdangerous), so it needs no escaping."""
+    if not context:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}X-IVR-Context={context}"
 
 
 def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:

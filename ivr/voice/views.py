@@ -25,7 +25,7 @@ from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Pla
 from ivr.flow.model import MAX_QUEUE_WAIT, Flow, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
-from ivr.voice import services, twiml, webhook
+from ivr.voice import handover, services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
 from ivr.whisper import whisper_says
 
@@ -40,26 +40,11 @@ FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "faile
 HOLD_PAUSE = 20
 
 
-def _task_attributes(state: CallState) -> dict[str, object]:
-    """What a TaskRouter task carries about the caller, most important first.
-
-    A hook for the signed agent context. Keys after `call_sid` are optional: one
-    that would take the JSON past TaskRouter's 1024 characters is left out whole
-    (twiml.task_attributes), so put what matters most first.
-    """
-    return {
-        "call_sid": state.call_sid,
-        "verification": state.verification,
-        "transfer_reason": state.transfer_reason,
-        "flow": state.flow,
-    }
-
-
 def _with_task_attributes(
     instructions: Sequence[Instruction], attributes: Callable[[], dict[str, object]]
 ) -> list[Instruction]:
     """Workflow transfers get their Task attributes (built only for them), within
-    TaskRouter's limit."""
+    TaskRouter's limit (the fallback's; turns go through handover.prepare)."""
     result = list(instructions)
     for index, item in enumerate(result):
         if isinstance(item, Transfer) and item.target.kind == "workflow":
@@ -86,8 +71,7 @@ def _answer(document: str) -> Response:
 
 def _respond(turn: Turn) -> Response:
     callstore.save(turn.state)
-    instructions = _with_task_attributes(turn.instructions, lambda: _task_attributes(turn.state))
-    return _answer(twiml.render(instructions, _links()))
+    return _answer(twiml.render(handover.prepare(turn.state, turn.instructions), _links()))
 
 
 @bp.post("/incoming")
