@@ -7,6 +7,8 @@ never includes a code, a full account number or a full phone number. Risk flags
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ivr.flow.engine import AccountView
 from ivr.flow.instructions import Say
 from ivr.flow.model import Catalog
@@ -15,11 +17,16 @@ from ivr.phone import spoken_digits
 
 
 def whisper_says(
-    state: CallState | None, account: AccountView | None, catalog: Catalog, language: str
+    state: CallState | None,
+    account: AccountView | None,
+    catalog: Catalog,
+    language: str,
+    now: float | None = None,
 ) -> list[Say]:
     """The whisper, as Say instructions in the agents' language.
 
     Without a state (lost or expired) the caller is announced as unverified.
+    `now` lets the whisper say how long ago the code was checked.
     """
     texts = catalog.languages[language].texts
     reason_key = f"reason_{state.transfer_reason}" if state and state.transfer_reason else ""
@@ -35,6 +42,7 @@ def whisper_says(
             method=method,
             reason=reason,
         )
+        summary = " ".join([summary, _when(state, texts, now)])
     else:
         summary = texts["whisper_unverified"].format(
             name="", first_name="", account_last4="", method="", reason=reason
@@ -49,3 +57,14 @@ def whisper_says(
         Say(" ".join(" ".join([summary, *warnings]).split()), language, voice),
         Say(texts["whisper_accept"], language, voice),
     ]
+
+
+def _when(state: CallState, texts: Mapping[str, str], now: float | None) -> str:
+    """How long ago the code was checked: a code from long ago proves less."""
+    checked = [at for method, at in state.methods if method.startswith("code")]
+    if not checked or now is None:
+        return ""
+    minutes = int(max(0.0, now - checked[-1]) // 60)
+    if minutes < 1:
+        return texts["whisper_when_now"]
+    return texts["whisper_when"].format(minutes=str(minutes))

@@ -48,7 +48,9 @@ TRANSFER_REASONS = frozenset(
 )
 
 # Placeholders a prompt text may use; the engine fills the ones it knows.
-PLACEHOLDERS = frozenset({"first_name", "name", "account_last4", "method", "reason", "new_number"})
+PLACEHOLDERS = frozenset(
+    {"first_name", "name", "account_last4", "method", "reason", "new_number", "minutes"}
+)
 # Message texts (keys starting "message_") are sent, never spoken, and may carry the code.
 MESSAGE_PREFIX = "message_"
 MESSAGE_PLACEHOLDERS = frozenset({"code", "minutes", "last4", "support_number"})
@@ -95,6 +97,8 @@ SYSTEM_PROMPTS = (
     "callback_number_changed",
     "callback_not_changed",
     "callback_change_conflict",
+    "whisper_when",
+    "whisper_when_now",
     "whisper_flag_caller_id_mismatch",
     "whisper_flag_number_changed_recently",
     "whisper_flag_code_to_new_number",

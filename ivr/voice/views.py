@@ -11,6 +11,7 @@ and the queue's action then moves the call on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -159,7 +160,7 @@ def whisper() -> Response:
         state = None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
-    says = whisper_says(state, account, rt.definitions.catalog, language)
+    says = whisper_says(state, account, rt.definitions.catalog, language, time.time())
     # No key within the timeout means no agent: this leg hangs up, and the
     # caller's <Dial> action moves the flow on.
     gather = Gather(
