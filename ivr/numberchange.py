@@ -214,7 +214,7 @@ class NumberChanges:
         refused = self.codes.reserve(change.account_id, PURPOSE, callback.id)
         if refused is not None:
             self._failed(change, refused.reason)
-            return Started("limited")
+            return Started("locked" if refused.reason == "locked" else "limited")
         change.callback_id = callback.id
         change.status = "calling"
         save_pending(change)
@@ -232,7 +232,7 @@ class NumberChanges:
         issued = self.codes.issue(change.account_id, PURPOSE, change.id)
         if not isinstance(issued, Issued):
             self._failed(change, issued.reason)
-            return Started("limited")
+            return Started("locked" if issued.reason == "locked" else "limited")
         save_pending(change)
         self._audit("number_change.started", change.call_sid, change.account_id, change.masked())
         return Started("code_read", issued.code)
@@ -288,6 +288,8 @@ class NumberChanges:
             callbacks.update(callback.id, entries=entries, outcome=applied)
             if applied == "ok":
                 return CallbackReply("callback_number_changed")
+            if applied == "taken":  # the number went to another account: people review it
+                return CallbackReply("callback_not_changed")
             return CallbackReply("callback_change_conflict")
         callbacks.update(callback.id, entries=entries, outcome=outcome)
         if outcome == "wrong" and entries < MAX_ENTRIES:
@@ -353,7 +355,7 @@ class NumberChanges:
         if not isinstance(result, phonechange.Changed):
             drop_pending(change)
             self._failed(change, f"conflict_{result.reason}")
-            return "conflict"
+            return "taken" if result.reason == "taken" else "conflict"
         # The number has changed: the old number hears about it before anything else
         # can fail, and tidying Redis afterwards must not undo that.
         self._notify(change)

@@ -249,7 +249,12 @@ def test_on_the_new_phone_the_code_is_read_and_the_call_ends() -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "prompt"),
-    [("limited", "callback_limited"), ("failed", "callback_failed")],
+    [
+        ("limited", "callback_limited"),
+        ("failed", "callback_failed"),
+        ("locked", "connecting_unverified"),  # a lockout is not "try tomorrow"
+        ("taken", "connecting_recycled"),
+    ],
 )
 def test_a_call_back_that_cannot_start_is_explained(outcome: str, prompt: str) -> None:
     eng = engine(Changer(start=Started(outcome)))
@@ -292,6 +297,7 @@ def test_silence_after_the_code_was_read_is_ordinary_silence() -> None:
     [
         ("ok", "number_changed"),
         ("conflict", "number_change_conflict"),
+        ("taken", "connecting_recycled"),
         ("expired", "callback_code_expired"),
     ],
 )

@@ -97,7 +97,7 @@ class Verifier(Protocol):
 class Started:
     """How starting a number-change call-back went; `code` only when it must be read now."""
 
-    outcome: str  # calling, code_read, limited, taken, failed, needs_code
+    outcome: str  # calling, code_read, limited, locked, taken, failed, needs_code
     code: str | None = None
 
 
@@ -118,7 +118,8 @@ class NumberChanger(Protocol):
 
     def confirm(self, state: CallState, entered: str) -> str:
         """Check the code keyed in here: ok (the number changed), wrong, expired, locked,
-        conflict (the number changed meanwhile)."""
+        conflict (the number changed meanwhile), taken (the new number went to another
+        account meanwhile)."""
         ...
 
 
@@ -530,6 +531,9 @@ def _enter_start_callback(engine: Engine, turn: Turn, node: StartCallbackNode) -
             engine._say(turn, node.read_code_prompt, extra={"code_digits": digits})
         )
         return node.code_read
+    if started.outcome == "locked":
+        state.failure = "locked"
+        return node.locked or node.limited
     if started.outcome == "limited":
         state.failure = "callback_limited"
         return node.limited
@@ -681,12 +685,13 @@ def _input_callback_code(
     exits = {
         "ok": node.ok,
         "conflict": node.conflict,
+        "taken": node.taken or node.conflict,
         "expired": node.expired,
         "locked": node.locked,
     }
     if outcome in exits:
-        if outcome == "locked":
-            state.failure = "locked"
+        if outcome in ("locked", "taken"):
+            state.failure = "locked" if outcome == "locked" else "recycled_number"
         return exits[outcome]
     return INVALID
 

@@ -360,10 +360,11 @@ class StartCallbackNode(Node):
     read_code_prompt: str = prompt_ref()
     calling: str = node_ref()
     code_read: str = node_ref()
-    limited: str = node_ref()  # call-backs per day used up, or the account is locked out
+    limited: str = node_ref()  # call-backs per day used up
     taken: str = node_ref()
     failed: str = node_ref()
     needs_code: str = node_ref()
+    locked: str | None = node_ref(default=None)  # a code lockout (default: limited)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,6 +376,7 @@ class CheckCallbackCodeNode(InputNode):
     options: Mapping[str, str] = field(default_factory=dict, metadata={"keys": "dtmf", "ref": NODE})
     ok: str = node_ref()
     conflict: str = node_ref()  # the number changed meanwhile (another confirmation won)
+    taken: str | None = node_ref(default=None)  # the new number went to another account
     expired: str = node_ref()
     locked: str = node_ref()
     not_answered: str = node_ref()  # no answer, or answered without pressing a key
