@@ -157,10 +157,7 @@ class NumberChanges:
 
     # ------------------------------------------------------------ the engine's side
 
-    def check_number(self, state: CallState, keyed: str) -> str:
-        account = self._account(state.account_id)
-        if account is None:
-            return "invalid"
+    def check_number(self, state: CallState, account: AccountView, keyed: str) -> str:
         result = check_new_number(keyed, self.rules, account.phone)
         if not isinstance(result, Accepted):
             log.info("call %s: new number refused (%s)", state.call_sid, result.problem)
@@ -184,10 +181,9 @@ class NumberChanges:
         state.slots["new_number_spoken"] = spoken(result.e164, self.rules)
         return "ok"
 
-    def start(self, state: CallState) -> Started:
-        account = self._account(state.account_id)
+    def start(self, state: CallState, account: AccountView) -> Started:
         new = state.slots.get("new_number")
-        if account is None or not new:
+        if not new:
             return Started("needs_code")
         if phonechange.number_on_other_account(self.session, new, account.id):
             return Started("taken")
@@ -215,15 +211,7 @@ class NumberChanges:
         if refused is not None:
             self._failed(change, refused.reason)
             return Started("locked" if refused.reason == "locked" else "limited")
-        change.callback_id = callback.id
-        change.status = "calling"
-        save_pending(change)
-        try:
-            self.placer.place(callback)
-        except DeliveryFailed as exc:
-            self.codes.withdraw(change.account_id, PURPOSE)
-            drop_pending(change)
-            self._failed(change, "callback_not_placed", twilio=exc.reason)
+        if not self._ring(change, callback):
             return Started("failed")
         self._audit("number_change.started", change.call_sid, change.account_id, change.masked())
         return Started("calling")
@@ -314,16 +302,7 @@ class NumberChanges:
             return
         if change.status != "pending":
             return  # a repeated status callback: the call-back is already on its way
-        callback = self._callback(change, ASK)
-        change.callback_id = callback.id
-        change.status = "calling"
-        save_pending(change)
-        try:
-            self.placer.place(callback)
-        except DeliveryFailed as exc:
-            self.codes.withdraw_code(change.account_id, PURPOSE)
-            drop_pending(change)
-            self._failed(change, "callback_not_placed", twilio=exc.reason)
+        self._ring(change, self._callback(change, ASK))
 
     def callback_ended(self, callback: Callback) -> None:
         """A call-back leg ended; an AFTER_CALL change that got no right code is over."""
@@ -341,6 +320,21 @@ class NumberChanges:
         self._failed(change, reason)
 
     # ------------------------------------------------------------ helpers
+
+    def _ring(self, change: PendingChange, callback: Callback) -> bool:
+        """Place the change's call-back; if Twilio refuses it, the attempt is over and
+        its code and send are withdrawn (the call-back never happened)."""
+        change.callback_id = callback.id
+        change.status = "calling"
+        save_pending(change)
+        try:
+            self.placer.place(callback)
+        except DeliveryFailed as exc:
+            self.codes.withdraw(change.account_id, PURPOSE)
+            drop_pending(change)
+            self._failed(change, "callback_not_placed", twilio=exc.reason)
+            return False
+        return True
 
     def _apply(self, change: PendingChange) -> str:
         result = phonechange.apply_change(

@@ -27,6 +27,58 @@ log = logging.getLogger(__name__)
 PURPOSE = VERIFY
 
 
+def contact(account: AccountView, channel: str) -> str | None:
+    """Where a code by `channel` goes: the phone on file, or the mailbox on file."""
+    return account.email if channel == "email" else account.phone
+
+
+def send_code_message(
+    codes: CodeService,
+    channels: Mapping[str, Channel],
+    catalog: Catalog,
+    account: AccountView,
+    channel: str,
+    *,
+    purpose: str,
+    call_sid: str,
+    language: str,
+) -> str:
+    """Issue a code for `purpose` bound to the call and send it by text or email to the
+    contact on file, worded in `language` (message_code_<channel>).
+
+    The outcome is sent, no_channel, rate_limited, locked or failed; a code that could
+    not be delivered is withdrawn with its send, so nothing is left half-done.
+    """
+    to = contact(account, channel)
+    if channel not in channels or not to:
+        return "no_channel"
+    issued = codes.issue(account.id, purpose, call_sid)
+    if not isinstance(issued, Issued):
+        log.warning("call %s: no %s code sent (%s)", call_sid, purpose, issued.reason)
+        return issued.reason
+    texts = catalog.languages[language].texts
+    values = {"code": issued.code, "minutes": str(max(1, issued.expires_in // 60))}
+    message = Outgoing(
+        channel=channel,
+        to=to,
+        body=" ".join(texts[f"message_code_{channel}"].format(**values).split()),
+        subject=texts["message_code_email_subject"] if channel == "email" else "",
+        call_sid=call_sid,
+        purpose=purpose,
+    )
+    try:
+        channels[channel].send(message)
+    except DeliveryFailed as exc:
+        codes.withdraw(account.id, purpose)
+        log.error(
+            "call %s: %s code by %s not delivered: %s", call_sid, purpose, channel, exc.reason
+        )
+        return "failed"
+    shown = mask(to) if channel == "sms" else "the email on file"
+    log.info("call %s: %s code sent by %s to %s", call_sid, purpose, channel, shown)
+    return "sent"
+
+
 class CodeVerifier:
     """Implements the engine's Verifier protocol for the "verify the caller" purpose."""
 
@@ -51,42 +103,22 @@ class CodeVerifier:
             return "no_channel"
         if channel == "voice":
             return self._call_with_code(state) if self.placer else "no_channel"
-        if channel not in self.channels:
-            return "no_channel"
         account = self._account(state)
         if account is None:
             return "no_channel"
-        to = account.phone if channel == "sms" else account.email
-        if not to:
-            return "no_channel"
-        issued = self.codes.issue(account.id, PURPOSE, state.call_sid)
-        if not isinstance(issued, Issued):
-            log.warning("call %s: no code sent (%s)", state.call_sid, issued.reason)
-            return issued.reason
-        texts = self.catalog.languages[state.language].texts
-        values = {"code": issued.code, "minutes": str(max(1, issued.expires_in // 60))}
-        message = Outgoing(
-            channel=channel,
-            to=to,
-            body=" ".join(texts[f"message_code_{channel}"].format(**values).split()),
-            subject=texts["message_code_email_subject"] if channel == "email" else "",
-            call_sid=state.call_sid,
-            purpose=PURPOSE,
-        )
-        try:
-            self.channels[channel].send(message)
-        except DeliveryFailed as exc:
-            self.codes.withdraw(account.id, PURPOSE)
-            log.error("call %s: code by %s not delivered: %s", state.call_sid, channel, exc.reason)
-            return "failed"
-        state.code_channel = channel
-        log.info(
-            "call %s: code sent by %s to %s",
-            state.call_sid,
+        outcome = send_code_message(
+            self.codes,
+            self.channels,
+            self.catalog,
+            account,
             channel,
-            mask(to) if channel == "sms" else "email on file",
+            purpose=PURPOSE,
+            call_sid=state.call_sid,
+            language=state.language,
         )
-        return "sent"
+        if outcome == "sent":
+            state.code_channel = channel
+        return outcome
 
     def _account(self, state: CallState) -> AccountView | None:
         found = self.directory.accounts_by_ids([state.account_id] if state.account_id else [])

@@ -76,14 +76,14 @@ class Changer:
         self.statuses = list(status)
         self.calls: list[str] = []
 
-    def check_number(self, state: CallState, keyed: str) -> str:
+    def check_number(self, state: CallState, account: AccountView, keyed: str) -> str:
         self.calls.append(f"check {keyed}")
         if self.number == "ok":
             state.slots["new_number"] = NEW
             state.slots["new_number_spoken"] = "4 1 5, 5 5 5, 0 1 9 9"
         return self.number
 
-    def start(self, state: CallState) -> Started:
+    def start(self, state: CallState, account: AccountView) -> Started:
         self.calls.append("start")
         return self.started
 

@@ -14,11 +14,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ivr.codes import EXPIRED, OK, CodeService, Issued
-from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.codes import EXPIRED, OK, CodeService
+from ivr.delivery import Channel
 from ivr.flow.engine import AccountView, Directory
 from ivr.flow.model import Catalog
 from ivr.phone import mask
+from ivr.verification import contact, send_code_message
 
 log = logging.getLogger(__name__)
 
@@ -88,43 +89,29 @@ class ManualVerifier:
             return []
         found = []
         for channel in CODE_CHANNELS:
-            to = _address(account, channel)
+            to = contact(account, channel)
             if channel in self.channels and to:
-                shown = mask(to) if channel == "sms" else mask_email(to)
-                found.append(Destination(channel, shown))
+                found.append(Destination(channel, _shown(to, channel)))
         return found
 
     def send_code(
         self, account: AccountView | None, channel: str, *, call_sid: str, language: str
     ) -> Sent:
         """Send a new code for this call to the contact on file (replacing any earlier one)."""
-        if account is None or channel not in self.channels or not _address(account, channel):
+        to = contact(account, channel) if account is not None else None
+        if account is None or not to:
             return Sent("no_channel", channel)
-        to = _address(account, channel)
-        assert to is not None
-        shown = mask(to) if channel == "sms" else mask_email(to)
-        issued = self.codes.issue(account.id, AGENT_VERIFY, call_sid)
-        if not isinstance(issued, Issued):
-            log.warning("call %s: agent code not sent (%s)", call_sid, issued.reason)
-            return Sent(issued.reason, channel, shown)
-        texts = self.catalog.languages[language].texts
-        values = {"code": issued.code, "minutes": str(max(1, issued.expires_in // 60))}
-        message = Outgoing(
-            channel=channel,
-            to=to,
-            body=" ".join(texts[f"message_code_{channel}"].format(**values).split()),
-            subject=texts["message_code_email_subject"] if channel == "email" else "",
-            call_sid=call_sid,
+        outcome = send_code_message(
+            self.codes,
+            self.channels,
+            self.catalog,
+            account,
+            channel,
             purpose=AGENT_VERIFY,
+            call_sid=call_sid,
+            language=language,
         )
-        try:
-            self.channels[channel].send(message)
-        except DeliveryFailed as exc:
-            self.codes.withdraw(account.id, AGENT_VERIFY)
-            log.error("call %s: agent code by %s not delivered: %s", call_sid, channel, exc.reason)
-            return Sent("failed", channel, shown)
-        log.info("call %s: agent code sent by %s to %s", call_sid, channel, shown)
-        return Sent("sent", channel, shown)
+        return Sent(outcome, channel, _shown(to, channel) if outcome != "no_channel" else "")
 
     def check_code(self, account: AccountView | None, *, call_sid: str, entered: str) -> str:
         """The code service's outcome (ok, wrong, expired, locked) for what the caller read out."""
@@ -146,5 +133,5 @@ def checked_items(ticked: Sequence[str]) -> list[str]:
     return [item for item in CHECKLIST if item in ticked]
 
 
-def _address(account: AccountView, channel: str) -> str | None:
-    return account.phone if channel == "sms" else account.email
+def _shown(to: str, channel: str) -> str:
+    return mask(to) if channel == "sms" else mask_email(to)

@@ -104,11 +104,11 @@ class Started:
 class NumberChanger(Protocol):
     """Changing the phone number on file, confirmed by a code call-back (ivr.numberchange)."""
 
-    def check_number(self, state: CallState, keyed: str) -> str:
+    def check_number(self, state: CallState, account: AccountView, keyed: str) -> str:
         """ "ok" (kept in state.slots), "taken" (on another account) or a number problem."""
         ...
 
-    def start(self, state: CallState) -> Started:
+    def start(self, state: CallState, account: AccountView) -> Started:
         """Place the call-back to the new number, or read the code for one after this call."""
         ...
 
@@ -357,14 +357,17 @@ class Engine:
             for method, at in state.methods
         )
 
-    def may_change_number(self, state: CallState) -> bool:
-        """Fresh full verification, and no change of the number on file during its
-        cooling-off period: checked again by every number-change node, so no flow
-        path (a re-verification detour, say) can skip it."""
+    def may_change_number(self, state: CallState) -> AccountView | None:
+        """The account whose number may change now: fresh full verification, and no
+        change of the number on file during its cooling-off period. Checked again by
+        every number-change node, so no flow path (a re-verification detour, say)
+        can skip it; None when it may not."""
         if state.account_id is None or not self.fresh_code(state):
-            return False
+            return None
         accounts = self.directory.accounts_by_ids([state.account_id])
-        return bool(accounts) and not self.changed_recently(accounts[0])
+        if not accounts or self.changed_recently(accounts[0]):
+            return None
+        return accounts[0]
 
     def changed_recently(self, account: AccountView) -> bool:
         """The account's number changed within the cooling-off period."""
@@ -518,9 +521,10 @@ def _enter_check_number_change(engine: Engine, turn: Turn, node: CheckNumberChan
 
 def _enter_start_callback(engine: Engine, turn: Turn, node: StartCallbackNode) -> str:
     state = turn.state
-    if engine.number_changer is None or not engine.may_change_number(state):
+    account = engine.may_change_number(state)
+    if engine.number_changer is None or account is None:
         return node.needs_code
-    started = engine.number_changer.start(state)
+    started = engine.number_changer.start(state, account)
     if started.outcome == "calling":
         if node.calling_prompt:
             turn.instructions.append(engine._say(turn, node.calling_prompt))
@@ -660,9 +664,10 @@ def _input_new_number(
     engine: Engine, turn: Turn, node: CollectNewNumberNode, digits: str
 ) -> str | _Invalid:
     state = turn.state
-    if engine.number_changer is None or not engine.may_change_number(state):
+    account = engine.may_change_number(state)
+    if engine.number_changer is None or account is None:
         return node.needs_code
-    outcome = engine.number_changer.check_number(state, digits)
+    outcome = engine.number_changer.check_number(state, account, digits)
     if outcome == "ok":
         state.slots.pop("number_problem", None)
         return node.ok
