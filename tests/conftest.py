@@ -8,8 +8,10 @@ than skipping, so CI can never go green without them.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -156,3 +158,49 @@ def phone(app: Flask):  # type: ignore[no-untyped-def]
     from caller import Phone
 
     return Phone(app)
+
+
+@pytest.fixture
+def scratch_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database beside the shared test one, for migration tests: a SQLite file,
+    or a PostgreSQL schema dropped afterwards."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+        return
+    schema = f"migration_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(database_url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield (
+            sa.make_url(database_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def code_clock(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The clock of the real CodeService the webhooks build.
+
+    CodeService takes its clock as a default argument bound when ivr.codes is
+    imported, so patching time.time would not reach it; the webhooks build one
+    CodeService per request, so each gets this clock instead.
+    """
+    from kit import Clock
+
+    from ivr.codes import CodeService
+    from ivr.voice import services
+
+    clock = Clock()
+    real = services.CodeService
+
+    def clocked(client: Any, secret: str, policy: Any) -> CodeService:
+        return real(client, secret, policy, clock=clock)
+
+    monkeypatch.setattr(services, "CodeService", clocked)
+    return clock

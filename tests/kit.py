@@ -7,8 +7,9 @@ import json
 import logging
 import re
 import secrets
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -170,6 +171,17 @@ def unverified_whisper(app: Flask, reason: str, flags: Sequence[str] = ()) -> st
     return with_flags(app, summary, flags)
 
 
+def read_out(app: Flask, code: str) -> list[str]:
+    """What the person who answers a call-back and presses a key hears: the code, twice."""
+    digits = ", ".join(code)
+    return [
+        text(app, "callback_press_key"),
+        text(app, "read_code_callback", code_digits=digits),
+        text(app, "read_code_callback_again", code_digits=digits),
+        text(app, "callback_goodbye"),
+    ]
+
+
 def add_account(
     app: Flask, name: str, phone: str, account_number: str, email: str | None = None
 ) -> int:
@@ -284,3 +296,25 @@ def checked_logs(caplog: pytest.LogCaptureFixture, outbox_path: Path) -> Iterato
     if Phone.placed:
         assert records, "calls were placed but nothing was logged: the check would prove nothing"
     assert_nothing_secret_logged(records, secrets_of(outbox_path, Phone.placed))
+
+
+# --- a clock for the codes the webhooks check ---------------------------------------------
+
+
+class Clock:
+    """Real time, plus whatever jumps a test makes."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+    def after(self, seconds: float, entry: str) -> Callable[[], str]:
+        """A keypad entry pressed `seconds` later than the prompt it answers."""
+
+        def later() -> str:
+            self.ahead += seconds
+            return entry
+
+        return later

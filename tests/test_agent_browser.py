@@ -17,29 +17,25 @@ import importlib.util
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from agent_kit import PASSWORD, QUEUE, transfer
 from caller import code_of, sent
 from flask import Flask
-from kit import JANE_PHONE, add_account, new_sid
+from kit import JANE_PHONE, add_account
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from ivr import db, store
-from ivr.agent import transfers
-from ivr.agent.context import ContextSigner
+from ivr import db
 from ivr.agent.users import create_user
 from ivr.models import AuditEvent
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("IVR_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
 SHOTS = ARTIFACTS / "agent-browser"
-PASSWORD = "correct horse battery"
-QUEUE = "queue:support"
 WAIT_MS = 15_000  # the page polls every 2 s; a slow CI machine gets room
 
 
@@ -108,37 +104,6 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
-def transfer(app: Flask, account_id: int | None, **facts: Any) -> str:
-    """Record a transfer to queue:support as the voice webhooks do; returns its CallSid."""
-    call_sid = new_sid()
-    context = {
-        "schema": 1,
-        "call_sid": call_sid,
-        "customer": None,
-        "account": "•••4321",
-        "verification": "none",
-        "methods": [],
-        "flags": [],
-        "failure": "digits_failed",
-        "transfer_reason": "verification_failed",
-        "flow": "support",
-        "flow_version": "7",
-        "caller": "+1415•••0100",
-        "issued_at": "2026-11-22T10:00:00+00:00",
-        **facts,
-    }
-    with app.app_context():
-        transfers.record(
-            store.client(),
-            target=QUEUE,
-            call_sid=call_sid,
-            token=ContextSigner("test-secret-key").sign(context),
-            account_id=account_id,
-            at=time.time(),
-        )
-    return call_sid
-
-
 @pytest.fixture
 def signed_in(app: Flask, page: Any) -> Any:
     """Alice, an agent on queue:support, signed in through the form."""
@@ -193,7 +158,6 @@ def test_screen_pop_arrives_for_a_transferred_call(app: Flask, signed_in: Any) -
     page = signed_in
     call_sid = transfer(
         app,
-        None,
         customer="Jane Doe",
         verification="code",
         methods=[
@@ -230,7 +194,7 @@ def test_manual_verification_of_an_unverified_caller(app: Flask, signed_in: Any)
 
     page = signed_in
     jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321", "jane@example.com")
-    call_sid = transfer(app, jane)
+    call_sid = transfer(app, account_id=jane)
     pop = page.locator(f'[data-testid="screen-pop"][data-call-sid="{call_sid}"]')
     expect(pop).to_be_visible(timeout=WAIT_MS)
     expect(pop.get_by_role("heading", level=2)).to_have_text("Unverified caller")

@@ -9,29 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_kit import add_user, sign_in
 from caller import Phone
 from flask import Flask
 from flask.testing import FlaskClient
 from kit import AGENT, JANE_PHONE, add_account, text
 
-from ivr import db
 from ivr.agent import transfers
 from ivr.agent.api import context_signer
-from ivr.agent.users import create_user
-
-PASSWORD = "correct horse battery"
 
 
 def signed_in_agent(app: Flask, target: str) -> FlaskClient:
-    with app.app_context():
-        create_user(db.session(), "alice", PASSWORD, role="agent", target=target, region="US")
+    add_user(app, target=target)
     client = app.test_client()
-    page = client.get("/agent/login").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
-    response = client.post(
-        "/agent/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code in (302, 303)
+    assert sign_in(client).status_code == 303
     return client
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from agent_kit import PASSWORD, QUEUE, add_user, context, csrf_of, sign_in, transfer
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -27,86 +26,15 @@ from ivr import db, store
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
 from ivr.agent.manual import AGENT_VERIFY
-from ivr.agent.users import LOGIN_FAILURES_ALLOWED, create_user
+from ivr.agent.users import LOGIN_FAILURES_ALLOWED
 from ivr.db import Base
 from ivr.migrate import alembic_config, upgrade
 from ivr.models import AgentUser, AuditEvent
 
-PASSWORD = "correct horse battery"
-QUEUE = "queue:support"
 JANE_ACCOUNT = "10004321"
-CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def add_user(
-    app: Flask, username: str = "alice", *, role: str = "agent", target: str = QUEUE
-) -> int:
-    """An agent account with PASSWORD; returns its id."""
-    with app.app_context():
-        user = create_user(db.session(), username, PASSWORD, role=role, target=target, region="US")
-        return user.id
-
-
-def csrf_of(client: FlaskClient, path: str = "/agent/login") -> str:
-    """The CSRF token of the client's session, read from a page's hidden field."""
-    found = CSRF_FIELD.search(client.get(path).get_data(as_text=True))
-    assert found, f"no CSRF field on {path}"
-    return found.group(1)
-
-
-def sign_in(client: FlaskClient, username: str = "alice", password: str = PASSWORD) -> TestResponse:
-    token = csrf_of(client)
-    return client.post(
-        "/agent/login", data={"username": username, "password": password, "csrf_token": token}
-    )
-
-
-def context(call_sid: str, **overrides: Any) -> dict[str, Any]:
-    """A context as the voice webhooks sign it (see ivr.agent.context); unverified by default."""
-    facts: dict[str, Any] = {
-        "schema": 1,
-        "call_sid": call_sid,
-        "customer": None,
-        "account": "•••4321",
-        "verification": "none",
-        "methods": [],
-        "flags": [],
-        "failure": "digits_failed",
-        "transfer_reason": "verification_failed",
-        "flow": "support",
-        "flow_version": "7",
-        "caller": "+1415•••0100",
-        "issued_at": "2026-11-22T10:00:00+00:00",
-    }
-    facts.update(overrides)
-    return facts
-
-
-def transfer(
-    app: Flask,
-    *,
-    target: str = QUEUE,
-    account_id: int | None = None,
-    at: float | None = None,
-    secret: str = "test-secret-key",
-    **overrides: Any,
-) -> str:
-    """Record a transfer as the voice webhooks do; returns its CallSid."""
-    call_sid = overrides.pop("call_sid", None) or new_sid()
-    token = ContextSigner(secret).sign(context(call_sid, **overrides))
-    with app.app_context():
-        transfers.record(
-            store.client(),
-            target=target,
-            call_sid=call_sid,
-            token=token,
-            account_id=account_id,
-            at=time.time() if at is None else at,
-        )
-    return call_sid
 
 
 def audits(app: Flask, action: str) -> list[AuditEvent]:
@@ -230,28 +158,6 @@ def test_users_disable_unknown_user(runner) -> None:  # type: ignore[no-untyped-
 
 
 # --- migration 0003 -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def scratch_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database apart from the shared test one: a SQLite file or a PG schema."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        return
-    schema = f"migration_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database_url)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield (
-            sa.make_url(database_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def test_migration_0003_adds_and_drops_agent_users(scratch_database_url: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +26,7 @@ from kit import (
     AGENT,
     DIGITS_AND_SMS,
     JANE_PHONE,
+    Clock,
     add_account,
     assert_nothing_secret_logged,
     call_ended_rows,
@@ -47,7 +47,6 @@ from kit import (
 
 from ivr import keys
 from ivr.codes import CodeService, Issued
-from ivr.voice import services
 
 JANE_EMAIL = "jane@example.com"
 MINUTES = "5"  # the default code lifetime, 300 s, as the messages word it
@@ -274,43 +273,6 @@ def test_pressing_3_without_an_email_on_file_offers_the_trouble_menu(
 
 
 # --- expiry ------------------------------------------------------------------------------------
-
-
-class Clock:
-    """Real time, plus whatever jumps a test makes."""
-
-    def __init__(self) -> None:
-        self.ahead = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.ahead
-
-    def after(self, seconds: float, entry: str) -> Callable[[], str]:
-        """A keypad entry pressed `seconds` later than the prompt it answers."""
-
-        def later() -> str:
-            self.ahead += seconds
-            return entry
-
-        return later
-
-
-@pytest.fixture
-def code_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock of the real CodeService the webhooks build.
-
-    CodeService takes its clock as a default argument bound when ivr.codes is
-    imported, so patching time.time would not reach it; the webhooks build one
-    CodeService per request, so each gets this clock instead.
-    """
-    clock = Clock()
-    real = services.CodeService
-
-    def clocked(client: Any, secret: str, policy: Any) -> CodeService:
-        return real(client, secret, policy, clock=clock)
-
-    monkeypatch.setattr(services, "CodeService", clocked)
-    return clock
 
 
 def test_code_entered_after_its_lifetime_has_expired(

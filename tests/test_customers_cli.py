@@ -25,6 +25,7 @@ from ivr import db as ivr_db
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.customers.seed import DEMO_CUSTOMERS, seed_demo
+from ivr.errors import StorageUnavailable
 from ivr.models import Account, AuditEvent, Customer, PhoneNumber
 from ivr.numberchange import PendingChange, save_pending
 
@@ -697,3 +698,20 @@ def test_demo_data_shows_like_imported_data(runner: FlaskCliRunner, db_session: 
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["other_accounts_on_phone"] == ["30002222"]
+
+
+def test_show_still_shows_the_account_when_redis_is_down(
+    runner: FlaskCliRunner, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_account(db_session, phone="+14155550100", account_number="10004321")
+
+    def down(account_id: int) -> None:
+        raise StorageUnavailable("redis unavailable")
+
+    monkeypatch.setattr("ivr.customers.cli.pending_change_for", down)
+    result = runner.invoke(args=["customers", "show", "10004321"])
+
+    assert result.exit_code == 0, result.output
+    assert show_fields(result)["phone"] == "+14155550100"
+    assert show_fields(result)["pending change"] == "unknown Redis is unavailable"
+    assert "warning: pending change unknown (redis unavailable)" in result.stderr

@@ -9,8 +9,7 @@ and every failure path is checked to leave the old number in place.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,11 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from kit import (
     JANE_PHONE,
+    Clock,
     add_account,
     checked_logs,
     post,
+    read_out,
     says,
     text,
     twiml,
@@ -34,9 +35,7 @@ from kit import (
 from sqlalchemy import select
 
 from ivr import db, keys, phonechange
-from ivr.codes import CodeService
 from ivr.models import Account, AuditEvent
-from ivr.voice import services
 
 JANE_NUMBER = "10004321"
 JANE_EMAIL = "jane@example.com"
@@ -78,16 +77,6 @@ def placed_calls(app: Flask) -> list[Any]:
 
 def spoken_new_number(app: Flask) -> str:
     return text(app, "confirm_new_number", new_number="4 1 5, 5 5 5, 0 1 9 9")
-
-
-def read_out(app: Flask, code: str) -> list[str]:
-    digits = ", ".join(code)
-    return [
-        text(app, "callback_press_key"),
-        text(app, "read_code_callback", code_digits=digits),
-        text(app, "read_code_callback_again", code_digits=digits),
-        text(app, "callback_goodbye"),
-    ]
 
 
 def after(heard: list[str], prompt: str) -> list[str]:
@@ -273,38 +262,10 @@ def test_calling_again_closes_the_first_attempt_in_the_audit(
     assert len(result.callbacks) == 2
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ahead = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.ahead
-
-    def later(self, seconds: float, entry: str) -> Callable[[], str]:
-        def pressed() -> str:
-            self.ahead += seconds
-            return entry
-
-        return pressed
-
-
-@pytest.fixture
-def code_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock of every CodeService the webhooks build (see ivr.voice.services)."""
-    clock = Clock()
-    real = services.CodeService
-
-    def clocked(client: Any, secret: str, policy: Any) -> CodeService:
-        return real(client, secret, policy, clock=clock)
-
-    monkeypatch.setattr(services, "CodeService", clocked)
-    return clock
-
-
 def test_an_expired_code_changes_nothing(
     app: Flask, phone: Phone, jane: int, code_clock: Clock
 ) -> None:
-    late = code_clock.later(301, "@code")  # the lifetime is 300 s
+    late = code_clock.after(301, "@code")  # the lifetime is 300 s
 
     result = phone.call(JANE_PHONE, [*VERIFIED, *CHANGE, late, "3"], callee_keys=["1"])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -397,28 +396,6 @@ def test_no_cooling_off_when_the_period_is_zero() -> None:
 
 
 # --- migration 0002 -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def scratch_database_url(database_url: str, tmp_path: Any) -> Iterator[str]:
-    """An empty database apart from the shared test one: a SQLite file or a PG schema."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        return
-    schema = f"migration_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database_url)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield (
-            sa.make_url(database_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def test_migration_0002_upgrades_and_downgrades(scratch_database_url: str) -> None:

@@ -26,6 +26,7 @@ from kit import (
     greeting,
     new_sid,
     post,
+    read_out,
     says,
     text,
     twiml,
@@ -56,17 +57,6 @@ def until_voice_code(app: Flask) -> list[str]:
         text(app, "enter_code"),
         text(app, "code_calling"),
         text(app, "enter_voice_code"),
-    ]
-
-
-def read_out(app: Flask, code: str) -> list[str]:
-    """What the person who answers and presses a key hears."""
-    digits = ", ".join(code)
-    return [
-        text(app, "callback_press_key"),
-        text(app, "read_code_callback", code_digits=digits),
-        text(app, "read_code_callback_again", code_digits=digits),
-        text(app, "callback_goodbye"),
     ]
 
 

@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from ivr import db
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
+from ivr.errors import StorageUnavailable
 from ivr.numberchange import pending_change_for
 
 
@@ -74,7 +75,7 @@ def show_command(account_number: str, as_json: bool) -> None:
         session,
         account,
         cooling_off_seconds=settings.number_change_cooling_off,
-        pending=pending_change_for(account.id),
+        pending=_pending_change(account.id),
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -111,6 +112,15 @@ def _flags_text(summary: dict[str, Any]) -> str:
         else:
             texts.append(flag.replace("_", " "))
     return ", ".join(texts) or "none"
+
+
+def _pending_change(account_id: int) -> dict[str, Any] | None:
+    """The pending change from Redis; the account is still shown when Redis is down."""
+    try:
+        return pending_change_for(account_id)
+    except StorageUnavailable as exc:
+        click.echo(f"warning: pending change unknown ({exc})", err=True)
+        return {"unknown": "Redis is unavailable"}
 
 
 def _pending_text(pending: dict[str, Any] | None) -> str:

@@ -1,0 +1,91 @@
+"""Helpers shared by the agent tests: agent accounts, signing in, and transfers as the
+voice webhooks record them (a signed context per call on a target's list)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from kit import new_sid
+from werkzeug.test import TestResponse
+
+from ivr import db, store
+from ivr.agent import transfers
+from ivr.agent.context import ContextSigner
+from ivr.agent.users import create_user
+
+PASSWORD = "correct horse battery"
+QUEUE = "queue:support"
+SECRET = "test-secret-key"  # the test app's IVR_SECRET_KEY
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def add_user(
+    app: Flask, username: str = "alice", *, role: str = "agent", target: str = QUEUE
+) -> int:
+    """An agent account with PASSWORD; returns its id."""
+    with app.app_context():
+        user = create_user(db.session(), username, PASSWORD, role=role, target=target, region="US")
+        return user.id
+
+
+def csrf_of(client: FlaskClient, path: str = "/agent/login") -> str:
+    """The CSRF token of the client's session, read from a page's hidden field."""
+    found = CSRF_FIELD.search(client.get(path).get_data(as_text=True))
+    assert found, f"no CSRF field on {path}"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, username: str = "alice", password: str = PASSWORD) -> TestResponse:
+    token = csrf_of(client)
+    return client.post(
+        "/agent/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+def context(call_sid: str, **overrides: Any) -> dict[str, Any]:
+    """A context as the voice webhooks sign it (see ivr.agent.context); unverified by default."""
+    facts: dict[str, Any] = {
+        "schema": 1,
+        "call_sid": call_sid,
+        "customer": None,
+        "account": "•••4321",
+        "verification": "none",
+        "methods": [],
+        "flags": [],
+        "failure": "digits_failed",
+        "transfer_reason": "verification_failed",
+        "flow": "support",
+        "flow_version": "7",
+        "caller": "+1415•••0100",
+        "issued_at": "2026-11-22T10:00:00+00:00",
+    }
+    facts.update(overrides)
+    return facts
+
+
+def transfer(
+    app: Flask,
+    *,
+    target: str = QUEUE,
+    account_id: int | None = None,
+    at: float | None = None,
+    secret: str = SECRET,
+    **overrides: Any,
+) -> str:
+    """Record a transfer as the voice webhooks do; returns its CallSid."""
+    call_sid = overrides.pop("call_sid", None) or new_sid()
+    token = ContextSigner(secret).sign(context(call_sid, **overrides))
+    with app.app_context():
+        transfers.record(
+            store.client(),
+            target=target,
+            call_sid=call_sid,
+            token=token,
+            account_id=account_id,
+            at=time.time() if at is None else at,
+        )
+    return call_sid
