@@ -46,6 +46,20 @@ def sign_in(client: FlaskClient, username: str = "alice", password: str = PASSWO
     )
 
 
+# Jane Doe, verified by her digits and a texted code, after her number changed recently.
+VERIFIED_JANE: dict[str, Any] = {
+    "customer": "Jane Doe",
+    "verification": "code",
+    "methods": [
+        {"method": "account_digits", "at": "2026-11-22T10:01:02+00:00"},
+        {"method": "code_sms", "at": "2026-11-22T10:02:03+00:00"},
+    ],
+    "flags": ["number_changed_recently"],
+    "failure": None,
+    "transfer_reason": "caller_request",
+}
+
+
 def context(call_sid: str, **overrides: Any) -> dict[str, Any]:
     """A context as the voice webhooks sign it (see ivr.agent.context); unverified by default."""
     facts: dict[str, Any] = {

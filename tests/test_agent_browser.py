@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from agent_kit import PASSWORD, QUEUE, transfer
+from agent_kit import PASSWORD, QUEUE, VERIFIED_JANE, transfer
 from caller import code_of, sent
 from flask import Flask
 from kit import JANE_PHONE, add_account
@@ -158,15 +158,7 @@ def test_screen_pop_arrives_for_a_transferred_call(app: Flask, signed_in: Any) -
     page = signed_in
     call_sid = transfer(
         app,
-        customer="Jane Doe",
-        verification="code",
-        methods=[
-            {"method": "account_digits", "at": "2026-11-22T10:01:02+00:00"},
-            {"method": "code_sms", "at": "2026-11-22T10:02:03+00:00"},
-        ],
-        flags=["number_changed_recently"],
-        failure=None,
-        transfer_reason="caller_request",
+        **VERIFIED_JANE,
     )
     pop = page.locator(f'[data-testid="screen-pop"][data-call-sid="{call_sid}"]')
     expect(pop).to_be_visible(timeout=WAIT_MS)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from agent_kit import PASSWORD, QUEUE, add_user, context, csrf_of, sign_in, transfer
+from agent_kit import PASSWORD, QUEUE, VERIFIED_JANE, add_user, context, csrf_of, sign_in, transfer
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -415,15 +415,7 @@ def test_screen_pop_shows_the_facts_of_a_verified_call(
     call_sid = transfer(
         app,
         account_id=jane,
-        customer="Jane Doe",
-        verification="code",
-        methods=[
-            {"method": "account_digits", "at": "2026-11-22T10:01:02+00:00"},
-            {"method": "code_sms", "at": "2026-11-22T10:02:03+00:00"},
-        ],
-        flags=["number_changed_recently"],
-        failure=None,
-        transfer_reason="caller_request",
+        **VERIFIED_JANE,
         flow_version="7",
     )
     response = client.get(f"/agent/calls/{call_sid}", headers={"X-Requested-With": "agent-page"})
