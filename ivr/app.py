@@ -42,11 +42,12 @@ def configure_logging(settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from ivr import db, runtime, store
+    from ivr.calls import runtime
     from ivr.delivery import registry
+    from ivr.storage import db, kv
 
     db.init_app(app)
-    store.init_app(app)
+    kv.init_app(app)
     registry.init_app(app)
     runtime.init_app(app)
 
@@ -64,6 +65,8 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from ivr.cli import register
+    """The project's commands on `app.cli` (what `app.test_cli_runner()` invokes)."""
+    from ivr.commands import project_commands
 
-    register(app)
+    for command in project_commands():
+        app.cli.add_command(command)

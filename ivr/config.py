@@ -16,7 +16,7 @@ from pathlib import Path
 import phonenumbers
 
 from ivr.errors import ConfigError
-from ivr.newnumber import LINE_TYPES, WHY_NEVER_ALLOWED
+from ivr.phone import LINE_TYPES, WHY_NEVER_ALLOWED
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -78,7 +78,7 @@ class Settings:
     code_ttl: int
     code_length: int
     allowed_countries: frozenset[str]  # ISO regions a new phone number may belong to
-    allowed_line_types: frozenset[str]  # names from ivr.newnumber.LINE_TYPES
+    allowed_line_types: frozenset[str]  # names from ivr.phone.LINE_TYPES
     number_change_cooling_off: int  # seconds the account stays flagged "number changed"
     agent_context_ttl: int  # seconds a signed agent context token stays loadable
     agent_api_keys: tuple[str, ...]  # bearer keys of the agent API; empty: keys disabled

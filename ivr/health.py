@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from ivr import db, store
+from ivr.storage import db, kv
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +21,7 @@ def readyz() -> tuple[Response, int]:
     """Redis and the database both answer; 503 naming whichever does not."""
     checks: dict[str, str] = {}
     try:
-        store.client().ping()
+        kv.client().ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"

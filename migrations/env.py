@@ -1,10 +1,9 @@
-"""Alembic environment: runs migrations on the URL set by `ivr.migrate`."""
+"""Alembic environment: runs migrations on the URL set by `ivr.storage.migrate`."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from ivr import models  # noqa: F401  (registers the tables on the metadata)
-from ivr.db import Base
+from ivr.storage.db import Base
 
 config = context.config
 target_metadata = Base.metadata

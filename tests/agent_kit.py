@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from kit import new_sid
 from werkzeug.test import TestResponse
 
-from ivr import db, store
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
 from ivr.agent.users import create_user
+from ivr.storage import db, kv
 
 PASSWORD = "correct horse battery"
 QUEUE = "queue:support"
@@ -95,7 +95,7 @@ def transfer(
     token = ContextSigner(secret).sign(context(call_sid, **overrides))
     with app.app_context():
         transfers.record(
-            store.client(),
+            kv.client(),
             target=target,
             call_sid=call_sid,
             token=token,

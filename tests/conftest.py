@@ -20,13 +20,13 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-import ivr.models  # noqa: F401  (the tables must be on the metadata before drop_all)
-from ivr import db as ivr_db
-from ivr import store
+import ivr.storage.models  # noqa: F401  (the tables must be on the metadata before drop_all)
 from ivr.app import create_app
 from ivr.config import _normalise_database_url
-from ivr.db import Base
-from ivr.migrate import upgrade
+from ivr.storage import db as ivr_db
+from ivr.storage import kv
+from ivr.storage.db import Base
+from ivr.storage.migrate import upgrade
 
 TEST_DATABASE_URL = os.environ.get("IVR_TEST_DATABASE_URL", "").strip()
 TEST_REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "").strip()
@@ -101,7 +101,7 @@ def _empty_storage(app: Flask) -> None:
         with ivr_db.engine().begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
-        store.client().flushdb()
+        kv.client().flushdb()
 
 
 @pytest.fixture
@@ -187,13 +187,13 @@ def scratch_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
 def code_clock(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """The clock of the real CodeService the webhooks build.
 
-    CodeService takes its clock as a default argument bound when ivr.codes is
+    CodeService takes its clock as a default argument bound when ivr.verification.codes is
     imported, so patching time.time would not reach it; the webhooks build one
     CodeService per request, so each gets this clock instead.
     """
     from kit import Clock
 
-    from ivr.codes import CodeService
+    from ivr.verification.codes import CodeService
     from ivr.voice import services
 
     clock = Clock()

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.models import Account, Customer, PhoneNumber
-from ivr.phonechange import CALLBACK_ON_LINE, Changed, apply_change
+from ivr.numberchange.onfile import CALLBACK_ON_LINE, Changed, apply_change
+from ivr.storage.models import Account, Customer, PhoneNumber
 
 
 def make_phone(session: Session, e164: str = "+14155550100") -> PhoneNumber:

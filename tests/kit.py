@@ -24,10 +24,10 @@ from twilio.request_validator import RequestValidator
 from twiml_schema import assert_valid_twiml
 from werkzeug.test import TestResponse
 
-from ivr import db, keys, store
 from ivr.delivery import outbox
-from ivr.models import AuditEvent
 from ivr.simulator.player import CallResult
+from ivr.storage import db, keys, kv
+from ivr.storage.models import AuditEvent
 
 AGENT = "+15005550006"  # IVR_AGENT_TARGET of the test app
 JANE_PHONE = "+14155550100"
@@ -110,7 +110,7 @@ def gather_step(doc: ET.Element) -> int:
 def state_of(app: Flask, call_sid: str) -> dict[str, Any] | None:
     """The stored call state as a dict (None when there is none)."""
     with app.app_context():
-        raw = store.client().get(keys.call_state(call_sid))
+        raw = kv.client().get(keys.call_state(call_sid))
     return json.loads(raw) if raw else None
 
 
@@ -205,7 +205,7 @@ def call_ended_rows(app: Flask, call_sid: str) -> list[AuditEvent]:
 def stored_state(app: Flask, call_sid: str) -> Any:
     """The raw call state kept in Redis for `call_sid` (None when there is none)."""
     with app.app_context():
-        return store.client().get(keys.call_state(call_sid))
+        return kv.client().get(keys.call_state(call_sid))
 
 
 def caller_documents(result: CallResult) -> list[tuple[str, ET.Element]]:

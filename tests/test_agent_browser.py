@@ -29,9 +29,9 @@ from kit import JANE_PHONE, add_account
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from ivr import db
 from ivr.agent.users import create_user
-from ivr.models import AuditEvent
+from ivr.storage import db
+from ivr.storage.models import AuditEvent
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("IVR_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")

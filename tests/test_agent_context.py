@@ -15,7 +15,6 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
-from ivr import db
 from ivr.agent.context import (
     SALT,
     ContextExpired,
@@ -26,7 +25,8 @@ from ivr.agent.context import (
 )
 from ivr.flow.engine import AccountView
 from ivr.flow.state import CallState
-from ivr.models import AuditEvent
+from ivr.storage import db
+from ivr.storage.models import AuditEvent
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 SID = "CA" + "0f1e2d3c" * 4  # hex, as Twilio makes them: no run of digits

@@ -22,14 +22,14 @@ from kit import JANE_PHONE, add_account, new_sid
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from ivr import db, store
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
 from ivr.agent.manual import AGENT_VERIFY
 from ivr.agent.users import LOGIN_FAILURES_ALLOWED
-from ivr.db import Base
-from ivr.migrate import alembic_config, upgrade
-from ivr.models import AgentUser, AuditEvent
+from ivr.storage import db, kv
+from ivr.storage.db import Base
+from ivr.storage.migrate import alembic_config, upgrade
+from ivr.storage.models import AgentUser, AuditEvent
 
 JANE_ACCOUNT = "10004321"
 
@@ -45,7 +45,7 @@ def audits(app: Flask, action: str) -> list[AuditEvent]:
 
 def entry_of(app: Flask, call_sid: str) -> dict[str, Any]:
     with app.app_context():
-        entry = transfers.lookup(store.client(), call_sid)
+        entry = transfers.lookup(kv.client(), call_sid)
     assert entry is not None
     return entry
 
@@ -395,7 +395,7 @@ def test_supervisors_also_see_escalated_calls(app: Flask, client: FlaskClient, a
     mine = transfer(app)
     add_user(app, "sue", role="supervisor", target="queue:supervisors")
     with app.app_context():
-        transfers.escalate(store.client(), billing, by="bob", at=time.time())
+        transfers.escalate(kv.client(), billing, by="bob", at=time.time())
     supervisor = app.test_client()
     sign_in(supervisor, "sue")
     calls = supervisor.get("/agent/calls.json").get_json()["calls"]
@@ -498,7 +498,7 @@ def test_screen_pop_distrusts_a_bad_token(
     call_sid = new_sid()
     with app.app_context():
         transfers.record(
-            store.client(),
+            kv.client(),
             target=QUEUE,
             call_sid=call_sid,
             token=make_token(call_sid),

@@ -45,8 +45,8 @@ from kit import (
     verified_whisper,
 )
 
-from ivr import keys
-from ivr.codes import CodeService, Issued
+from ivr.storage import keys
+from ivr.verification.codes import CodeService, Issued
 
 JANE_EMAIL = "jane@example.com"
 MINUTES = "5"  # the default code lifetime, 300 s, as the messages word it

@@ -9,8 +9,18 @@ import threading
 import pytest
 from flask import Flask
 
-from ivr import codes, store
-from ivr.codes import EXPIRED, LOCKED, OK, WRONG, CodePolicy, CodeService, Issued, Refused
+from ivr.storage import kv
+from ivr.verification import codes
+from ivr.verification.codes import (
+    EXPIRED,
+    LOCKED,
+    OK,
+    WRONG,
+    CodePolicy,
+    CodeService,
+    Issued,
+    Refused,
+)
 
 CALL = "CA" + "a" * 32
 OTHER_CALL = "CA" + "b" * 32
@@ -32,7 +42,7 @@ def clock() -> Clock:
 @pytest.fixture
 def service(app: Flask, clock: Clock) -> CodeService:
     with app.app_context():
-        return CodeService(store.client(), "test-secret-key", CodePolicy(), clock)
+        return CodeService(kv.client(), "test-secret-key", CodePolicy(), clock)
 
 
 def issue(service: CodeService, account: int = 1, call: str = CALL) -> str:
@@ -50,7 +60,7 @@ def test_codes_are_six_digits_from_the_csprng(service: CodeService) -> None:
 
 def test_length_is_configurable(app: Flask, clock: Clock) -> None:
     with app.app_context():
-        long_codes = CodeService(store.client(), "k", CodePolicy(length=8), clock)
+        long_codes = CodeService(kv.client(), "k", CodePolicy(length=8), clock)
         assert len(issue(long_codes)) == 8
 
 
@@ -110,7 +120,7 @@ def test_five_sends_per_ten_minutes_without_a_successful_check(
 
 def test_daily_cap(app: Flask, clock: Clock) -> None:
     with app.app_context():
-        service = CodeService(store.client(), "k", CodePolicy(sends_per_day=7), clock)
+        service = CodeService(kv.client(), "k", CodePolicy(sends_per_day=7), clock)
     for _ in range(7):
         code = issue(service)
         assert service.check(1, "verify", CALL, code) == OK
@@ -142,7 +152,7 @@ def test_lockout_after_consecutive_failures_survives_a_new_call(
 def test_only_a_keyed_hash_is_stored(app: Flask, service: CodeService) -> None:
     code = issue(service)
     with app.app_context():
-        client = store.client()
+        client = kv.client()
         stored = b"".join(
             key + b"".join(f"{k!r}{v!r}".encode() for k, v in client.hgetall(key).items())
             if client.type(key) == b"hash"
@@ -202,7 +212,7 @@ def test_a_reserved_code_exists_only_once_revealed_and_only_once(
 ) -> None:
     assert service.reserve(1, "verify", "ticket-1") is None
     with app.app_context():
-        assert store.client().hget("ivr:{acct:1}:code:verify", "mac") is None
+        assert kv.client().hget("ivr:{acct:1}:code:verify", "mac") is None
     revealed = service.reveal(1, "verify", "ticket-1", CALL)
     assert isinstance(revealed, Issued) and len(revealed.code) == 6
     assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("replaced")  # a second key
@@ -256,7 +266,7 @@ def test_reservations_count_as_sends(service: CodeService, clock: Clock) -> None
 
 def test_reservations_and_reveals_respect_a_lockout(app: Flask, clock: Clock) -> None:
     with app.app_context():
-        service = CodeService(store.client(), "k", CodePolicy(failures_before_lockout=2), clock)
+        service = CodeService(kv.client(), "k", CodePolicy(failures_before_lockout=2), clock)
     assert service.reserve(1, "verify", "ticket-1") is None
     assert service.check(1, "verify", CALL, "123456") == WRONG
     assert service.check(1, "verify", CALL, "123456") == LOCKED
@@ -267,9 +277,9 @@ def test_reservations_and_reveals_respect_a_lockout(app: Flask, clock: Clock) ->
 def test_send_limits_are_counted_per_purpose(app: Flask, clock: Clock) -> None:
     with app.app_context():
         callbacks = CodeService(
-            store.client(), "k", CodePolicy(sends_per_day=3, sends_per_window=3), clock
+            kv.client(), "k", CodePolicy(sends_per_day=3, sends_per_window=3), clock
         )
-        verify = CodeService(store.client(), "k", CodePolicy(), clock)
+        verify = CodeService(kv.client(), "k", CodePolicy(), clock)
     for n in range(3):
         assert callbacks.reserve(1, "confirm_number", f"t{n}") is None
     assert callbacks.reserve(1, "confirm_number", "t3") == Refused("rate_limited")

@@ -21,13 +21,13 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ivr import db as ivr_db
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.customers.seed import DEMO_CUSTOMERS, seed_demo
 from ivr.errors import StorageUnavailable
-from ivr.models import Account, AuditEvent, Customer, PhoneNumber
-from ivr.numberchange import PendingChange, save_pending
+from ivr.numberchange.service import PendingChange, save_pending
+from ivr.storage import db as ivr_db
+from ivr.storage.models import Account, AuditEvent, Customer, PhoneNumber
 
 HEADER = "name,phone,account_number,email\n"
 JANE = "Jane Doe,(415) 555-0100,10004321,jane@example.com\n"

@@ -445,7 +445,7 @@ def test_state_round_trips_through_json_and_stays_small() -> None:
 
 def test_engine_imports_neither_flask_nor_twilio() -> None:
     code = (
-        "import sys, ivr.flow.engine, ivr.flow.loader, ivr.whisper;"
+        "import sys, ivr.flow.engine, ivr.flow.loader, ivr.agent.whisper;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'twilio')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -34,8 +34,9 @@ from kit import (
 )
 from sqlalchemy import select
 
-from ivr import db, keys, phonechange
-from ivr.models import Account, AuditEvent
+from ivr.numberchange import onfile
+from ivr.storage import db, keys
+from ivr.storage.models import Account, AuditEvent
 
 JANE_NUMBER = "10004321"
 JANE_EMAIL = "jane@example.com"
@@ -282,7 +283,7 @@ def test_another_confirmation_winning_first_is_told(app: Flask, phone: Phone, ja
 
     def changed_elsewhere_then_the_code() -> str:
         with app.app_context():
-            result = phonechange.apply_change(
+            result = onfile.apply_change(
                 db.session(),
                 account_id=jane,
                 expected_old=JANE_PHONE,
@@ -291,7 +292,7 @@ def test_another_confirmation_winning_first_is_told(app: Flask, phone: Phone, ja
                 mode="callback_on_line",
                 now=datetime.now(UTC),
             )
-            assert isinstance(result, phonechange.Changed)
+            assert isinstance(result, onfile.Changed)
         return "@code"
 
     result = phone.call(

@@ -1,4 +1,4 @@
-"""Changing the number on file (ivr.phonechange) and migration 0002 behind it.
+"""Changing the number on file (ivr.numberchange.onfile) and migration 0002 behind it.
 
 Outcomes are read back on a connection of their own, so only committed rows count.
 The races run real threads against the test database: on PostgreSQL (CI) they
@@ -23,13 +23,9 @@ from factories import make_account, make_phone
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
-import ivr.phonechange as phonechange
-from ivr import db as ivr_db
-from ivr.db import Base, make_engine
-from ivr.directory import SqlDirectory
-from ivr.migrate import alembic_config, upgrade
-from ivr.models import Account, AuditEvent, PhoneChange, PhoneNumber
-from ivr.phonechange import (
+import ivr.numberchange.onfile as phonechange
+from ivr.customers.directory import SqlDirectory
+from ivr.numberchange.onfile import (
     AUDIT_ACTION,
     CALLBACK_AFTER_CALL,
     CALLBACK_ON_LINE,
@@ -41,6 +37,10 @@ from ivr.phonechange import (
     history,
     number_on_other_account,
 )
+from ivr.storage import db as ivr_db
+from ivr.storage.db import Base, make_engine
+from ivr.storage.migrate import alembic_config, upgrade
+from ivr.storage.models import Account, AuditEvent, PhoneChange, PhoneNumber
 
 OLD = "+14155550100"
 NEW = "+14155550199"

@@ -610,12 +610,12 @@ def test_hold_prompt_speaks_the_callers_language(make_app: Any, tmp_path: Path) 
     app = transfer_app(make_app, tmp_path, "queue:support", "    queue_max_wait: 300\n")
     call_sid, wait_url = held_call(app)
     with app.app_context():
-        from ivr import callstore
+        from ivr.calls import store
 
-        state = callstore.load(call_sid)
+        state = store.load(call_sid)
         assert state is not None
         state.language = "es-US"
-        callstore.save(state)
+        store.save(state)
 
     doc = twiml(post(app, wait_url, wait_form(call_sid, 0)))
 

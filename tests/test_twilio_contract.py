@@ -59,7 +59,9 @@ CALLS = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
 CREATE_CALL = ("post", "/2010-04-01/Accounts/{AccountSid}/Calls.json")
 CALLED = "+14155550100"
 CODE = "482913"  # a code the call is about; it must travel in no request
-CALLBACK_ID = "Qx7TmWvRkZpYsNhBq3LdFe_w"  # opaque, like ivr.callbacks makes them (token_urlsafe)
+CALLBACK_ID = (
+    "Qx7TmWvRkZpYsNhBq3LdFe_w"  # opaque, like ivr.calls.outbound makes them (token_urlsafe)
+)
 # Everything a call request may carry: what it says comes from our webhook, later.
 CALL_PARAMETERS = {
     "To",

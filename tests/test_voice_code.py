@@ -34,10 +34,11 @@ from kit import (
 )
 from sqlalchemy import select
 
-from ivr import callbacks, db, keys
+from ivr.calls import outbound
 from ivr.delivery import DeliveryFailed, OutgoingCall
-from ivr.models import AuditEvent
 from ivr.simulator.player import spoken_codes
+from ivr.storage import db, keys
+from ivr.storage.models import AuditEvent
 
 JANE_NUMBER = "10004321"
 ELSEWHERE = "anonymous"  # the caller is not on the phone we ring
@@ -96,7 +97,7 @@ def test_the_code_by_voice_call_verifies_the_caller(app: Flask, phone: Phone) ->
         parts = urlsplit(url)
         assert list(parse_qs(parts.query)) == ["o"]
         assert code not in url and JANE_PHONE[1:] not in url
-    assert call[0].ring_seconds == callbacks.RING_SECONDS
+    assert call[0].ring_seconds == outbound.RING_SECONDS
     # Nobody but the callee ever got the code: not the agent, not the caller's TwiML.
     assert not any(code in body for _, body in result.documents)  # the caller's leg
     (row,) = callback_rows(app)

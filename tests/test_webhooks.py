@@ -31,11 +31,11 @@ from kit import (
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from ivr import db
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.errors import ConfigError
-from ivr.models import AuditEvent
+from ivr.storage import db
+from ivr.storage.models import AuditEvent
 from ivr.voice.signature import signed_url
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"

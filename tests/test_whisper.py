@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ivr.agent.whisper import whisper_says
 from ivr.flow.engine import AccountView
 from ivr.flow.loader import load_definitions
 from ivr.flow.state import CallState
-from ivr.whisper import whisper_says
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_definitions(ROOT / "flows", ROOT / "prompts", "US").catalog

@@ -1,8 +1,12 @@
-"""What agents use: signed call context (API) and the agent web page."""
+"""What agents get: the whisper on the call, the signed call context (API) and the agent
+web page. Importing the package pulls in no Flask: the whisper is pure."""
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def register(app: Flask) -> None:

@@ -28,10 +28,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, session
 
-from ivr import audit, db
 from ivr.agent.context import ContextExpired, ContextInvalid, ContextSigner, token_fingerprint
 from ivr.config import Settings
 from ivr.errors import StorageUnavailable
+from ivr.storage import audit, db
 
 log = logging.getLogger(__name__)
 

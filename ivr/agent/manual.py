@@ -14,12 +14,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ivr.codes import EXPIRED, OK, CodeService
 from ivr.delivery import Channel
 from ivr.flow.engine import AccountView, Directory
 from ivr.flow.model import Catalog
 from ivr.phone import mask
-from ivr.verification import contact, send_code_message
+from ivr.verification.codes import EXPIRED, OK, CodeService
+from ivr.verification.verifier import contact, send_code_message
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any, cast
 
 import redis
 
-from ivr.keys import PREFIX
-from ivr.store import unavailable_as_storage_error
+from ivr.storage.keys import PREFIX
+from ivr.storage.kv import unavailable_as_storage_error
 
 ENTRY_TTL = 3600  # seconds: a transfer stays on the page for about an hour
 
@@ -30,7 +30,7 @@ _SCHEMES = ("queue", "client", "sip")
 
 
 # ---------------------------------------------------------------- key names
-# Named like ivr.keys (the service's key module), with their own hash tags; they
+# Named like ivr.storage.keys (the service's key module), with their own hash tags; they
 # belong there once the agent package settles.
 
 

@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ivr import audit, db
 from ivr.agent.transfers import canonical_target
 from ivr.errors import IvrError
-from ivr.keys import PREFIX
-from ivr.models import AgentUser
-from ivr.store import unavailable_as_storage_error
+from ivr.storage import audit, db
+from ivr.storage.keys import PREFIX
+from ivr.storage.kv import unavailable_as_storage_error
+from ivr.storage.models import AgentUser
 
 AGENT, SUPERVISOR = "agent", "supervisor"
 ROLES = (AGENT, SUPERVISOR)

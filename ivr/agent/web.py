@@ -42,7 +42,6 @@ from flask import (
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
-from ivr import audit, db, runtime, store
 from ivr.agent import transfers
 from ivr.agent.manual import AGENT_VERIFY, CHECKLIST, ManualVerifier, checked_items, passed
 from ivr.agent.users import (
@@ -53,11 +52,13 @@ from ivr.agent.users import (
     login_blocked,
     normalise_username,
 )
-from ivr.codes import CodeService
+from ivr.calls import runtime
+from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
-from ivr.directory import SqlDirectory
 from ivr.errors import StorageUnavailable
-from ivr.models import Account, AgentUser
+from ivr.storage import audit, db, kv
+from ivr.storage.models import Account, AgentUser
+from ivr.verification.codes import CodeService
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def login() -> Any:
     """Check the credentials, throttled per username; every attempt is audited."""
     username = normalise_username(request.form.get("username", ""))[:64]
     password = request.form.get("password", "")
-    client = store.client()
+    client = kv.client()
     actor = username or "(blank)"
     if login_blocked(client, username):
         _audit("agent.login_failed", actor=actor, details={"reason": "too_many_attempts"})
@@ -295,7 +296,7 @@ def checklist(call_sid: str) -> Any:
     """Record which checklist items the caller got right."""
     user, entry = _user(), _entry(call_sid)
     matched = checked_items(request.form.getlist("matched"))
-    transfers.save_checklist(store.client(), call_sid, matched, by=user.username, at=time.time())
+    transfers.save_checklist(kv.client(), call_sid, matched, by=user.username, at=time.time())
     unmatched = [item for item in CHECKLIST if item not in matched]
     _audit(
         "agent.checklist",
@@ -321,7 +322,7 @@ def send_code(call_sid: str) -> Any:
     )
     details = {"channel": channel, "outcome": sent.outcome, "to": sent.shown}
     if sent.outcome == "sent":
-        transfers.note(store.client(), call_sid, code_sent=channel, code_result="")
+        transfers.note(kv.client(), call_sid, code_sent=channel, code_result="")
         _audit(
             "agent.code_sent", call_sid=call_sid, account_id=entry["account_id"], details=details
         )
@@ -357,7 +358,7 @@ def check_code(call_sid: str) -> Any:
         entered=request.form.get("code", ""),
     )
     result = "pass" if passed(outcome) else "fail"
-    transfers.note(store.client(), call_sid, code_result=result, code_by=user.username)
+    transfers.note(kv.client(), call_sid, code_result=result, code_by=user.username)
     _audit(
         "agent.code_check",
         call_sid=call_sid,
@@ -377,7 +378,7 @@ def escalate(call_sid: str) -> Any:
     if entry["escalated"]:
         flash("This call is already escalated.", "ok")
         return _back(call_sid)
-    transfers.escalate(store.client(), call_sid, by=user.username, at=time.time())
+    transfers.escalate(kv.client(), call_sid, by=user.username, at=time.time())
     _audit(
         "agent.escalated",
         call_sid=call_sid,
@@ -403,14 +404,14 @@ def _may_see(user: AgentUser, entry: dict[str, Any]) -> bool:
 
 def _entry(call_sid: str) -> dict[str, Any]:
     """The transfers entry of a call this agent may work on, else 404."""
-    entry = transfers.lookup(store.client(), call_sid)
+    entry = transfers.lookup(kv.client(), call_sid)
     if entry is None or not _may_see(_user(), entry):
         abort(404, description="That call is no longer on your list.")
     return entry
 
 
 def _calls_for(user: AgentUser) -> list[dict[str, Any]]:
-    client = store.client()
+    client = kv.client()
     entries = transfers.recent(client, user.target, LIST_LIMIT)
     if user.role == SUPERVISOR:
         listed = {entry["call_sid"] for entry in entries}
@@ -516,7 +517,7 @@ def _facts(entry: dict[str, Any], context: dict[str, Any] | None, status: str) -
 
 def _pop(user: AgentUser, call_sid: str) -> dict[str, Any] | None:
     """Everything the screen pop template needs, or None when the agent may not see it."""
-    entry = transfers.lookup(store.client(), call_sid)
+    entry = transfers.lookup(kv.client(), call_sid)
     if entry is None or not _may_see(user, entry):
         return None
     context, status = _context(entry)
@@ -552,7 +553,7 @@ def _pop(user: AgentUser, call_sid: str) -> dict[str, Any] | None:
 
 def _verifier() -> ManualVerifier:
     rt = runtime.get()
-    codes = CodeService(store.client(), rt.settings.secret_key, rt.code_policy_for(AGENT_VERIFY))
+    codes = CodeService(kv.client(), rt.settings.secret_key, rt.code_policy_for(AGENT_VERIFY))
     return ManualVerifier(codes, delivery.get(), SqlDirectory(db.session()), rt.definitions.catalog)
 
 

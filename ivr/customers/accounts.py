@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.customers.importer import normalise_account_number
-from ivr.models import Account
-from ivr.phonechange import as_utc, cooling_off_until, history
+from ivr.numberchange.onfile import as_utc, cooling_off_until, history
+from ivr.storage.models import Account
 
 DEFAULT_COOLING_OFF = 7 * 86400  # seconds flagged after a number change (security.md)
 
@@ -37,7 +37,7 @@ def account_summary(
     """The account as JSON-ready data: owner, phone, sharers, number history and flags.
 
     `pending` is the number change in progress, if any, as its owner describes it;
-    it is passed in because it lives outside the database (see ivr.numberchange).
+    it is passed in because it lives outside the database (see ivr.numberchange.service).
     """
     until = cooling_off_until(account.phone_changed_at, cooling_off_seconds, now or _now())
     flags = ["number_changed_recently"] if until is not None else []

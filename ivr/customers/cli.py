@@ -11,11 +11,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ivr import db
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.errors import StorageUnavailable
-from ivr.numberchange import pending_change_for
+from ivr.numberchange.service import pending_change_for
+from ivr.storage import db
 
 
 @click.group("customers")

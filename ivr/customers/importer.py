@@ -25,10 +25,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ivr import audit
 from ivr.errors import IvrError
-from ivr.models import Account, Customer, PhoneNumber
 from ivr.phone import to_e164
+from ivr.storage import audit
+from ivr.storage.models import Account, Customer, PhoneNumber
 
 COLUMNS = ("name", "phone", "account_number", "email")
 EXPECTED_HEADER = ",".join(COLUMNS)

@@ -80,7 +80,7 @@ class Directory(Protocol):
 
 
 class Verifier(Protocol):
-    """One-time codes for the engine (implemented by ivr.verification)."""
+    """One-time codes for the engine (implemented by ivr.verification.verifier)."""
 
     code_length: int
 

@@ -61,7 +61,7 @@ READ_CODE_PLACEHOLDERS = frozenset({"code_digits"})
 
 CODE_CHANNELS = frozenset({"sms", "email", "voice"})
 
-# Problems with a keyed-in new phone number (ivr.newnumber), each with its own prompt.
+# Problems with a keyed-in new phone number (ivr.numberchange.rules), each with its own prompt.
 NUMBER_PROBLEMS = frozenset({"invalid", "country", "line_type", "same_number"})
 
 # Prompts the service itself speaks outside any flow (fallback, whisper);

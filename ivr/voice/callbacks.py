@@ -12,13 +12,15 @@ import logging
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr import audit, callbacks, db, runtime
-from ivr.callbacks import ASK, READ, Callback
-from ivr.codes import Issued
+from ivr.calls import outbound, runtime
+from ivr.calls.outbound import ASK, READ, Callback
 from ivr.errors import StorageUnavailable
 from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say
 from ivr.phone import mask
+from ivr.storage import audit, db
+from ivr.verification.codes import Issued
 from ivr.voice import twiml, webhook
+from ivr.voice.services import codes, number_changes
 from ivr.voice.signature import require_twilio_signature
 
 log = logging.getLogger(__name__)
@@ -28,15 +30,6 @@ bp.before_request(require_twilio_signature)
 
 # Twilio's AnsweredBy values that mean no person (only sent when machine detection is on).
 MACHINES = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
-
-
-def public_urls(callback_id: str) -> tuple[str, str]:
-    """The answer and status URLs of a call-back, as Twilio must request them."""
-    base = runtime.get().settings.public_url
-    return (
-        base + url_for("callback.answer", o=callback_id),
-        base + url_for("callback.status", o=callback_id),
-    )
 
 
 def _answer(instructions: list[Instruction], action: str = "") -> Response:
@@ -69,13 +62,13 @@ def spoken_code(code: str) -> str:
 def answer() -> Response:
     """The called phone was answered: ask for a key (READ) or for the code (ASK)."""
     webhook.parse(request.form)
-    callback = callbacks.load(request.args.get("o", ""))
+    callback = outbound.load(request.args.get("o", ""))
     if callback is None:
         return _goodbye(None, "callback_expired")
     if request.form.get("AnsweredBy", "") in MACHINES:
         log.info("call-back %s reached %s; nothing said", callback.sid, request.form["AnsweredBy"])
         return _answer([Hangup()])
-    callback = callbacks.update(callback.id, answered=True) or callback
+    callback = outbound.update(callback.id, answered=True) or callback
     if callback.mode == READ:
         gather = Gather(
             (_say(callback, "callback_press_key"),),
@@ -108,13 +101,11 @@ def _ask_for_code(callback: Callback, prompt: str) -> Response:
 def key() -> Response:
     """A key was pressed on a READ call-back: make the code now and read it out twice."""
     call = webhook.parse(request.form)
-    callback = callbacks.load(request.args.get("o", ""))
+    callback = outbound.load(request.args.get("o", ""))
     if callback is None or callback.mode != READ:
         return _goodbye(callback, "callback_expired")
     if not call.digits:
         return _goodbye(callback, "callback_no_key")
-    from ivr.voice.services import codes
-
     outcome = codes(callback.purpose).reveal(
         callback.account_id, callback.purpose, callback.id, callback.bound_to
     )
@@ -123,7 +114,7 @@ def key() -> Response:
         if outcome.reason == "locked":
             return _goodbye(callback, "callback_locked")
         return _goodbye(callback, "callback_expired")
-    callbacks.update(callback.id, revealed=True)
+    outbound.update(callback.id, revealed=True)
     log.info("call-back %s: code read out (%s)", call.call_sid, callback.purpose)
     digits = spoken_code(outcome.code)
     return _answer(
@@ -140,10 +131,8 @@ def key() -> Response:
 @bp.post("/code")
 def code() -> Response:
     """A code keyed in on an ASK call-back; its purpose decides what a right one does."""
-    from ivr.voice.services import number_changes
-
     call = webhook.parse(request.form)
-    callback = callbacks.load(request.args.get("o", ""))
+    callback = outbound.load(request.args.get("o", ""))
     if callback is None or callback.mode != ASK:
         return _goodbye(callback, "callback_expired")
     if not call.digits:
@@ -158,16 +147,14 @@ def code() -> Response:
 @bp.post("/status")
 def status() -> Response:
     """Status callback of a call-back leg: record the final status once, and audit it."""
-    from ivr.voice.services import number_changes
-
     call = webhook.parse(request.form)
-    if call.call_status not in callbacks.FINAL_STATUSES:
+    if call.call_status not in outbound.FINAL_STATUSES:
         return _answer([])
     # The status is stored first (idempotently), so a failure below can never leave a
     # caller waiting on a call-back that has in fact ended.
-    callback = callbacks.load(request.args.get("o", ""))
+    callback = outbound.load(request.args.get("o", ""))
     if callback is not None and not callback.ended:
-        callback = callbacks.update(callback.id, status=call.call_status) or callback
+        callback = outbound.update(callback.id, status=call.call_status) or callback
     details: dict[str, object] = {"status": call.call_status}
     if callback is not None:
         details.update(

@@ -15,15 +15,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ivr import db, store
 from ivr.agent import transfers as agent_transfers
 from ivr.agent.api import context_signer
 from ivr.agent.context import build_context
-from ivr.directory import SqlDirectory
+from ivr.customers.directory import SqlDirectory
 from ivr.errors import StorageUnavailable
 from ivr.flow.instructions import Instruction, Transfer
 from ivr.flow.model import TransferTarget
 from ivr.flow.state import CallState
+from ivr.storage import db, kv
 from ivr.voice import twiml
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _record(state: CallState, target: TransferTarget, token: str) -> None:
     try:
         for name in names:
             agent_transfers.record(
-                store.client(),
+                kv.client(),
                 target=name,
                 call_sid=state.call_sid,
                 token=token,

@@ -7,26 +7,26 @@ ask for what they need.
 
 from __future__ import annotations
 
-from ivr import callbacks, db, runtime, store
-from ivr.codes import CONFIRM_NUMBER, VERIFY, CodeService
+from ivr.calls import outbound, runtime
+from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
-from ivr.directory import SqlDirectory
 from ivr.flow.engine import Engine
 from ivr.flow.model import Flow
-from ivr.newnumber import NumberRules
-from ivr.numberchange import NumberChanges
-from ivr.verification import CodeVerifier
+from ivr.numberchange.rules import NumberRules
+from ivr.numberchange.service import NumberChanges
+from ivr.storage import db, kv
+from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService
+from ivr.verification.verifier import CodeVerifier
+from ivr.voice.urls import callback_urls
 
 
 def codes(purpose: str) -> CodeService:
     rt = runtime.get()
-    return CodeService(store.client(), rt.settings.secret_key, rt.code_policy_for(purpose))
+    return CodeService(kv.client(), rt.settings.secret_key, rt.code_policy_for(purpose))
 
 
-def placer() -> callbacks.Placer:
-    from ivr.voice.callbacks import public_urls
-
-    return callbacks.Placer(delivery.get_dialer(), public_urls)
+def placer() -> outbound.Placer:
+    return outbound.Placer(delivery.get_dialer(), callback_urls)
 
 
 def number_changes(directory: SqlDirectory | None = None) -> NumberChanges:

@@ -18,17 +18,18 @@ from dataclasses import replace
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr import audit, callstore, db, runtime
-from ivr.directory import SqlDirectory
+from ivr.agent.whisper import whisper_says
+from ivr.calls import runtime, store
+from ivr.customers.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
 from ivr.flow.model import MAX_QUEUE_WAIT, Flow, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
+from ivr.storage import audit, db
 from ivr.voice import handover, services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
-from ivr.whisper import whisper_says
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _answer(document: str) -> Response:
 
 
 def _respond(turn: Turn) -> Response:
-    callstore.save(turn.state)
+    store.save(turn.state)
     return _answer(twiml.render(handover.prepare(turn.state, turn.instructions), _links()))
 
 
@@ -80,7 +81,7 @@ def incoming() -> Response:
     """A call comes in: start the flow (or repeat the current prompt on a retry)."""
     call = webhook.parse(request.form)
     rt = runtime.get()
-    state = callstore.load(call.call_sid)
+    state = store.load(call.call_sid)
     if state is not None:  # Twilio retried this request: no second start
         return _respond(_engine(rt.flow_for(state)).replay(state))
     turn = _engine(rt.flow).start(call.call_sid, call.caller, call.stir_verstat)
@@ -151,7 +152,7 @@ def whisper() -> Response:
     language = rt.flow.default_language
     state, account = None, None
     try:  # storage trouble must not stop the agent taking the call: say "unverified"
-        state = callstore.load(call.parent_call_sid) if call.parent_call_sid else None
+        state = store.load(call.parent_call_sid) if call.parent_call_sid else None
         if state is not None and state.account_id is not None:
             found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
             account = found[0] if found else None
@@ -189,7 +190,7 @@ def status() -> Response:
     if call.call_status not in FINAL_STATUSES:
         return _answer(twiml.document())
     try:
-        state = callstore.load(call.call_sid)
+        state = store.load(call.call_sid)
     except StorageUnavailable:
         state = None
     details: dict[str, object] = {"status": call.call_status}
@@ -221,7 +222,7 @@ def status() -> Response:
     if first and state is not None:
         # An AFTER_CALL number change rings the new phone now that this call is over.
         services.number_changes().original_call_ended(state)
-        callstore.delete(call.call_sid)
+        store.delete(call.call_sid)
     log.info("call %s ended: %s%s", call.call_sid, call.call_status, "" if first else " (repeat)")
     return _answer(twiml.document())
 
@@ -255,7 +256,7 @@ def fallback_dial() -> Response:
 
 
 def _state_of(call_sid: str) -> CallState:
-    state = callstore.load(call_sid)
+    state = store.load(call_sid)
     if state is None:
         raise CallStateLost(f"no state for call {call_sid}")
     return state

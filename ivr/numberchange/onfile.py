@@ -23,9 +23,9 @@ from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ivr.db import unavailable_as_storage_error
-from ivr.models import Account, AuditEvent, PhoneChange, PhoneNumber
 from ivr.phone import mask
+from ivr.storage.db import unavailable_as_storage_error
+from ivr.storage.models import Account, AuditEvent, PhoneChange, PhoneNumber
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _apply(
             mode=mode,
         )
     )
-    # Written here rather than through ivr.audit.record, which commits on its own: the
+    # Written here rather than through ivr.storage.audit.record, which commits on its own: the
     # audit row must commit or roll back together with the change it describes.
     session.add(
         AuditEvent(

@@ -6,7 +6,7 @@ delivered is withdrawn at once, so nothing is left half-done.
 
 The "voice" channel is a call-back to the phone on file: it only reserves the
 code here, and the call-back makes and reads it once a person presses a key
-(see ivr.callbacks).
+(see ivr.calls.outbound).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from ivr import callbacks
-from ivr.codes import VERIFY, CodeService, Issued
+from ivr.calls import outbound
 from ivr.delivery import Channel, DeliveryFailed, Outgoing
 from ivr.flow.engine import AccountView, Directory
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
 from ivr.phone import mask
+from ivr.verification.codes import VERIFY, CodeService, Issued
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class CodeVerifier:
         channels: Mapping[str, Channel],
         directory: Directory,
         catalog: Catalog,
-        placer: callbacks.Placer | None = None,
+        placer: outbound.Placer | None = None,
     ):
         self.codes = codes
         self.channels = channels
@@ -132,9 +132,9 @@ class CodeVerifier:
             return "no_channel"
         if account.phone == state.caller:
             return "line_in_use"  # the phone on file is the one on this call: it cannot ring
-        callback = callbacks.new_callback(
+        callback = outbound.new_callback(
             purpose=PURPOSE,
-            mode=callbacks.READ,
+            mode=outbound.READ,
             account_id=account.id,
             bound_to=state.call_sid,
             language=state.language,

@@ -6,8 +6,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ivr import db
 from ivr.customers.seed import DEMO_CUSTOMERS, seed_demo
+from ivr.storage import db
 
 
 @click.command("demo")

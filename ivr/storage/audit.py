@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.models import AuditEvent
+from ivr.storage.models import AuditEvent
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from ivr.codes import VERIFY, CodePolicy, policy_for
 from ivr.config import Settings
 from ivr.errors import CallStateLost, ConfigError
 from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine, NumberChanger, Verifier
 from ivr.flow.loader import Definitions, load_definitions
 from ivr.flow.model import Flow, TransferTarget, parse_target
 from ivr.flow.state import CallState
+from ivr.verification.codes import VERIFY, CodePolicy, policy_for
 
 log = logging.getLogger(__name__)
 

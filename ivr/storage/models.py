@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ivr.db import Base
+from ivr.storage.db import Base
 
 
 def utcnow() -> datetime:

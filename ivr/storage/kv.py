@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import redis
 from flask import Flask, current_app
 
-from ivr.errors import StorageUnavailable
+from ivr.errors import ConfigError, StorageUnavailable
 
 
 def connect(url: str | None, timeout: float) -> redis.Redis:
@@ -32,7 +32,10 @@ def connect(url: str | None, timeout: float) -> redis.Redis:
 def init_app(app: Flask) -> None:
     """Attach the Redis client to the app."""
     settings = app.config["IVR_SETTINGS"]
-    app.extensions["ivr.redis"] = connect(settings.redis_url, settings.storage_timeout)
+    try:
+        app.extensions["ivr.redis"] = connect(settings.redis_url, settings.storage_timeout)
+    except ValueError as exc:  # redis-py's word for a URL it cannot use
+        raise ConfigError(f"Cannot start ivr: REDIS_URL is not usable: {exc}") from None
 
 
 def client() -> redis.Redis:

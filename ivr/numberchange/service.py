@@ -12,7 +12,7 @@ id, so it works for this change and nothing else. Two modes:
   the service rings the new phone, which asks for the code.
 
 Only a right code changes anything, in one database transaction
-(ivr.phonechange); then the old number gets an SMS (and the mailbox on file an
+(ivr.numberchange.onfile); then the old number gets an SMS (and the mailbox on file an
 email) saying so. Every attempt, finished or not, is audited with masked numbers.
 """
 
@@ -28,16 +28,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ivr import audit, callbacks, keys, phonechange, store
-from ivr.callbacks import ASK, READ, Callback
-from ivr.codes import CONFIRM_NUMBER, OK, CodeService, Issued
+from ivr.calls import outbound
+from ivr.calls.outbound import ASK, READ, Callback
 from ivr.delivery import Channel, DeliveryFailed, Outgoing
 from ivr.errors import StorageUnavailable
 from ivr.flow.engine import AccountView, Directory, Started
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
-from ivr.newnumber import Accepted, NumberRules, check_new_number, spoken
+from ivr.numberchange import onfile
+from ivr.numberchange.rules import Accepted, NumberRules, check_new_number, spoken
 from ivr.phone import mask
+from ivr.storage import audit, keys, kv
+from ivr.verification.codes import CONFIRM_NUMBER, OK, CodeService, Issued
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ PENDING_TTL = 20 * 60  # past the code's lifetime (at most 10 minutes) and the r
 MAX_ENTRIES = 3  # codes keyed in per call-back (security.md)
 # Ringing, answering and hearing the code take well under this; past it, a call-back
 # whose status never arrived counts as not answered rather than keeping the caller waiting.
-CALLBACK_DEADLINE = callbacks.RING_SECONDS + 120
+CALLBACK_DEADLINE = outbound.RING_SECONDS + 120
 
 # How a call-back that read no code ended, in the engine's words.
 _UNREACHED = {
@@ -96,22 +98,22 @@ class CallbackReply:
 
 
 def load_pending(account_id: int) -> PendingChange | None:
-    with store.unavailable_as_storage_error():
-        raw = store.client().get(keys.number_change(account_id))
+    with kv.unavailable_as_storage_error():
+        raw = kv.client().get(keys.number_change(account_id))
     return PendingChange.from_json(raw) if raw else None
 
 
 def save_pending(change: PendingChange) -> None:
-    with store.unavailable_as_storage_error():
-        store.client().set(keys.number_change(change.account_id), change.to_json(), ex=PENDING_TTL)
+    with kv.unavailable_as_storage_error():
+        kv.client().set(keys.number_change(change.account_id), change.to_json(), ex=PENDING_TTL)
 
 
 def drop_pending(change: PendingChange) -> None:
     """Forget a change, unless a newer one has replaced it meanwhile."""
     current = load_pending(change.account_id)
     if current is not None and current.id == change.id:
-        with store.unavailable_as_storage_error():
-            store.client().delete(keys.number_change(change.account_id))
+        with kv.unavailable_as_storage_error():
+            kv.client().delete(keys.number_change(change.account_id))
 
 
 def pending_change_for(account_id: int) -> dict[str, Any] | None:
@@ -137,7 +139,7 @@ class NumberChanges:
         session: Session,
         directory: Directory,
         codes: CodeService,
-        placer: callbacks.Placer,
+        placer: outbound.Placer,
         rules: NumberRules,
         channels: Mapping[str, Channel],
         catalog: Catalog,
@@ -169,7 +171,7 @@ class NumberChanges:
                 {"old": mask(account.phone), "reason": result.problem},
             )
             return result.problem
-        if phonechange.number_on_other_account(self.session, result.e164, account.id):
+        if onfile.number_on_other_account(self.session, result.e164, account.id):
             self._audit(
                 "number_change.refused",
                 state.call_sid,
@@ -185,14 +187,14 @@ class NumberChanges:
         new = state.slots.get("new_number")
         if not new:
             return Started("needs_code")
-        if phonechange.number_on_other_account(self.session, new, account.id):
+        if onfile.number_on_other_account(self.session, new, account.id):
             return Started("taken")
         earlier = load_pending(account.id)
         if earlier is not None:  # a retry on this call, or another call: the old one is over
             self.codes.withdraw_code(account.id, PURPOSE)
             self._failed(earlier, "superseded")
         change = PendingChange(
-            id=callbacks.new_id(),
+            id=outbound.new_id(),
             account_id=account.id,
             call_sid=state.call_sid,
             old=account.phone,
@@ -229,7 +231,7 @@ class NumberChanges:
         change = self._pending_of(state)
         if change is None or change.callback_id is None:
             return "failed"
-        callback = callbacks.load(change.callback_id)
+        callback = outbound.load(change.callback_id)
         if callback is None:
             return "failed"
         if callback.revealed:
@@ -273,13 +275,13 @@ class NumberChanges:
         outcome = self.codes.check(change.account_id, PURPOSE, change.id, entered)
         if outcome == OK:
             applied = self._apply(change)
-            callbacks.update(callback.id, entries=entries, outcome=applied)
+            outbound.update(callback.id, entries=entries, outcome=applied)
             if applied == "ok":
                 return CallbackReply("callback_number_changed")
             if applied == "taken":  # the number went to another account: people review it
                 return CallbackReply("callback_not_changed")
             return CallbackReply("callback_change_conflict")
-        callbacks.update(callback.id, entries=entries, outcome=outcome)
+        outbound.update(callback.id, entries=entries, outcome=outcome)
         if outcome == "wrong" and entries < MAX_ENTRIES:
             return CallbackReply("callback_enter_code_retry", ask_again=True)
         self.codes.withdraw_code(change.account_id, PURPOSE)
@@ -337,7 +339,7 @@ class NumberChanges:
         return True
 
     def _apply(self, change: PendingChange) -> str:
-        result = phonechange.apply_change(
+        result = onfile.apply_change(
             self.session,
             account_id=change.account_id,
             expected_old=change.old,
@@ -346,7 +348,7 @@ class NumberChanges:
             mode=change.mode,
             now=datetime.fromtimestamp(self.clock(), UTC),
         )
-        if not isinstance(result, phonechange.Changed):
+        if not isinstance(result, onfile.Changed):
             drop_pending(change)
             self._failed(change, f"conflict_{result.reason}")
             return "taken" if result.reason == "taken" else "conflict"
@@ -420,7 +422,7 @@ class NumberChanges:
         )
 
     def _callback(self, change: PendingChange, mode: str) -> Callback:
-        return callbacks.new_callback(
+        return outbound.new_callback(
             purpose=PURPOSE,
             mode=mode,
             account_id=change.account_id,

@@ -15,48 +15,17 @@ region's own international (IDD) prefix, since a keypad has no "+".
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import phonenumbers
-from phonenumbers import CountryCodeSource, PhoneNumberFormat, PhoneNumberType
+from phonenumbers import CountryCodeSource, PhoneNumberFormat
+
+from ivr.phone import LINE_TYPES
 
 if TYPE_CHECKING:
     from ivr.config import Settings
 
-# Our setting names for phonenumbers' line types (IVR_ALLOWED_LINE_TYPES).
-LINE_TYPES: Mapping[str, int] = MappingProxyType(
-    {
-        "mobile": PhoneNumberType.MOBILE,
-        "fixed_line": PhoneNumberType.FIXED_LINE,
-        # Where mobile and fixed numbers share ranges (all of NANP) this is all phonenumbers knows.
-        "fixed_line_or_mobile": PhoneNumberType.FIXED_LINE_OR_MOBILE,
-        "toll_free": PhoneNumberType.TOLL_FREE,
-        "voip": PhoneNumberType.VOIP,
-        "personal_number": PhoneNumberType.PERSONAL_NUMBER,
-        "premium_rate": PhoneNumberType.PREMIUM_RATE,
-        "shared_cost": PhoneNumberType.SHARED_COST,
-        "uan": PhoneNumberType.UAN,
-        "pager": PhoneNumberType.PAGER,
-        "voicemail": PhoneNumberType.VOICEMAIL,
-        "unknown": PhoneNumberType.UNKNOWN,
-    }
-)
-
-# Line types no configuration may allow for a phone that receives one-time codes, and why.
-WHY_NEVER_ALLOWED: Mapping[str, str] = MappingProxyType(
-    {
-        "premium_rate": "toll fraud: every code call-back earns the number's owner money",
-        "shared_cost": "toll fraud: code call-backs cost more and pay the number's operator",
-        "uan": "a company switchboard number, not one person's phone",
-        "pager": "a pager cannot answer a code call-back",
-        "voicemail": "a code left in a mailbox can be heard by whoever reaches the mailbox",
-        "unknown": "phonenumbers cannot tell what kind of line it is",
-    }
-)
-NEVER_ALLOWED = frozenset(WHY_NEVER_ALLOWED)
 
 # Why a number was refused, in the order the checks run (the first failing one wins).
 PROBLEMS = ("invalid", "country", "line_type", "same_number")

@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from ivr.db import unavailable_as_storage_error
 from ivr.flow.engine import AccountView
 from ivr.flow.state import MAX_CANDIDATES
-from ivr.models import Account, Customer, PhoneNumber
-from ivr.phonechange import as_utc
+from ivr.numberchange.onfile import as_utc
+from ivr.storage.db import unavailable_as_storage_error
+from ivr.storage.models import Account, Customer, PhoneNumber
 
 
 class SqlDirectory:

@@ -13,15 +13,14 @@ import pytest
 from phonenumbers import PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
 from ivr.config import Settings
-from ivr.newnumber import (
-    LINE_TYPES,
-    NEVER_ALLOWED,
+from ivr.numberchange.rules import (
     Accepted,
     NumberRules,
     Rejected,
     check_new_number,
     spoken,
 )
+from ivr.phone import LINE_TYPES, NEVER_ALLOWED
 
 ALLOWABLE_LINE_TYPES = frozenset(LINE_TYPES) - NEVER_ALLOWED
 EVERYWHERE = frozenset(phonenumbers.SUPPORTED_REGIONS)

@@ -13,10 +13,10 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from ivr.errors import StorageUnavailable
+from ivr.errors import ConfigError, StorageUnavailable
 
 
 class Base(DeclarativeBase):
@@ -49,7 +49,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def init_app(app: Flask) -> None:
     """Bind an engine and a session factory to the app; close sessions after requests."""
     settings = app.config["IVR_SETTINGS"]
-    engine = make_engine(settings.database_url, settings.storage_timeout)
+    try:
+        engine = make_engine(settings.database_url, settings.storage_timeout)
+    except ArgumentError as exc:  # an unknown scheme or driver, a malformed URL
+        raise ConfigError(f"Cannot start ivr: DATABASE_URL is not usable: {exc}") from None
     app.extensions["ivr.db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)
 

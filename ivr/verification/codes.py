@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from ivr import keys
-from ivr.store import unavailable_as_storage_error
+from ivr.storage import keys
+from ivr.storage.kv import unavailable_as_storage_error
 
 log = logging.getLogger(__name__)
 

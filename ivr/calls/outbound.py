@@ -26,10 +26,10 @@ from typing import Any
 
 import redis
 
-from ivr import keys, store
 from ivr.delivery import DeliveryFailed, Dialer, OutgoingCall
 from ivr.errors import StorageUnavailable
 from ivr.phone import mask
+from ivr.storage import keys, kv
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,14 @@ def load(callback_id: str) -> Callback | None:
     """The call-back with this id, or None (expired, never existed, or a garbled id)."""
     if not callback_id or len(callback_id) > 64:
         return None
-    with store.unavailable_as_storage_error():
-        raw = store.client().get(keys.callback(callback_id))
+    with kv.unavailable_as_storage_error():
+        raw = kv.client().get(keys.callback(callback_id))
     return Callback.from_json(raw) if raw else None
 
 
 def save(callback: Callback) -> None:
-    with store.unavailable_as_storage_error():
-        store.client().set(keys.callback(callback.id), callback.to_json(), ex=RECORD_TTL)
+    with kv.unavailable_as_storage_error():
+        kv.client().set(keys.callback(callback.id), callback.to_json(), ex=RECORD_TTL)
 
 
 def update(callback_id: str, **fields: Any) -> Callback | None:
@@ -120,7 +120,7 @@ def update(callback_id: str, **fields: Any) -> Callback | None:
     and status webhooks and the placer may write at the same moment, and none of
     their facts may be lost. None when the record is gone."""
     key = keys.callback(callback_id)
-    with store.unavailable_as_storage_error(), store.client().pipeline() as pipe:
+    with kv.unavailable_as_storage_error(), kv.client().pipeline() as pipe:
         for _ in range(5):
             try:
                 pipe.watch(key)
@@ -140,8 +140,8 @@ def update(callback_id: str, **fields: Any) -> Callback | None:
 
 
 def forget(callback_id: str) -> None:
-    with store.unavailable_as_storage_error():
-        store.client().delete(keys.callback(callback_id))
+    with kv.unavailable_as_storage_error():
+        kv.client().delete(keys.callback(callback_id))
 
 
 class Placer:
