@@ -1,0 +1,140 @@
+"""Reads `prompts/<language>.yaml` into the prompt catalog, checking every text.
+
+Texts stay within Twilio's <Say> limits, use only the placeholders their kind of
+prompt allows, and every language has each system prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from types import MappingProxyType
+
+from ivr.errors import DefinitionProblem
+from ivr.flow import yamlread
+from ivr.flow.loader.files import read_yaml, unknown_keys
+from ivr.flow.model.flow import (
+    MESSAGE_PLACEHOLDERS,
+    MESSAGE_PREFIX,
+    PLACEHOLDERS,
+    READ_CODE_PLACEHOLDERS,
+    READ_CODE_PREFIX,
+    SYSTEM_PROMPTS,
+    Catalog,
+    PromptSet,
+)
+
+PROMPT_FILE_KEYS = ("language", "voice", "prompts")
+# Twilio's schema allows these voices (see ../shared/twilio); Polly voices sound best.
+VOICE_PATTERN = r"^(man|woman|Polly\.[A-Za-z]+)$"
+SAY_LIMIT = 4096
+POLLY_SAY_LIMIT = 3000
+# System prompts spoken where no call facts are at hand (while holding in a queue).
+PLAIN_PROMPTS = frozenset({"queue_hold"})
+
+
+def load_catalog(prompts_dir: Path) -> tuple[Catalog, list[DefinitionProblem]]:
+    """Read every `prompts/<language>.yaml`; system prompts must exist in each."""
+    problems: list[DefinitionProblem] = []
+    languages: dict[str, PromptSet] = {}
+    files = sorted(prompts_dir.glob("*.yaml"))
+    if not files:
+        problems.append(DefinitionProblem(str(prompts_dir), "", "", "no prompt files found"))
+    for path in files:
+        prompt_set = _load_prompt_file(path, problems)
+        if prompt_set is not None:
+            languages[prompt_set.language] = prompt_set
+    return Catalog(MappingProxyType(languages)), problems
+
+
+def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSet | None:
+    file = str(path)
+    data = read_yaml(path, problems)
+    if data is None:
+        return None
+    if not isinstance(data, yamlread.LineDict):
+        problems.append(DefinitionProblem(file, "", "", "must be a mapping", 1))
+        return None
+    unknown_keys(data, PROMPT_FILE_KEYS, file, "", problems)
+    language = data.get("language")
+    if language != path.stem:
+        problems.append(
+            DefinitionProblem(
+                file,
+                "",
+                "language",
+                f"must be {path.stem!r}, the file's name",
+                data.line_of("language"),
+            )
+        )
+        return None
+    voice = data.get("voice")
+    if voice is not None and (not isinstance(voice, str) or not re.match(VOICE_PATTERN, voice)):
+        problems.append(
+            DefinitionProblem(
+                file, "", "voice", "must be man, woman or Polly.<Name>", data.line_of("voice")
+            )
+        )
+        voice = None
+    texts = data.get("prompts")
+    if not isinstance(texts, yamlread.LineDict):
+        problems.append(
+            DefinitionProblem(file, "", "prompts", "must be a mapping of key: text", data.line)
+        )
+        return None
+    limit = POLLY_SAY_LIMIT if isinstance(voice, str) and voice.startswith("Polly.") else SAY_LIMIT
+    clean: dict[str, str] = {}
+    for key, text in texts.items():
+        line = texts.line_of(key)
+        if not isinstance(text, str) or not text.strip():
+            problems.append(DefinitionProblem(file, key, "text", "must be non-empty text", line))
+            continue
+        if len(text) > limit:
+            problems.append(
+                DefinitionProblem(
+                    file, key, "text", f"is {len(text)} characters; at most {limit}", line
+                )
+            )
+        if key.startswith(MESSAGE_PREFIX):
+            allowed = MESSAGE_PLACEHOLDERS
+        elif key.startswith(READ_CODE_PREFIX):
+            allowed = PLACEHOLDERS | READ_CODE_PLACEHOLDERS
+        else:
+            allowed = PLACEHOLDERS
+        for placeholder in _placeholders(text, file, key, line, problems):
+            if key in PLAIN_PROMPTS:
+                problems.append(
+                    DefinitionProblem(
+                        file, key, "text", "is read with no call facts: no placeholders", line
+                    )
+                )
+                break
+            if placeholder not in allowed:
+                problems.append(
+                    DefinitionProblem(
+                        file,
+                        key,
+                        "text",
+                        f"unknown placeholder {{{placeholder}}}; allowed: "
+                        + ", ".join(sorted(allowed)),
+                        line,
+                    )
+                )
+        clean[key] = " ".join(text.split())
+    for key in SYSTEM_PROMPTS:
+        if key not in clean and key not in texts:
+            problems.append(
+                DefinitionProblem(file, key, "prompts", "system prompt missing", texts.line)
+            )
+    return PromptSet(language, voice, MappingProxyType(clean), file)
+
+
+def _placeholders(
+    text: str, file: str, key: str, line: int | None, problems: list[DefinitionProblem]
+) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        problems.append(DefinitionProblem(file, key, "text", f"bad braces: {exc}", line))
+        return []
