@@ -1,21 +1,13 @@
 """The flow engine: (flow, call state, event) → (new state, instructions).
 
 A package so the turn loop, the node handlers and the protocols it needs can
-live apart; this module keeps `ivr.flow.engine` the one import path for them.
+live apart; this module keeps `ivr.flow.engine` the one import path for what
+the rest of the service uses of them.
 """
 
-from ivr.flow.engine.core import (
-    LIMIT_TRANSFER,
-    AccountView,
-    DialResult,
-    Directory,
-    Engine,
-    Input,
-    NumberChanger,
-    Started,
-    Turn,
-    Verifier,
-)
+from ivr.flow.engine.context import Turn
+from ivr.flow.engine.core import LIMIT_TRANSFER, DialResult, Engine, Input
+from ivr.flow.engine.ports import AccountView, Directory, NumberChanger, Started, Verifier
 
 __all__ = [
     "LIMIT_TRANSFER",

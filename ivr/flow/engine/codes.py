@@ -1,0 +1,54 @@
+"""Node handlers for one-time codes: sending one to a channel on file, and
+checking the one the caller keys in.
+
+The codes themselves (generation, attempts, lockout) belong to the Verifier;
+these handlers only turn its outcomes into the flow's exits and the failure
+reason the agent will hear.
+"""
+
+from __future__ import annotations
+
+from ivr.flow.engine.context import INVALID, EngineContext, Invalid, Turn, flag
+from ivr.flow.model import CheckCodeNode, SendCodeNode
+
+
+def enter_send_code(engine: EngineContext, turn: Turn, node: SendCodeNode) -> str:
+    state = turn.state
+    if engine.verifier is None or state.account_id is None:
+        return node.no_channel
+    outcome = engine.verifier.send_code(state, node.channel)
+    if outcome == "sent":
+        if node.channel != "email" and "number_changed_recently" in state.flags:
+            flag(state, "code_to_new_number")  # the agent should know what this code proves
+        if node.prompt:
+            turn.instructions.append(engine.say(turn, node.prompt))
+        return node.sent
+    if outcome == "line_in_use":
+        return node.line_in_use or node.no_channel
+    if outcome in ("rate_limited", "locked"):
+        state.failure = "locked" if outcome == "locked" else "code_rate_limited"
+        return node.rate_limited
+    if outcome == "failed":
+        state.failure = f"{node.channel}_failed"
+        return node.failed
+    return node.no_channel
+
+
+def input_code(
+    engine: EngineContext, turn: Turn, node: CheckCodeNode, digits: str
+) -> str | Invalid:
+    state = turn.state
+    if digits in node.options:  # a single key for another choice: resend, another channel
+        return node.options[digits]
+    if engine.verifier is None or state.account_id is None:
+        return node.expired
+    outcome = engine.verifier.check_code(state, digits)
+    if outcome == "ok":
+        state.failure = None
+        return node.ok
+    if outcome == "locked":
+        state.failure = "locked"
+        return node.locked
+    if outcome == "expired":
+        return node.expired
+    return INVALID

@@ -1,0 +1,84 @@
+"""What the engine needs from the rest of the service, stated as protocols.
+
+The engine stays pure by asking for accounts, codes and number changes through
+these shapes; the database, Redis and Twilio-backed services implement them
+elsewhere, and tests hand in small in-memory ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ivr.flow.state import CallState
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the engine may know about an account."""
+
+    id: int
+    number: str
+    name: str
+    phone: str
+    email: str | None = None
+    phone_changed_at: float | None = None  # when the number on file last changed (epoch s)
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else ""
+
+
+class Directory(Protocol):
+    """Account lookups the engine needs (implemented over the database)."""
+
+    def accounts_for_phone(self, e164: str) -> list[AccountView]: ...
+
+    def accounts_by_ids(self, ids: Sequence[int]) -> list[AccountView]: ...
+
+    def account_by_number(self, number: str) -> AccountView | None: ...
+
+
+class Verifier(Protocol):
+    """One-time codes for the engine (implemented by ivr.verification.verifier)."""
+
+    code_length: int
+
+    def send_code(self, state: CallState, channel: str) -> str:
+        """Send a code on file: sent, no_channel, rate_limited, locked or failed."""
+        ...
+
+    def check_code(self, state: CallState, entered: str) -> str:
+        """Check an entered code: ok, wrong, expired or locked."""
+        ...
+
+
+@dataclass(frozen=True)
+class Started:
+    """How starting a number-change call-back went; `code` only when it must be read now."""
+
+    outcome: str  # calling, code_read, limited, locked, taken, failed, needs_code
+    code: str | None = None
+
+
+class NumberChanger(Protocol):
+    """Changing the phone number on file, confirmed by a code call-back (ivr.numberchange)."""
+
+    def check_number(self, state: CallState, account: AccountView, keyed: str) -> str:
+        """ "ok" (kept in state.slots), "taken" (on another account) or a number problem."""
+        ...
+
+    def start(self, state: CallState, account: AccountView) -> Started:
+        """Place the call-back to the new number, or read the code for one after this call."""
+        ...
+
+    def callback_status(self, state: CallState) -> str:
+        """waiting (ringing or in progress), read, not_answered, busy or failed."""
+        ...
+
+    def confirm(self, state: CallState, entered: str) -> str:
+        """Check the code keyed in here: ok (the number changed), wrong, expired, locked,
+        conflict (the number changed meanwhile), taken (the new number went to another
+        account meanwhile)."""
+        ...

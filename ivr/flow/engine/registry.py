@@ -1,0 +1,84 @@
+"""The one place that says which handler runs each node kind.
+
+Tables, not names looked up during a call: a node kind of the model without
+exactly one behaviour here stops the import, long before a caller reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ivr.flow.engine.codes import enter_send_code, input_code
+from ivr.flow.engine.context import Invalid
+from ivr.flow.engine.identity import enter_identify, input_account_digits
+from ivr.flow.engine.number_change import (
+    enter_check_number_change,
+    enter_start_callback,
+    input_callback_code,
+    input_new_number,
+)
+from ivr.flow.engine.routing import (
+    enter_branch,
+    enter_hangup,
+    enter_say,
+    enter_transfer,
+    input_collect,
+    input_language,
+    input_menu,
+)
+from ivr.flow.model import (
+    NODE_TYPES,
+    BranchNode,
+    CheckAccountDigitsNode,
+    CheckCallbackCodeNode,
+    CheckCodeNode,
+    CheckNumberChangeNode,
+    ChooseLanguageNode,
+    CollectDigitsNode,
+    CollectNewNumberNode,
+    HangupNode,
+    IdentifyCallerNode,
+    InputNode,
+    MenuNode,
+    Node,
+    SayNode,
+    SendCodeNode,
+    StartCallbackNode,
+    TransferNode,
+)
+
+# Nodes that run without waiting: return the next node id, or None to stop the turn.
+ENTER: Mapping[type[Node], Callable[..., str | None]] = {
+    SayNode: enter_say,
+    BranchNode: enter_branch,
+    IdentifyCallerNode: enter_identify,
+    TransferNode: enter_transfer,
+    SendCodeNode: enter_send_code,
+    CheckNumberChangeNode: enter_check_number_change,
+    StartCallbackNode: enter_start_callback,
+    HangupNode: enter_hangup,
+}
+
+# Input nodes: return the next node id, or INVALID.
+ON_INPUT: Mapping[type[Node], Callable[..., str | Invalid]] = {
+    MenuNode: input_menu,
+    ChooseLanguageNode: input_language,
+    CollectDigitsNode: input_collect,
+    CheckAccountDigitsNode: input_account_digits,
+    CheckCodeNode: input_code,
+    CollectNewNumberNode: input_new_number,
+    CheckCallbackCodeNode: input_callback_code,
+}
+
+# Why verification failed, by the node kind that gave up (for the agent).
+FAILURES: Mapping[type[Node], str] = {
+    CheckAccountDigitsNode: "digits_failed",
+    CheckCodeNode: "code_failed",
+    CollectNewNumberNode: "new_number_failed",
+    CheckCallbackCodeNode: "callback_code_failed",
+}
+
+assert all(
+    (kind in ENTER) != (kind in ON_INPUT) and (kind in ON_INPUT) == issubclass(kind, InputNode)
+    for kind in NODE_TYPES.values()
+), "every node kind of the registry needs exactly one behaviour here"
