@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: install run test test-services lint typecheck validate clean
+PRISM := .cache/node/node_modules/.bin/prism
+
+.PHONY: install run test test-services lint typecheck validate prism clean
 
 $(BIN)/ivr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,16 +33,27 @@ typecheck: install
 validate: install
 	$(BIN)/ivr flows validate
 
+# Prism (a mock of Twilio's REST API that validates requests against Twilio's OpenAPI
+# description, tests/twilio/) for the contract tests; needs Node.js's npm.
+prism: $(PRISM)
+$(PRISM):
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing Prism for the Twilio contract tests (.cache/node)"; \
+		npm install --silent --no-audit --no-fund --prefix .cache/node @stoplight/prism-cli@5; \
+	else \
+		echo "npm not found: the Prism contract tests will skip (install Node.js to run them)"; \
+	fi
+
 # The whole suite: lint, types, flow validation, tests (SQLite + in-process Redis
 # unless IVR_TEST_DATABASE_URL / IVR_TEST_REDIS_URL point at real services).
-test: lint typecheck validate
+test: lint typecheck validate prism
 	$(BIN)/pytest
 
 # The same tests against the local PostgreSQL and Redis (what CI runs too).
-test-services: install
+test-services: install prism
 	IVR_TEST_DATABASE_URL=$${IVR_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	IVR_TEST_REDIS_URL=$${IVR_TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache tests/artifacts

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -20,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-import ivr.storage.models  # noqa: F401  (the tables must be on the metadata before drop_all)
+import ivr.storage.models  # noqa: F401  (the tables must be on the metadata _empty_storage reads)
 from ivr.app import create_app
 from ivr.config import _normalise_database_url
 from ivr.storage import db as ivr_db
@@ -34,47 +35,116 @@ TEST_REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "").strip()
 PUBLIC_URL = "https://ivr.example.test"
 AUTH_TOKEN = "test-auth-token"
 
+# Two runs against one server at once must not see (or empty) each other's data: each
+# run gets a database of its own on PostgreSQL and a Redis database number of its own.
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+REDIS_CLAIM = "ivr-tests:claim:{number}"  # kept in Redis database 0, which no run empties
+REDIS_CLAIM_SECONDS = 2 * 3600  # a crashed run's claim lapses on its own
+_run: dict[str, str] = {}  # what this run created: "database_url", "redis_url"
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail the run at once when configured services cannot be reached."""
+    """Create this run's database and claim its Redis database; fail the run at once
+    when configured services cannot be reached (CI must never skip them)."""
     problems = []
     if TEST_DATABASE_URL:
         try:
-            engine = sa.create_engine(
-                _normalise_database_url(TEST_DATABASE_URL), connect_args={"connect_timeout": 3}
-            )
-            with engine.connect() as connection:
-                connection.execute(sa.text("select 1"))
-            engine.dispose()
+            _run["database_url"] = _create_run_database(TEST_DATABASE_URL)
         except Exception as exc:
-            problems.append(f"IVR_TEST_DATABASE_URL is set but unreachable: {exc}")
+            problems.append(f"IVR_TEST_DATABASE_URL is set but unusable: {exc}")
     if TEST_REDIS_URL:
         try:
-            redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+            _run["redis_url"] = _claim_redis_database(TEST_REDIS_URL)
         except Exception as exc:
-            problems.append(f"IVR_TEST_REDIS_URL is set but unreachable: {exc}")
+            problems.append(f"IVR_TEST_REDIS_URL is set but unusable: {exc}")
     if problems:
         pytest.exit("; ".join(problems), returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop this run's database and release its Redis database; with
+    IVR_TEST_FORBID_SKIPS set (CI), a run that skipped any test fails."""
+    if os.environ.get("IVR_TEST_FORBID_SKIPS"):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+        if skipped:
+            print(f"\nIVR_TEST_FORBID_SKIPS is set and {skipped} test(s) skipped: failing the run")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if "database_url" in _run:
+        _drop_run_database(TEST_DATABASE_URL, _run.pop("database_url"))
+    if "redis_url" in _run:
+        _release_redis_database(TEST_REDIS_URL, _run.pop("redis_url"))
+
+
+def _create_run_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database named for this run, on the server of admin_url."""
+    url = sa.make_url(_normalise_database_url(admin_url))
+    name = f"ivr_test_{RUN_ID}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_run_database(admin_url: str, run_url: str) -> None:
+    name = sa.make_url(run_url).database
+    admin = sa.create_engine(_normalise_database_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            # FORCE: a connection some test leaked must not leave the database behind.
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _claim_redis_database(url: str) -> str:
+    """The URL of a Redis database number (1-15) no other run holds, claimed for this run.
+
+    The configured number is preferred; database 0 only holds the claims.
+    """
+    preferred = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    claims = redis.Redis.from_url(_with_redis_db(url, 0), socket_connect_timeout=3)
+    try:
+        for number in [preferred, *range(15, 0, -1)]:
+            if number == 0:
+                continue
+            key = REDIS_CLAIM.format(number=number)
+            if claims.set(key, RUN_ID, nx=True, ex=REDIS_CLAIM_SECONDS):
+                return _with_redis_db(url, number)
+    finally:
+        claims.close()
+    raise RuntimeError("every Redis database 1-15 is claimed by another test run")
+
+
+def _release_redis_database(url: str, run_url: str) -> None:
+    number = redis.Redis.from_url(run_url).connection_pool.connection_kwargs.get("db", 0)
+    claims = redis.Redis.from_url(_with_redis_db(url, 0))
+    try:
+        key = REDIS_CLAIM.format(number=number)
+        if claims.get(key) == RUN_ID.encode():
+            redis.Redis.from_url(run_url).flushdb()
+            claims.delete(key)
+    finally:
+        claims.close()
+
+
+def _with_redis_db(url: str, number: int) -> str:
+    return urlsplit(url)._replace(path=f"/{number}").geturl()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     database = "PostgreSQL (IVR_TEST_DATABASE_URL)" if TEST_DATABASE_URL else "SQLite"
     cache = "Redis (IVR_TEST_REDIS_URL)" if TEST_REDIS_URL else "in-process Redis stand-in"
-    return f"ivr test backends: {database}, {cache}"
+    return f"ivr test backends: {database}, {cache} (run {RUN_ID})"
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated, empty database for the whole run (built from the migrations)."""
-    if TEST_DATABASE_URL:
-        url = _normalise_database_url(TEST_DATABASE_URL)
-        engine = sa.create_engine(url)
-        with engine.begin() as connection:
-            Base.metadata.drop_all(connection)
-            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-        engine.dispose()
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    url = _run.get("database_url") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     upgrade(url)
     return url
 
@@ -90,8 +160,8 @@ def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
         "IVR_AGENT_TARGET": "+15005550006",
         "IVR_DEFAULT_REGION": "US",
     }
-    if TEST_REDIS_URL:
-        environ["REDIS_URL"] = TEST_REDIS_URL
+    if "redis_url" in _run:
+        environ["REDIS_URL"] = _run["redis_url"]
     environ.update(overrides)
     return environ
 

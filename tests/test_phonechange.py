@@ -305,22 +305,29 @@ def test_two_concurrent_confirmations_one_wins(
     meet: str,
 ) -> None:
     if meet == "at_compare_and_set":
-        if database_url.startswith("sqlite"):
-            pytest.skip(
-                "SQLite takes its database-wide write lock at the first insert, so two "
-                "writers can never both reach the compare-and-set; PostgreSQL can"
-            )
-        # Both threads have read the old number and claimed their new one before either
-        # updates the account: the compare-and-set alone must settle it.
+        # Both threads have read the old number before either updates the account: the
+        # compare-and-set alone must settle it.
         checked = threading.Barrier(2, timeout=10)
-        original = phonechange.number_on_other_account
+        if database_url.startswith("sqlite"):
+            # SQLite lets one writer in at a time, so the latest point both can reach is
+            # just after reading the number on file (before claiming the new number).
+            original_lock = phonechange._lock_phone
 
-        def then_wait(session: Session, e164: str, account_id: int) -> bool:
-            taken = original(session, e164, account_id)
-            checked.wait()
-            return taken
+            def wait_then_lock(session: Session, e164: str) -> int:
+                checked.wait()
+                return original_lock(session, e164)
 
-        monkeypatch.setattr(phonechange, "number_on_other_account", then_wait)
+            monkeypatch.setattr(phonechange, "_lock_phone", wait_then_lock)
+        else:
+            # PostgreSQL lets both claim and check their new numbers too.
+            original = phonechange.number_on_other_account
+
+            def then_wait(session: Session, e164: str, account_id: int) -> bool:
+                taken = original(session, e164, account_id)
+                checked.wait()
+                return taken
+
+            monkeypatch.setattr(phonechange, "number_on_other_account", then_wait)
     jane = make_account(db_session, phone=OLD)
 
     results = run_together(

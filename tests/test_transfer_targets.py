@@ -105,7 +105,7 @@ def step_of(url: str | None) -> int:
 def assert_leave(body: str) -> None:
     """A document that only takes the caller out of the queue.
 
-    Twilio's XSD rejects `<Leave>` (../shared/twilio/README.md, "Known gaps"), so
+    Twilio's XSD rejects `<Leave>` (tests/twilio/README.md, "Known gaps"), so
     this one document's structure is asserted instead of validating it.
     """
     root = ET.fromstring(body)
