@@ -15,6 +15,11 @@ def call_state(call_sid: str) -> str:
     return f"{PREFIX}:{{call:{call_sid}}}:state"
 
 
+def account_pattern(account_id: int) -> str:
+    """A SCAN pattern matching every key of one account (codes, limits, pending change)."""
+    return f"{PREFIX}:{{acct:{account_id}}}:*"
+
+
 def account_failures(account_id: int) -> str:
     """Consecutive verification failures of one account (survives new calls)."""
     return f"{PREFIX}:{{acct:{account_id}}}:failures"
