@@ -1,0 +1,286 @@
+"""How one call leg plays TwiML, verb by verb, the way Twilio documents it.
+
+A Leg fetches a document, runs its verbs in order and follows where they lead:
+`<Say>`, `<Play>`, `<Pause>`; `<Gather>` with Twilio's defaults (timeout 5 s,
+finishOnKey #, action = the current URL) and its fall-through to the next verb on
+no input; `<Redirect>`; `<Dial>` with a whisper leg for each
+`<Number|Sip|Client url>` and its action with DialCallStatus; `<Enqueue>` with
+QueueResult; `<Hangup>` and `<Reject>`; the fallback URL on an HTTP error. A leg
+ends by raising CallOver.
+
+What a leg needs from the call it belongs to (posting webhooks, recording events
+and codes, what an agent does) comes through the Switchboard protocol, which the
+call loop in `player` provides; this module does not import it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urljoin
+
+from ivr.simulator.codes import spoken_codes
+from ivr.simulator.keypads import Keypad, Scripted
+from ivr.simulator.transport import Reply
+
+MAX_REQUESTS = 300  # a flow that needs more webhooks than this is looping
+
+AGENT_BEHAVIOURS = ("accept", "silent", "no-answer", "busy", "failed")
+
+# How a leg ends, by whose leg it is: (its documents ran out, <Hangup/>, hung up at a prompt).
+_ENDINGS = {
+    "caller": ("ivr", "ivr", "caller-hangup"),
+    "agent": ("agent-done", "agent-declined", "agent-declined"),
+    "callee": ("ivr", "ivr", "callee-hangup"),
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: `kind` is say, play, pause, keys, transfer, agent or note."""
+
+    kind: str
+    text: str
+    who: str = "caller"  # whose leg: caller, agent, or callee (a call the service placed)
+
+
+class CallOver(Exception):
+    """A leg has ended; `ended_by` says how (ivr, caller-hangup, error, ...)."""
+
+    def __init__(self, ended_by: str):
+        self.ended_by = ended_by
+
+
+def new_call_sid() -> str:
+    """A fresh CallSid, as Twilio would give a new leg."""
+    return "CA" + secrets.token_hex(16)
+
+
+class Switchboard(Protocol):
+    """What a leg needs from the call it belongs to."""
+
+    public_url: str  # the service's public URL: the fallback and whisper URLs hang off it
+    agent: str  # what an agent reached by <Dial> or <Enqueue> does: one of AGENT_BEHAVIOURS
+    documents: list[tuple[str, str]]  # the call's (url, TwiML), where agent legs record theirs
+
+    def post(self, url: str, form: dict[str, str]) -> Reply:
+        """Post one webhook as Twilio would."""
+
+    def emit(self, event: Event) -> None:
+        """Record one event of the call."""
+
+    def deliver(self, code: str) -> None:
+        """Note a one-time code the person has just been given."""
+
+
+class Leg:
+    """One call leg's walk through TwiML documents."""
+
+    def __init__(
+        self,
+        call: Switchboard,
+        base: dict[str, str],
+        keypad: Keypad,
+        who: str,
+        *,
+        documents: list[tuple[str, str]] | None = None,
+        fallback: bool = True,
+        max_seconds: int | None = None,
+    ):
+        self.call, self.base, self.keypad, self.who = call, base, keypad, who
+        self.documents = call.documents if documents is None else documents
+        self.fallback = fallback  # API-placed calls have no fallback URL unless one is given
+        self.max_seconds = max_seconds
+        self.ran_out, self.hung_up, self.gave_up = _ENDINGS[who]
+        self.requests = 0
+        self.seconds = 0
+
+    def emit(self, kind: str, text: str) -> None:
+        self.call.emit(Event(kind, text, self.who))
+        if kind == "say":
+            for code in spoken_codes(text):
+                self.call.deliver(code)
+
+    def note(self, text: str) -> None:
+        self.emit("note", text)
+
+    def fetch(self, url: str, extra: dict[str, str] | None = None) -> ET.Element:
+        self.requests += 1
+        if self.requests > MAX_REQUESTS:
+            self.note(f"more than {MAX_REQUESTS} webhook requests: the flow is looping")
+            raise CallOver("error")
+        form = {**self.base, **(extra or {})}
+        reply = self.call.post(url, form)
+        if reply.status != 200:
+            if not self.fallback:
+                self.note(
+                    f"HTTP {reply.status} from {url}: Twilio says an application error has "
+                    "occurred and hangs up (error 11200; this call has no fallback URL)"
+                )
+                raise CallOver("error")
+            self.note(f"HTTP {reply.status} from {url}")
+            if url.startswith(self.call.public_url + "/voice/fallback"):
+                raise CallOver("error")
+            # Twilio then requests the number's fallback URL with the error.
+            fallback = self.call.public_url + "/voice/fallback"
+            return self.fetch(fallback, {"ErrorCode": "11200", "ErrorUrl": url})
+        self.documents.append((url, reply.body))
+        try:
+            root = ET.fromstring(reply.body)
+        except ET.ParseError as exc:
+            self.note(f"not XML from {url}: {exc}")
+            raise CallOver("error") from exc
+        if root.tag != "Response":
+            self.note(f"not TwiML from {url}: root <{root.tag}>")
+            raise CallOver("error")
+        return root
+
+    def run(self, url: str, extra: dict[str, str] | None = None) -> None:
+        """Fetch and execute documents until the call ends (raises CallOver)."""
+        next_request: tuple[str, dict[str, str]] | None = (url, extra or {})
+        while next_request is not None:
+            current_url, form = next_request
+            document = self.fetch(current_url, form)
+            next_request = self.execute(document, current_url)
+        raise CallOver(self.ran_out)
+
+    def execute(self, document: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        """Run the verbs of one document; return the next request, or None at its end."""
+        for verb in document:
+            handler = getattr(self, f"_verb_{verb.tag.lower()}", None)
+            if handler is None:
+                self.note(f"unsupported verb <{verb.tag}> skipped")
+                continue
+            follow = handler(verb, url)
+            if follow is not None:
+                return follow
+        return None
+
+    # ---- verbs: return (url, form) to request next, or None to go on with the next verb
+
+    def _verb_say(self, verb: ET.Element, url: str) -> None:
+        self.emit("say", " ".join((verb.text or "").split()))
+        self.seconds += 3
+
+    def _verb_play(self, verb: ET.Element, url: str) -> None:
+        self.emit("play", (verb.text or "").strip())
+
+    def _verb_pause(self, verb: ET.Element, url: str) -> None:
+        self.emit("pause", f"{verb.get('length', '1')} s")
+
+    def _verb_hangup(self, verb: ET.Element, url: str) -> None:
+        raise CallOver(self.hung_up)
+
+    def _verb_reject(self, verb: ET.Element, url: str) -> None:
+        raise CallOver("rejected")
+
+    def _verb_redirect(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]]:
+        return urljoin(url, (verb.text or "").strip()), {}
+
+    def _verb_gather(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        for child in verb:
+            if child.tag in ("Say", "Play", "Pause"):
+                getattr(self, f"_verb_{child.tag.lower()}")(child, url)
+        num_digits = int(verb.get("numDigits", "0") or 0)
+        finish = verb.get("finishOnKey", "#")
+        timeout = verb.get("timeout", "5")
+        listening = f"{num_digits or 'any'} key(s), ends on {finish or 'nothing'}, {timeout} s"
+        if self.max_seconds is not None and self.seconds >= self.max_seconds:
+            self.note(f"the answering machine stopped recording after {self.seconds} s")
+            raise CallOver(self.gave_up)
+        entry = self.keypad.keys(listening)
+        if entry is None:
+            raise CallOver(self.gave_up)
+        self.emit("keys", entry or "(silence)")
+        action = urljoin(url, verb.get("action") or url)
+        if not entry:
+            self.seconds += int(timeout)
+            if verb.get("actionOnEmptyResult") == "true":
+                return action, {"Digits": ""}
+            return None  # Twilio does not call the action: it runs the next verb
+        digits, finished_on = entry, ""
+        if finish and finish in digits:
+            digits, finished_on = digits[: digits.index(finish)], finish
+        if num_digits:
+            digits = digits[:num_digits]
+        form = {"Digits": digits}
+        if finished_on:
+            form["FinishedOnKey"] = finished_on
+        return action, form
+
+    def _verb_dial(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        targets = [child for child in verb if child.tag in ("Number", "Sip", "Client", "Queue")]
+        if not targets and (verb.text or "").strip():
+            targets = [ET.Element("Number")]
+            targets[0].text = verb.text
+        status, agent_sid = "failed", ""
+        for target in targets:
+            address = _address(target)
+            self.emit("transfer", f"dial {target.tag.lower()} {address}")
+            status, agent_sid = self._ring(target, address)
+            if status == "completed":
+                break
+        self.note(f"dial ended: {status}")
+        action = verb.get("action")
+        if action:
+            form = {"DialCallStatus": status, "DialCallSid": agent_sid}
+            if status == "completed":
+                form["DialCallDuration"] = "60"
+            return urljoin(url, action), form
+        return None  # without an action, Twilio goes on with the next verb
+
+    def _ring(self, target: ET.Element, address: str) -> tuple[str, str]:
+        behaviour = self.call.agent
+        if behaviour in ("no-answer", "busy", "failed"):
+            return behaviour, ""
+        agent_sid = new_call_sid()
+        whisper_url = target.get("url")
+        if not whisper_url:
+            self.emit("agent", f"agent at {address} answered")
+            return "completed", agent_sid
+        agent_keys = Scripted(["1"] if behaviour == "accept" else [""])
+        agent_base = {
+            **self.base,
+            "CallSid": agent_sid,
+            "ParentCallSid": self.base["CallSid"],
+            "From": self.base.get("To", ""),
+            "To": address,
+            "Direction": "outbound-dial",
+            "CallStatus": "in-progress",
+        }
+        agent_leg = Leg(self.call, agent_base, agent_keys, who="agent")
+        try:
+            agent_leg.run(urljoin(self.call.public_url + "/", whisper_url))
+        except CallOver as over:
+            if over.ended_by != "agent-done":
+                self.emit("agent", f"agent at {address} did not take the call")
+                return "no-answer", agent_sid
+        self.emit("agent", f"agent at {address} accepted; caller connected")
+        return "completed", agent_sid
+
+    def _verb_enqueue(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        queue = (verb.text or verb.get("workflowSid") or "").strip()
+        self.emit("transfer", f"enqueue {queue}")
+        result = {
+            "accept": "bridged",
+            "silent": "bridged",
+            "no-answer": "leave",
+            "busy": "queue-full",
+            "failed": "error",
+        }[self.call.agent]
+        self.note(f"queue result: {result}")
+        action = verb.get("action")
+        if action:
+            return urljoin(url, action), {"QueueResult": result, "QueueTime": "30"}
+        if result == "bridged":
+            raise CallOver("agent-connected")
+        return None
+
+
+def _address(target: ET.Element) -> str:
+    identity = target.find("Identity")
+    if identity is not None and identity.text:
+        return identity.text.strip()
+    return (target.text or "").strip()
