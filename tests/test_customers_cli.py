@@ -25,7 +25,7 @@ from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.customers.seed import DEMO_CUSTOMERS, seed_demo
 from ivr.errors import StorageUnavailable
-from ivr.numberchange.service import PendingChange, save_pending
+from ivr.numberchange.pending import PendingChange, save_pending
 from ivr.storage import db as ivr_db
 from ivr.storage.models import Account, AuditEvent, Customer, PhoneNumber
 

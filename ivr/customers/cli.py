@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.errors import StorageUnavailable
-from ivr.numberchange.service import pending_change_for
+from ivr.numberchange.pending import pending_change_for
 from ivr.storage import db
 
 

@@ -18,34 +18,39 @@ email) saying so. Every attempt, finished or not, is audited with masked numbers
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ivr.calls import outbound
 from ivr.calls.outbound import ASK, READ, Callback
-from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.delivery import Channel, DeliveryFailed
 from ivr.errors import StorageUnavailable
 from ivr.flow.engine import AccountView, Directory, Started
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
 from ivr.numberchange import onfile
+from ivr.numberchange.notices import send_change_notices
+from ivr.numberchange.pending import (
+    AFTER_CALL,
+    ON_LINE,
+    PendingChange,
+    drop_pending,
+    load_pending,
+    save_pending,
+)
 from ivr.numberchange.rules import Accepted, NumberRules, check_new_number, spoken
 from ivr.phone import mask
-from ivr.storage import audit, keys, kv
+from ivr.storage import audit
 from ivr.verification.codes import CONFIRM_NUMBER, OK, CodeService, Issued
 
 log = logging.getLogger(__name__)
 
 PURPOSE = CONFIRM_NUMBER
-ON_LINE, AFTER_CALL = "callback_on_line", "callback_after_call"
-PENDING_TTL = 20 * 60  # past the code's lifetime (at most 10 minutes) and the ringing
 MAX_ENTRIES = 3  # codes keyed in per call-back (security.md)
 # Ringing, answering and hearing the code take well under this; past it, a call-back
 # whose status never arrived counts as not answered rather than keeping the caller waiting.
@@ -61,73 +66,12 @@ _UNREACHED = {
 }
 
 
-@dataclass
-class PendingChange:
-    """A change waiting for its code: old and new numbers in E.164, never the code."""
-
-    id: str
-    account_id: int
-    call_sid: str
-    old: str
-    new: str
-    mode: str
-    language: str
-    created: float
-    callback_id: str | None = None
-    status: str = "pending"  # pending → calling (call-back placed)
-    entries: int = 0  # codes keyed in on the caller's call
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> PendingChange:
-        data: dict[str, Any] = json.loads(raw)
-        return cls(**data)
-
-    def masked(self) -> dict[str, str]:
-        return {"old": mask(self.old), "new": mask(self.new), "mode": self.mode}
-
-
 @dataclass(frozen=True)
 class CallbackReply:
     """What an ASK call-back says next: ask for the code again, or a last prompt."""
 
     prompt: str
     ask_again: bool = False
-
-
-def load_pending(account_id: int) -> PendingChange | None:
-    with kv.unavailable_as_storage_error():
-        raw = kv.client().get(keys.number_change(account_id))
-    return PendingChange.from_json(raw) if raw else None
-
-
-def save_pending(change: PendingChange) -> None:
-    with kv.unavailable_as_storage_error():
-        kv.client().set(keys.number_change(change.account_id), change.to_json(), ex=PENDING_TTL)
-
-
-def drop_pending(change: PendingChange) -> None:
-    """Forget a change, unless a newer one has replaced it meanwhile."""
-    current = load_pending(change.account_id)
-    if current is not None and current.id == change.id:
-        with kv.unavailable_as_storage_error():
-            kv.client().delete(keys.number_change(change.account_id))
-
-
-def pending_change_for(account_id: int) -> dict[str, Any] | None:
-    """The pending change of an account, for operators (`ivr customers show`)."""
-    change = load_pending(account_id)
-    if change is None:
-        return None
-    return {
-        "new": change.new,
-        "mode": change.mode,
-        "status": change.status,
-        "started_at": datetime.fromtimestamp(change.created, UTC).isoformat(),
-        "call_sid": change.call_sid,
-    }
 
 
 class NumberChanges:
@@ -362,37 +306,20 @@ class NumberChanges:
         return "ok"
 
     def _notify(self, change: PendingChange) -> None:
-        """Tell the old number (and the mailbox on file) at once: if it was not them,
-        they can report it (NIST SP 800-63B 6.1.2.1, ASVS 2.2.3)."""
+        """Tell the old number (and the mailbox on file) at once; a notice that could not
+        be sent is audited, and never undoes the change."""
         account = self._account(change.account_id)
-        texts = self.catalog.languages[change.language].texts
-        values = {"last4": change.new[-4:], "support_number": self.support_number}
-        notices = [("sms", change.old, "")]
-        if account is not None and account.email:
-            notices.append(("email", account.email, texts["message_number_changed_email_subject"]))
-        for channel, to, subject in notices:
-            if channel not in self.channels:
-                continue
-            body = texts[f"message_number_changed_{channel}"].format(**values)
-            try:
-                self.channels[channel].send(
-                    Outgoing(
-                        channel=channel,
-                        to=to,
-                        body=" ".join(body.split()),
-                        subject=subject,
-                        call_sid=change.call_sid,
-                        purpose="number_changed",
-                    )
-                )
-            except DeliveryFailed as exc:
-                log.error("account %s: change notice by %s failed", change.account_id, channel)
-                self._audit(
-                    "number_change.notice_failed",
-                    change.call_sid,
-                    change.account_id,
-                    {"channel": channel, "reason": exc.reason},
-                )
+        email = account.email if account is not None else None
+        for channel, reason in send_change_notices(
+            self.channels, self.catalog, change, email, self.support_number
+        ):
+            log.error("account %s: change notice by %s failed", change.account_id, channel)
+            self._audit(
+                "number_change.notice_failed",
+                change.call_sid,
+                change.account_id,
+                {"channel": channel, "reason": reason},
+            )
 
     def _failed(self, change: PendingChange, reason: str, **extra: str) -> None:
         self._audit(
