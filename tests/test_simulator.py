@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 from ivr.delivery import Outgoing, OutgoingCall, outbox
 from ivr.delivery.outbox import Outbox, OutboxMessage
 from ivr.simulator.cli import call as call_command
+from ivr.simulator.keypads import CodeNotSent
 from ivr.simulator.player import (
     MAX_CALLBACKS,
     MAX_REQUESTS,
@@ -565,8 +566,8 @@ def test_the_latest_code_is_the_last_delivered_by_any_means(tmp_path: Path) -> N
     path = tmp_path / "outbox.jsonl"
     texted, spoken, texted_again = "111111", "222222", "333333"
 
-    def text_code(code: str) -> None:
-        Outbox(path).send(Outgoing("sms", CALLER, f"Your code is {code}."))
+    def text_code(code: str, call_sid: str) -> None:
+        Outbox(path).send(Outgoing("sms", CALLER, f"Your code is {code}.", call_sid=call_sid))
 
     service = CannedService(
         {
@@ -585,7 +586,7 @@ def test_the_latest_code_is_the_last_delivered_by_any_means(tmp_path: Path) -> N
             reply = service.post(url, form)
             code = sends.get(url.removeprefix(BASE))
             if code:
-                text_code(code)
+                text_code(code, form["CallSid"])
             return reply
 
     simulator = Simulator(Texting(), BASE, outbox=lambda: outbox.read(path))
@@ -597,20 +598,57 @@ def test_the_latest_code_is_the_last_delivered_by_any_means(tmp_path: Path) -> N
     assert simulator.latest_code() == texted_again
 
 
-def test_codes_sent_before_the_call_count_but_calls_placed_before_it_do_not(
+AN_EARLIER_CALL = "CA" + "1" * 32
+
+
+def test_codes_and_calls_left_in_the_outbox_by_an_earlier_call_are_not_this_calls(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.jsonl"
-    Outbox(path).send(Outgoing("sms", CALLER, "Your code is 123456."))
+    Outbox(path).send(Outgoing("sms", CALLER, "Your code is 123456.", call_sid=AN_EARLIER_CALL))
     Outbox(path).place(OutgoingCall(OTHER_PHONE, BASE + "/cb", BASE + "/cbs", 20))
     service = CannedService({"/voice/incoming": '<Response><Gather action="/next"/></Response>'})
+    simulator = Simulator(service, BASE, outbox=lambda: outbox.read(path))
 
-    result = Simulator(service, BASE, outbox=lambda: outbox.read(path)).call(
-        CALLER, Scripted(["@code"])
-    )
+    with pytest.raises(
+        CodeNotSent, match=r"^@code: no code has been sent or read out on this call$"
+    ):
+        simulator.call(CALLER, Scripted(["@code"]))
 
-    assert service.posted("/next")[0]["Digits"] == "123456"
-    assert service.posted("/cb") == service.posted("/cbs") == [] and result.callbacks == []
+    assert service.posted("/next") == []  # the earlier call's 123456 was never keyed in
+    assert service.posted("/cb") == service.posted("/cbs") == []
+
+
+def test_at_code_keys_only_a_code_sent_for_this_call(tmp_path: Path) -> None:
+    """Each call texts the caller's code for its own CallSid, and a call going on at the
+    same time texts another one just after; a later call that is sent no code of its own
+    is refused @code rather than given either of them."""
+    path = tmp_path / "outbox.jsonl"
+    texts = ["111111"]  # one code, for the first call only
+    service = CannedService({"/voice/incoming": '<Response><Gather action="/next"/></Response>'})
+
+    class Texting:
+        def post(self, url: str, form: dict[str, str]) -> Reply:
+            if url == BASE + "/voice/incoming":
+                if texts:
+                    mine = f"Your code is {texts.pop(0)}."
+                    Outbox(path).send(Outgoing("sms", CALLER, mine, call_sid=form["CallSid"]))
+                other = Outgoing(
+                    "sms", OTHER_PHONE, "Your code is 999999.", call_sid=AN_EARLIER_CALL
+                )
+                Outbox(path).send(other)
+            return service.post(url, form)
+
+    first = Simulator(Texting(), BASE, outbox=lambda: outbox.read(path))
+    result = first.call(CALLER, Scripted(["@code"]))
+    assert service.posted("/next")[0]["Digits"] == "111111"
+    assert result.codes == ["111111"]
+
+    second = Simulator(Texting(), BASE, outbox=lambda: outbox.read(path))
+    with pytest.raises(CodeNotSent):
+        second.call(CALLER, Scripted(["@code"]))
+    assert len(service.posted("/next")) == 1  # the second call keyed nothing in
+    assert second.latest_code() is None
 
 
 @pytest.mark.parametrize(
@@ -700,3 +738,43 @@ def test_ivr_call_interactive_asks_the_terminal_for_the_call_backs_keys(
     assert result.exit_code == 0, result.output
     assert "Call-back to +1415•••0199 — keys (1 key(s)" in result.output
     assert "IVR: Verified." in result.output
+
+
+def test_ivr_call_stops_with_one_line_when_at_code_has_no_code_from_this_call(
+    tmp_path: Path,
+) -> None:
+    service = CallingService(tmp_path / "outbox.jsonl")
+    stale = Outgoing("sms", CALLER, "Your code is 123456.", call_sid=AN_EARLIER_CALL)
+    Outbox(service.outbox_path).send(stale)
+
+    result = service.app.test_cli_runner().invoke(
+        args=["call", "--from", CALLER, "--digits", "@code", "--callee", "no-answer"]
+    )
+
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: @code: no code has been sent or read out on this call"
+    )
+    assert "Traceback" not in result.output and "123456" not in result.output
+    assert service.posted("/voice/code") == []
+
+
+def test_ivr_call_interactive_keys_in_the_code_sent_on_this_call(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    """`@code` typed at the prompt: refused (and asked again) before this call has sent a
+    code, even with an earlier call's code in the outbox; then the code this call sent."""
+    runner.invoke(args=["demo"])
+    stale = Outgoing("sms", "+14155550100", "Your code is 999999.", call_sid=AN_EARLIER_CALL)
+    Outbox(app.config["IVR_SETTINGS"].outbox_path).send(stale)
+    typed = Typist(["1", "@code", "4321", "@code", "2"])
+
+    result = runner.invoke(args=["call", "--from", "+14155550100"], input=typed)
+
+    assert result.exit_code == 0, result.output
+    code = latest_code(app)
+    assert code != "999999"
+    assert "@code: no code has been sent or read out on this call" in result.output
+    assert "You press: 999999" not in result.output
+    assert f"You press: {code}" in result.output
+    assert "accepted; caller connected" in result.output

@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from ivr.config import Settings
 from ivr.delivery import outbox
 from ivr.phone import mask
+from ivr.simulator.keypads import CodeNotSent, KeysCodes
 from ivr.simulator.player import (
     AGENT_BEHAVIOURS,
     CALLEE_BEHAVIOURS,
@@ -27,25 +28,37 @@ from ivr.simulator.player import (
 from ivr.simulator.transport import InProcess, OverHttp, Reply, Transport
 
 
-class Interactive:
-    """Asks the person at the terminal for the keys of each prompt (`label` says whose)."""
+class Interactive(KeysCodes):
+    """Asks the person at the terminal for the keys of each prompt (`label` says whose).
+
+    `@code` (or `@code#`) keys in the code given on this call; when there is none yet,
+    it says so and asks again.
+    """
 
     def __init__(self, label: str = "keys"):
         self.label = label
 
     def keys(self, listening: str) -> str | None:
-        try:
-            raw = click.prompt(
-                click.style(
-                    f"  {self.label} ({listening}; Enter = silence, q = hang up)", dim=True
-                ),
-                default="",
-                show_default=False,
-            )
-        except (EOFError, click.Abort):
-            return None
-        raw = raw.strip()
-        return None if raw.lower() == "q" else raw
+        while True:
+            try:
+                raw = click.prompt(
+                    click.style(
+                        f"  {self.label} ({listening}; Enter = silence, q = hang up, "
+                        "@code = your code)",
+                        dim=True,
+                    ),
+                    default="",
+                    show_default=False,
+                )
+            except (EOFError, click.Abort):
+                return None
+            raw = raw.strip()
+            if raw.lower() == "q":
+                return None
+            try:
+                return self.with_code(raw)
+            except CodeNotSent as exc:
+                click.echo(click.style(f"  {exc}", fg="yellow"))
 
 
 class ShowingOutbox:
@@ -119,8 +132,8 @@ def callee_of(kind: str, digits: str | None, interactive: bool) -> Callee:
     "--digits",
     default=None,
     help="Keys for each prompt in turn, comma-separated (an empty entry is silence; @code "
-    "is the latest code delivered: sent to the local outbox or heard on a call), e.g. "
-    "1,4321,@code,1. Without it the call is interactive.",
+    "is the latest code given on this call: sent to the local outbox or read out), e.g. "
+    "1,4321,@code,1. Without it the call is interactive (@code works there too).",
 )
 @click.option(
     "--agent",
@@ -171,7 +184,7 @@ def call(
         transport = InProcess(current_app, settings.twilio_auth_token)
         base = settings.public_url
 
-    # @code keys in the simulator's latest code: the outbox's messages and what was heard.
+    # @code keys in the latest code given on this call: sent to the outbox or read out.
     keypad = Scripted(digits.split(",")) if digits is not None else Interactive()
     reader = None  # the outbox, whose codes @code keys in and whose calls are answered
     if settings.delivery == "outbox":
@@ -193,5 +206,7 @@ def call(
         service_log.setLevel(logging.WARNING)
     try:
         simulator.call(caller, keypad)
+    except CodeNotSent as exc:  # a script's @code with nothing to key in: the call stops
+        raise click.ClickException(str(exc)) from None
     finally:
         service_log.setLevel(level)

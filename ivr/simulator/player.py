@@ -15,9 +15,11 @@ callback is posted with the final CallStatus. The simulator plays one leg at a
 time, so a call-back runs to its end before the leg whose webhook placed it goes
 on, and a call placed by a call-back leg rings after that leg has ended.
 
-One-time codes are kept in the order they reach the person: a 6-10 digit number
-in an outbox message (text or email), or digits read out one by one in a `<Say>`
-on any leg. A script's `@code` is the latest of them, however it arrived.
+One-time codes are kept in the order they reach the person during the call: a
+6-10 digit number in an outbox message written during the call for one of its legs
+(its CallSid is the inbound call's or a call-back's), or digits read out one by one
+in a `<Say>` on any leg. A script's `@code` is the latest of them, however it
+arrived; a code left in the outbox by an earlier call never counts.
 
 The simulator imports neither Flask nor the service: it speaks only HTTP forms
 and TwiML through a Transport, and reads the outbox through a callable.
@@ -35,7 +37,7 @@ from urllib.parse import urljoin
 
 from ivr.phone import mask
 from ivr.simulator.codes import spoken_codes, written_code
-from ivr.simulator.keypads import AnsweringMachine, Keypad, Scripted
+from ivr.simulator.keypads import AnsweringMachine, Keypad, KeysCodes, Scripted
 from ivr.simulator.transport import Reply, Transport
 from ivr.simulator.verbs import (
     AGENT_BEHAVIOURS,
@@ -188,9 +190,9 @@ class Simulator:
         self.support_number = support_number
         self.outbox = outbox
         self.callee: Callee = callee or every_callee("answer")
-        self.codes: list[str] = []  # every code delivered, oldest first
+        self.codes: list[str] = []  # the codes delivered on the current (or last) call
         self._seen: set[str] = set()  # outbox entries already read
-        self._read_once = False
+        self._sids: set[str] = set()  # the current call's legs: inbound and call-backs
         self._pending: list[tuple[OutboxMessage, frozenset[str]]] = []  # with the lines then busy
         self._live: set[str] = set()  # numbers now on a simulated inbound call
         self._answering = False
@@ -198,7 +200,7 @@ class Simulator:
         self._result: CallResult | None = None
 
     def latest_code(self) -> str | None:
-        """The latest one-time code delivered by any means (sent or heard), or None."""
+        """The latest one-time code delivered on this call (sent or heard), or None."""
         self._collect()
         return self.codes[-1] if self.codes else None
 
@@ -210,11 +212,15 @@ class Simulator:
         call_sid: str | None = None,
         extra: dict[str, str] | None = None,
     ) -> CallResult:
-        """Place one inbound call from `caller` (any From value) and play it to the end."""
+        """Place one inbound call from `caller` (any From value) and play it to the end.
+
+        A keypad's `@code` with no code given on this call raises CodeNotSent, which
+        stops the call where it is.
+        """
         sid = call_sid or new_call_sid()
         result = CallResult(sid)
         self._result = result
-        self._collect()  # codes sent earlier still count; calls placed earlier are not ours
+        self._begin(sid)
         base = {
             "CallSid": sid,
             "AccountSid": ACCOUNT_SID,
@@ -253,21 +259,28 @@ class Simulator:
         self._answer_placed_calls()
         return reply
 
+    def _begin(self, call_sid: str) -> None:
+        """Start a call: what the outbox already holds (codes, placed calls) is not its."""
+        self.codes = []
+        self._sids = {call_sid}
+        self._pending.clear()
+        if self.outbox is not None:
+            self._seen.update(message.id for message in self.outbox())
+
     def _collect(self) -> None:
-        """Read the outbox entries not seen yet: codes sent, and calls placed."""
+        """Read the outbox entries not seen yet: codes sent on this call, and calls placed."""
         if self.outbox is None:
             return
-        first_read, self._read_once = not self._read_once, True
         for message in self.outbox():
             if message.id in self._seen:
                 continue
             self._seen.add(message.id)
-            if message.channel != "call":
+            if message.channel == "call":
+                self._pending.append((message, frozenset(self._live)))
+            elif message.call_sid in self._sids:  # not another call's, even one going on now
                 code = written_code(message.body)
                 if code:
                     self._deliver(code)
-            elif not first_read:  # calls placed before this simulator started are not ours
-                self._pending.append((message, frozenset(self._live)))
 
     def _deliver(self, code: str) -> None:
         self.codes.append(code)
@@ -280,8 +293,8 @@ class Simulator:
             self.echo(event)
 
     def _bound(self, keypad: Keypad) -> Keypad:
-        """A Scripted keypad without its own code source keys in this simulator's codes."""
-        if isinstance(keypad, Scripted) and keypad.read_code is None:
+        """A keypad that keys `@code` and has no code source keys in this call's codes."""
+        if isinstance(keypad, KeysCodes) and keypad.read_code is None:
             keypad.read_code = self.latest_code
         return keypad
 
@@ -298,6 +311,7 @@ class Simulator:
                     placed.to, placed.id, placed_for=placed.call_sid, purpose=placed.purpose
                 )
                 result.callbacks.append(callback)
+                self._sids.add(placed.id)  # what the service sends for that leg is this call's
                 if self._rung >= MAX_CALLBACKS:  # left with no behaviour and no status
                     text = f"call-back to {mask(placed.to)} not rung: over {MAX_CALLBACKS} placed"
                     self._emit(result, Event("note", text, "callee"))
