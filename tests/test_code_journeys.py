@@ -46,7 +46,7 @@ from kit import (
 )
 
 from ivr.storage import keys
-from ivr.verification.codes import CodeService, Issued
+from ivr.verification.codes import VERIFY, CodeService, Issued, policy_for
 
 JANE_EMAIL = "jane@example.com"
 MINUTES = "5"  # the default code lifetime, 300 s, as the messages word it
@@ -66,7 +66,9 @@ def codes(app: Flask) -> CodeService:
     """The app's code service, on the app's own Redis, secret and policy."""
     runtime = app.extensions["ivr.runtime"]
     return CodeService(
-        app.extensions["ivr.redis"], runtime.settings.secret_key, runtime.code_policy
+        app.extensions["ivr.redis"],
+        runtime.settings.secret_key,
+        policy_for(VERIFY, runtime.settings),
     )
 
 

@@ -5,7 +5,7 @@
 
 - an agent desktop or integration presenting `Authorization: Bearer <key>`, where
   the key is one of IVR_AGENT_API_KEYS (none configured: keys are refused);
-- a logged-in agent. Contract with the agent web login (ivr.agent.web): a Flask
+- a logged-in agent. Contract with the agent web login (ivr.agent.sessions): a Flask
   session whose `agent_user_id` is set (the agent's user id) is a logged-in agent;
   the login sets it, logout clears it. Nothing else in the session is read here.
 

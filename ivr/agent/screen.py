@@ -27,7 +27,7 @@ from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
 from ivr.storage import db, kv
 from ivr.storage.models import AgentUser
-from ivr.verification.codes import CodeService
+from ivr.verification.codes import CodeService, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def pop(user: AgentUser, call_sid: str) -> dict[str, Any] | None:
 def verifier() -> ManualVerifier:
     """Verification by hand, with the agent code policy and this app's storage."""
     rt = runtime.get()
-    codes = CodeService(kv.client(), rt.settings.secret_key, rt.code_policy_for(AGENT_VERIFY))
+    codes = CodeService(kv.client(), rt.settings.secret_key, policy_for(AGENT_VERIFY, rt.settings))
     return ManualVerifier(codes, delivery.get(), SqlDirectory(db.session()), rt.definitions.catalog)
 
 

@@ -17,7 +17,6 @@ from ivr.flow.engine import LIMIT_TRANSFER, Directory, Engine, NumberChanger, Ve
 from ivr.flow.loader import Definitions, load_definitions
 from ivr.flow.model import Flow, TransferTarget, parse_target
 from ivr.flow.state import CallState
-from ivr.verification.codes import VERIFY, CodePolicy, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +64,6 @@ class Runtime:
             number_changer=number_changer,
             cooling_off=self.settings.number_change_cooling_off,
         )
-
-    @property
-    def code_policy(self) -> CodePolicy:
-        return self.code_policy_for(VERIFY)
-
-    def code_policy_for(self, purpose: str) -> CodePolicy:
-        return policy_for(purpose, self.settings.code_length, self.settings.code_ttl)
 
 
 def init_app(app: Flask) -> None:

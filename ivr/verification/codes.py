@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from ivr.config import Settings
 from ivr.storage import keys
 from ivr.storage.kv import unavailable_as_storage_error
 
@@ -55,8 +56,9 @@ class CodePolicy:
 VERIFY, CONFIRM_NUMBER = "verify", "confirm_number"
 
 
-def policy_for(purpose: str, length: int, ttl: int) -> CodePolicy:
+def policy_for(purpose: str, settings: Settings) -> CodePolicy:
     """The policy of a purpose, with the configured code length and lifetime."""
+    length, ttl = settings.code_length, settings.code_ttl
     if purpose == CONFIRM_NUMBER:
         return CodePolicy(
             length=length,

@@ -18,7 +18,7 @@ from ivr.errors import StorageUnavailable
 from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say
 from ivr.phone import mask
 from ivr.storage import audit, db
-from ivr.verification.codes import Issued
+from ivr.verification.codes import Issued, policy_for
 from ivr.voice import twiml, webhook
 from ivr.voice.services import codes, number_changes
 from ivr.voice.signature import require_twilio_signature
@@ -84,7 +84,7 @@ def answer() -> Response:
 
 
 def _ask_for_code(callback: Callback, prompt: str) -> Response:
-    length = runtime.get().code_policy_for(callback.purpose).length
+    length = policy_for(callback.purpose, runtime.get().settings).length
     gather = Gather(
         (_say(callback, prompt),),
         step=0,

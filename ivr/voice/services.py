@@ -15,14 +15,14 @@ from ivr.flow.model import Flow
 from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
 from ivr.storage import db, kv
-from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService
+from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService, policy_for
 from ivr.verification.verifier import CodeVerifier
 from ivr.voice.urls import callback_urls
 
 
 def codes(purpose: str) -> CodeService:
     rt = runtime.get()
-    return CodeService(kv.client(), rt.settings.secret_key, rt.code_policy_for(purpose))
+    return CodeService(kv.client(), rt.settings.secret_key, policy_for(purpose, rt.settings))
 
 
 def placer() -> outbound.Placer:
