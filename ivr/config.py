@@ -23,6 +23,7 @@ PRODUCTION = "production"
 
 # Variables production cannot run without (product.md, issue 2).
 PRODUCTION_REQUIRED = (
+    "TWILIO_ACCOUNT_SID",  # production always sends through Twilio (the outbox is refused)
     "TWILIO_AUTH_TOKEN",
     "IVR_SECRET_KEY",
     "IVR_PUBLIC_URL",
@@ -144,8 +145,6 @@ class Settings:
             problems.append(
                 "IVR_DELIVERY=outbox (no SMS or calls leave the machine) is refused in production"
             )
-        if mode == PRODUCTION and delivery == "twilio" and not get("TWILIO_ACCOUNT_SID"):
-            problems.append("production sends codes through Twilio: set TWILIO_ACCOUNT_SID")
         code_ttl = _int_setting(get("IVR_CODE_TTL"), 300, "IVR_CODE_TTL", problems)
         if code_ttl > 600:
             problems.append("IVR_CODE_TTL may be at most 600 seconds (10 minutes)")
