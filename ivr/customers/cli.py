@@ -15,6 +15,7 @@ from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
 from ivr.errors import StorageUnavailable
 from ivr.numberchange.pending import pending_change_for
+from ivr.numberchange.rules import NumberRules
 from ivr.storage import db
 
 
@@ -40,11 +41,22 @@ def import_command(csv_file: Path, skip_invalid: bool) -> None:
 
     The header must be exactly name,phone,account_number,email (email may be
     empty). Rows are matched by account number; running a file twice changes
-    nothing. Any invalid row stops the whole import unless --skip-invalid is given.
+    nothing. A phone must be one a caller could change their number to: never
+    premium rate, shared cost, UAN, pager or voicemail, and of a country and line
+    type that IVR_ALLOWED_COUNTRIES and IVR_ALLOWED_LINE_TYPES allow. The import is
+    one transaction: any invalid row stops it and nothing is written, unless
+    --skip-invalid is given; an interrupted import wrote nothing, so just run it
+    again.
     """
-    region = current_app.config["IVR_SETTINGS"].default_region
+    settings = current_app.config["IVR_SETTINGS"]
     try:
-        result = import_csv(db.session(), csv_file, region, skip_invalid=skip_invalid)
+        result = import_csv(
+            db.session(),
+            csv_file,
+            settings.default_region,
+            skip_invalid=skip_invalid,
+            rules=NumberRules.from_settings(settings),
+        )
     except CustomerImportError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
