@@ -1,5 +1,6 @@
 """`ivr customers import` at scale and on the number rules: batched statements (counted,
-not timed), a re-import that writes nothing, and the phones refused as numbers on file.
+not timed), a re-import that writes nothing, the phones refused as numbers on file,
+and the progress shown on a terminal.
 
 The everyday behaviour of the command (normalising, matching, errors, --skip-invalid)
 is in test_customers_cli.py, whose helpers these tests share.
@@ -339,3 +340,43 @@ def test_the_configured_countries_and_line_types_apply_to_imports(
     assert refused.stderr.splitlines()[0] == f"customers.csv:2: phone: {refusal}"
     assert allowed.exit_code == 0, allowed.output
     assert "1 created" in allowed.stdout
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+def test_progress_is_reported_stage_by_stage(
+    db_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upsert, "BATCH", 20)
+    seen: list[tuple[str, int, int]] = []
+
+    import_csv(
+        db_session,
+        write_csv(tmp_path, HEADER + generated_rows(50)),
+        "US",
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+
+    stages = [stage for stage, _, _ in seen]
+    assert list(dict.fromkeys(stages)) == ["checking", "matching", "writing"]
+    for stage in ("checking", "matching", "writing"):
+        steps = [(done, total) for s, done, total in seen if s == stage]
+        assert [done for done, _ in steps] == sorted(done for done, _ in steps)
+        assert steps[-1][0] == steps[-1][1] > 0
+    assert ("checking", 50, 50) in seen
+
+
+def test_no_progress_bar_unless_stderr_is_a_terminal(
+    runner: FlaskCliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path, HEADER + generated_rows(30))
+    piped = run_import(runner, path)
+    assert piped.stderr == ""
+
+    monkeypatch.setattr("ivr.customers.cli._stderr_is_terminal", lambda: True)
+    terminal = run_import(runner, path)
+
+    assert terminal.exit_code == 0, terminal.output
+    assert terminal.stdout.strip() == "imported customers.csv: 0 created, 0 updated, 30 unchanged"
+    assert "checking" in terminal.stderr and "matching" in terminal.stderr

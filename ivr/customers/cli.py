@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from tqdm import tqdm
 
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
@@ -17,6 +21,9 @@ from ivr.errors import StorageUnavailable
 from ivr.numberchange.pending import pending_change_for
 from ivr.numberchange.rules import NumberRules
 from ivr.storage import db
+
+# What each stage of an import counts, for its progress bar.
+_PROGRESS_UNITS = {"checking": "row", "matching": "lookup", "writing": "row"}
 
 
 @click.group("customers")
@@ -46,17 +53,19 @@ def import_command(csv_file: Path, skip_invalid: bool) -> None:
     type that IVR_ALLOWED_COUNTRIES and IVR_ALLOWED_LINE_TYPES allow. The import is
     one transaction: any invalid row stops it and nothing is written, unless
     --skip-invalid is given; an interrupted import wrote nothing, so just run it
-    again.
+    again. On a terminal a progress bar shows on stderr.
     """
     settings = current_app.config["IVR_SETTINGS"]
     try:
-        result = import_csv(
-            db.session(),
-            csv_file,
-            settings.default_region,
-            skip_invalid=skip_invalid,
-            rules=NumberRules.from_settings(settings),
-        )
+        with _progress_bars() as progress:
+            result = import_csv(
+                db.session(),
+                csv_file,
+                settings.default_region,
+                skip_invalid=skip_invalid,
+                rules=NumberRules.from_settings(settings),
+                progress=progress,
+            )
     except CustomerImportError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -69,6 +78,53 @@ def import_command(csv_file: Path, skip_invalid: bool) -> None:
         click.echo(f"skipped {problem}", err=True)
     if result.skipped and result.imported_rows == 0:
         click.get_current_context().exit(1)
+
+
+@contextmanager
+def _progress_bars() -> Iterator[_ProgressBars | None]:
+    """Progress bars when stderr is a terminal; None (no output at all) in pipes, CI, tests."""
+    if not _stderr_is_terminal():
+        yield None
+        return
+    bars = _ProgressBars()
+    try:
+        yield bars
+    finally:
+        bars.close()  # before anything else is printed
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class _ProgressBars:
+    """One progress bar on stderr per stage of an import (checking, matching, writing)."""
+
+    def __init__(self) -> None:
+        self._stage = ""
+        self._bar: tqdm[Any] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if total == 0:
+            return  # e.g. nothing to write: no empty bar
+        if self._bar is None or stage != self._stage:
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(
+                desc=stage,
+                total=total,
+                unit=_PROGRESS_UNITS.get(stage, "it"),
+                file=sys.stderr,
+                leave=False,  # the summary line says what was done
+                dynamic_ncols=True,
+            )
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 @customers.command("show")
