@@ -359,10 +359,12 @@ def test_progress_is_reported_stage_by_stage(
     )
 
     stages = [stage for stage, _, _ in seen]
-    assert list(dict.fromkeys(stages)) == ["checking", "matching", "writing"]
-    for stage in ("checking", "matching", "writing"):
+    order = ["checking", "finding accounts", "matching", "writing"]
+    assert list(dict.fromkeys(stages)) == order
+    for stage in order:
         steps = [(done, total) for s, done, total in seen if s == stage]
         assert [done for done, _ in steps] == sorted(done for done, _ in steps)
+        assert len({total for _, total in steps}) == 1  # a bar never changes its length
         assert steps[-1][0] == steps[-1][1] > 0
     assert ("checking", 50, 50) in seen
 
@@ -379,4 +381,4 @@ def test_no_progress_bar_unless_stderr_is_a_terminal(
 
     assert terminal.exit_code == 0, terminal.output
     assert terminal.stdout.strip() == "imported customers.csv: 0 created, 0 updated, 30 unchanged"
-    assert "checking" in terminal.stderr and "matching" in terminal.stderr
+    assert "checking" in terminal.stderr and "finding accounts" in terminal.stderr

@@ -23,7 +23,12 @@ from ivr.numberchange.rules import NumberRules
 from ivr.storage import db
 
 # What each stage of an import counts, for its progress bar.
-_PROGRESS_UNITS = {"checking": "row", "matching": "lookup", "writing": "row"}
+_PROGRESS_UNITS = {
+    "checking": "row",
+    "finding accounts": "account",
+    "matching": "lookup",
+    "writing": "row",
+}
 
 
 @click.group("customers")
@@ -98,7 +103,7 @@ def _stderr_is_terminal() -> bool:
 
 
 class _ProgressBars:
-    """One progress bar on stderr per stage of an import (checking, matching, writing)."""
+    """One progress bar on stderr per stage of an import (see ivr.customers.rows.Progress)."""
 
     def __init__(self) -> None:
         self._stage = ""

@@ -41,8 +41,9 @@ _LINE_TYPE_NAMES = {number_type: name for name, number_type in LINE_TYPES.items(
 
 # A raw row: its 1-based physical line number and its cells, in COLUMNS order.
 Record = tuple[int, Sequence[str]]
-# Told how far a stage of an import has got: (stage, done, total). Stages are
-# "checking", "matching" and "writing"; a terminal shows them as progress bars.
+# Told how far a stage of an import has got: (stage, done, total). The stages, in order:
+# "checking" (rows), "finding accounts" (account numbers), "matching" (lookups of the
+# customers and phones new accounts may join) and "writing" (rows written to any table).
 Progress = Callable[[str, int, int], None]
 # Collects one problem of the row being validated: (field, message).
 _Report = Callable[[str, str], None]

@@ -216,39 +216,31 @@ def _load(session: Session, rows: Sequence[CustomerRow], progress: Progress | No
     """Load the accounts the rows name, and whatever a new account among them may join."""
     known = _Known()
     numbers = _unique(row.account_number for row in rows)
-    total, done = len(numbers), 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress("matching", done, total)
-
-    advance(0)
+    stage = _Stage(progress, "finding accounts", len(numbers))
     for batch in _batches(numbers):
         known.add_accounts(session.execute(_ACCOUNTS.where(Account.number.in_(batch))))
-        advance(len(batch))
+        stage.advance(len(batch))
 
     new = [row for row in rows if row.account_number not in known.accounts]
     emails = _unique(row.email.lower() for row in new if row.email)
     shared = _unique(row.phone for row in new if not row.email)
     phones = _unique(row.phone for row in rows if row.phone not in known.phone_ids)
-    total += len(emails) + len(shared) + len(phones)
+    stage = _Stage(progress, "matching", len(emails) + len(shared) + len(phones))
     customers = select(Customer.id, Customer.name, Customer.email)
     for batch in _batches(emails):
         for customer_id, name, email in session.execute(
             customers.where(func.lower(Customer.email).in_(batch))
         ):
             known.add_customer(customer_id, name, email)
-        advance(len(batch))
+        stage.advance(len(batch))
     for batch in _batches(shared):
         known.add_accounts(session.execute(_ACCOUNTS.where(PhoneNumber.e164.in_(batch))))
-        advance(len(batch))
+        stage.advance(len(batch))
     phone_ids = select(PhoneNumber.e164, PhoneNumber.id)
     for batch in _batches(phones):
         for e164, phone_id in session.execute(phone_ids.where(PhoneNumber.e164.in_(batch))):
             known.phone_ids[e164] = phone_id
-        advance(len(batch))
+        stage.advance(len(batch))
     return known
 
 
@@ -263,38 +255,30 @@ def write_plan(session: Session, plan: Plan, *, progress: Progress | None = None
         plan.new_accounts,
         plan.changed_accounts,
     ]
-    total, done = sum(len(part) for part in parts), 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress("writing", done, total)
-
-    advance(0)
+    stage = _Stage(progress, "writing", sum(len(part) for part in parts))
     for phones in _batches(new_phones):
         stmt = insert(PhoneNumber).returning(PhoneNumber.e164, PhoneNumber.id)
         for e164, phone_id in session.execute(stmt, [{"e164": e164} for e164 in phones]):
             phone_ids[e164] = phone_id
-        advance(len(phones))
+        stage.advance(len(phones))
     for customers in _batches(plan.new_customers):
         _insert_customers(session, customers)
-        advance(len(customers))
+        stage.advance(len(customers))
     for customers in _batches(plan.changed_customers):
         values = [{"id": c.id, "name": c.name, "email": c.email} for c in customers]
         session.execute(update(Customer), values)
-        advance(len(customers))
+        stage.advance(len(customers))
     for accounts in _batches(plan.new_accounts):
         values = [
             {"number": a.number, "customer_id": a.customer.id, "phone_id": phone_ids[a.phone]}
             for a in accounts
         ]
         session.execute(insert(Account), values)
-        advance(len(accounts))
+        stage.advance(len(accounts))
     for accounts in _batches(plan.changed_accounts):
         values = [{"id": a.id, "phone_id": phone_ids[a.phone]} for a in accounts]
         session.execute(update(Account), values)
-        advance(len(accounts))
+        stage.advance(len(accounts))
 
 
 def _insert_customers(session: Session, customers: Sequence[_Customer]) -> None:
@@ -317,6 +301,19 @@ def _insert_customers(session: Session, customers: Sequence[_Customer]) -> None:
         group.sort(reverse=True)
     for customer in customers:
         customer.id = ids[customer.name, customer.email].pop()
+
+
+class _Stage:
+    """Tells `progress` how far one stage has got (nothing when there is no `progress`)."""
+
+    def __init__(self, progress: Progress | None, name: str, total: int) -> None:
+        self._progress, self._name, self._total, self._done = progress, name, total, 0
+        self.advance(0)
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        if self._progress is not None:
+            self._progress(self._name, self._done, self._total)
 
 
 def _unique(values: Iterable[_T]) -> list[_T]:
