@@ -66,7 +66,10 @@ def test_wsgi_entry_point_defaults_to_production() -> None:
         ({"IVR_STORAGE_TIMEOUT": "soon"}, "IVR_STORAGE_TIMEOUT must be a positive"),
         ({"IVR_ENV": "staging"}, "IVR_ENV must be"),
         ({"IVR_DELIVERY": "outbox"}, "refused in production"),
-        ({"TWILIO_ACCOUNT_SID": ""}, "production needs these environment variables: TWILIO_ACCOUNT_SID$"),
+        (
+            {"TWILIO_ACCOUNT_SID": ""},
+            "production needs these environment variables: TWILIO_ACCOUNT_SID$",
+        ),
         ({"IVR_CODE_TTL": "900"}, "at most 600 seconds"),
         ({"IVR_CODE_LENGTH": "4"}, "from 6 to 10 digits"),
         ({"IVR_ALLOWED_COUNTRIES": "US,XX"}, "IVR_ALLOWED_COUNTRIES: 'XX' is not a known region"),
