@@ -19,7 +19,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import PhoneNumberFormat
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from ivr.errors import IvrError
 from ivr.numberchange.rules import NumberRules
@@ -232,11 +232,13 @@ def _check_phone(
         number = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    # phonenumbers' is_valid_number(n) is number_type(n) != UNKNOWN; asking for the type
+    # alone halves the cost of checking a phone, the bulk of an import's time.
+    number_type = PhoneNumberType.UNKNOWN if number is None else phonenumbers.number_type(number)
+    if number is None or number_type == PhoneNumberType.UNKNOWN:
         problem("phone", f"{value!r} is not a valid phone number for region {default_region}")
         return None
-    number_type = phonenumbers.number_type(number)
-    kind = _LINE_TYPE_NAMES.get(number_type, "unknown")
+    kind = _LINE_TYPE_NAMES[number_type]
     if kind in WHY_NEVER_ALLOWED:
         problem("phone", f"{value!r} is a {kind} number ({WHY_NEVER_ALLOWED[kind]})")
         return None

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from ivr.customers.rows import CustomerRow, Progress, RowProblem
 from ivr.storage.models import Account, Customer, PhoneNumber
@@ -31,22 +32,12 @@ from ivr.storage.models import Account, Customer, PhoneNumber
 BATCH = 1000
 
 _T = TypeVar("_T")
-# What _ACCOUNTS selects, in order.
-_AccountRow = tuple[int, str, int, str, str | None, int, str]
 
-_ACCOUNTS = (
-    select(
-        Account.id,
-        Account.number,
-        Customer.id,
-        Customer.name,
-        Customer.email,
-        PhoneNumber.id,
-        PhoneNumber.e164,
-    )
-    .join(Account.customer)
-    .join(Account.phone)
-)
+# Single-table lookups by unique or primary key: a join of a thousand accounts with their
+# customers and phones made PostgreSQL scan both tables whole, for every batch.
+_ACCOUNTS = select(Account.id, Account.number, Account.customer_id, Account.phone_id)
+_CUSTOMERS = select(Customer.id, Customer.name, Customer.email)
+_PHONES = select(PhoneNumber.id, PhoneNumber.e164)
 
 
 @dataclass(eq=False, slots=True)
@@ -74,27 +65,33 @@ class _Known:
         self.accounts: dict[str, _Account] = {}
         self.customers: dict[int, _Customer] = {}
         self.phone_ids: dict[str, int] = {}
+        self.phones: dict[int, str] = {}  # E.164 by id
         # Everyone who had the key at some point; match() checks they still do.
         self._by_email: defaultdict[str, list[_Customer]] = defaultdict(list)
         self._by_phone: defaultdict[str, list[_Account]] = defaultdict(list)
         self._new_customers = 0
 
-    def add_accounts(self, found: Iterable[_AccountRow]) -> None:
-        for account_id, number, customer_id, name, email, phone_id, e164 in found:
-            customer = self.add_customer(customer_id, name, email)
-            self.phone_ids[e164] = phone_id
+    def add_accounts(self, found: Iterable[tuple[int, str, int, int]]) -> None:
+        """Accounts as _ACCOUNTS selects them; their customers and phones must be known."""
+        for account_id, number, customer_id, phone_id in found:
             if number not in self.accounts:
-                self.accounts[number] = _Account(account_id, number, customer, e164)
-                self._by_phone[e164].append(self.accounts[number])
+                e164 = self.phones[phone_id]
+                account = _Account(account_id, number, self.customers[customer_id], e164)
+                self.accounts[number] = account
+                self._by_phone[e164].append(account)
 
-    def add_customer(self, customer_id: int, name: str, email: str | None) -> _Customer:
-        customer = self.customers.get(customer_id)
-        if customer is None:
-            customer = _Customer(customer_id, (0, customer_id), name, email)
-            self.customers[customer_id] = customer
-            if email:
-                self._by_email[email.lower()].append(customer)
-        return customer
+    def add_customers(self, found: Iterable[tuple[int, str, str | None]]) -> None:
+        for customer_id, name, email in found:
+            if customer_id not in self.customers:
+                customer = _Customer(customer_id, (0, customer_id), name, email)
+                self.customers[customer_id] = customer
+                if email:
+                    self._by_email[email.lower()].append(customer)
+
+    def add_phones(self, found: Iterable[tuple[int, str]]) -> None:
+        for phone_id, e164 in found:
+            self.phone_ids[e164] = phone_id
+            self.phones[phone_id] = e164
 
     def match(self, row: CustomerRow) -> _Customer | None:
         """The customer a new account joins: same email, else same name on the same phone."""
@@ -218,30 +215,40 @@ def _load(session: Session, rows: Sequence[CustomerRow], progress: Progress | No
     numbers = _unique(row.account_number for row in rows)
     stage = _Stage(progress, "finding accounts", len(numbers))
     for batch in _batches(numbers):
-        known.add_accounts(session.execute(_ACCOUNTS.where(Account.number.in_(batch))))
+        _load_accounts(session, known, _one_of(session, Account.number, batch))
         stage.advance(len(batch))
 
     new = [row for row in rows if row.account_number not in known.accounts]
     emails = _unique(row.email.lower() for row in new if row.email)
-    shared = _unique(row.phone for row in new if not row.email)
     phones = _unique(row.phone for row in rows if row.phone not in known.phone_ids)
-    stage = _Stage(progress, "matching", len(emails) + len(shared) + len(phones))
-    customers = select(Customer.id, Customer.name, Customer.email)
+    shared = _unique(row.phone for row in new if not row.email)
+    stage = _Stage(progress, "matching", len(emails) + len(phones) + len(shared))
     for batch in _batches(emails):
-        for customer_id, name, email in session.execute(
-            customers.where(func.lower(Customer.email).in_(batch))
-        ):
-            known.add_customer(customer_id, name, email)
+        where = _one_of(session, func.lower(Customer.email, type_=String), batch)
+        known.add_customers(session.execute(_CUSTOMERS.where(where)))
         stage.advance(len(batch))
-    for batch in _batches(shared):
-        known.add_accounts(session.execute(_ACCOUNTS.where(PhoneNumber.e164.in_(batch))))
-        stage.advance(len(batch))
-    phone_ids = select(PhoneNumber.e164, PhoneNumber.id)
     for batch in _batches(phones):
-        for e164, phone_id in session.execute(phone_ids.where(PhoneNumber.e164.in_(batch))):
-            known.phone_ids[e164] = phone_id
+        known.add_phones(session.execute(_PHONES.where(_one_of(session, PhoneNumber.e164, batch))))
+        stage.advance(len(batch))
+    # Every account on the phones of new rows without an email: a family line to join.
+    for batch in _batches(shared):
+        phone_ids = [known.phone_ids[e164] for e164 in batch if e164 in known.phone_ids]
+        if phone_ids:
+            _load_accounts(session, known, _one_of(session, Account.phone_id, phone_ids))
         stage.advance(len(batch))
     return known
+
+
+def _load_accounts(session: Session, known: _Known, where: ColumnElement[bool]) -> None:
+    """Load the accounts `where` selects, with the customers and phones not known yet."""
+    found = session.execute(_ACCOUNTS.where(where)).all()
+    customers = _unique(c for _, _, c, _ in found if c not in known.customers)
+    phones = _unique(p for _, _, _, p in found if p not in known.phones)
+    for batch in _batches(customers):
+        known.add_customers(session.execute(_CUSTOMERS.where(_one_of(session, Customer.id, batch))))
+    for batch in _batches(phones):
+        known.add_phones(session.execute(_PHONES.where(_one_of(session, PhoneNumber.id, batch))))
+    known.add_accounts(found)
 
 
 def write_plan(session: Session, plan: Plan, *, progress: Progress | None = None) -> None:
@@ -301,6 +308,19 @@ def _insert_customers(session: Session, customers: Sequence[_Customer]) -> None:
         group.sort(reverse=True)
     for customer in customers:
         customer.id = ids[customer.name, customer.email].pop()
+
+
+def _one_of(
+    session: Session, column: ColumnElement[_T] | QueryableAttribute[_T], values: Sequence[_T]
+) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:values)`, one array parameter.
+
+    A thousand parameters cost more than the lookup itself there: the driver parses them
+    and the server plans them on every statement.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 class _Stage:
