@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, false
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ivr.storage.db import Base
@@ -22,6 +22,8 @@ def utcnow() -> datetime:
 
 class Customer(Base):
     __tablename__ = "customers"
+    # The importer matches customers by email, case-insensitively.
+    __table_args__ = (Index("ix_customers_email_lower", func.lower(text("email"))),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
