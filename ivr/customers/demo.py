@@ -42,4 +42,6 @@ def demo(reset: bool) -> None:
     click.echo(
         "  Unknown or withheld caller: ivr call --from anonymous --digits 1,10004321#,@code,2"
     )
-    click.echo("  (@code keys in the code just sent to the local outbox: ivr outbox list)")
+    click.echo(
+        "  (@code keys in the code sent or read out on that call: ivr outbox list shows them)"
+    )
