@@ -5,7 +5,21 @@ the prompt files into the catalog; `flows` reads one flow file, whose nodes
 `nodes` parses through the model's one registry of node kinds; `files` reads YAML.
 """
 
-from ivr.flow.loader.definitions import Definitions, check_definitions, load_definitions
+from ivr.flow.loader.definitions import (
+    Definitions,
+    check_definitions,
+    check_sources,
+    load_definitions,
+)
+from ivr.flow.loader.files import Source, read_source
 from ivr.flow.loader.prompts import load_catalog
 
-__all__ = ["Definitions", "check_definitions", "load_catalog", "load_definitions"]
+__all__ = [
+    "Definitions",
+    "Source",
+    "check_definitions",
+    "check_sources",
+    "load_catalog",
+    "load_definitions",
+    "read_source",
+]

@@ -13,8 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ivr.errors import DefinitionProblem, InvalidDefinition
+from ivr.flow.loader.files import Source, read_source
 from ivr.flow.loader.flows import load_flow
-from ivr.flow.loader.prompts import load_catalog
+from ivr.flow.loader.prompts import catalog_from_sources, load_catalog
 from ivr.flow.model.flow import Catalog, Flow
 
 
@@ -42,9 +43,24 @@ def check_definitions(
     flow_files = only if only is not None else sorted(flows_dir.glob("*.yaml"))
     if not flow_files:
         problems.append(DefinitionProblem(str(flows_dir), "", "", "no flow files (*.yaml) found"))
+    sources = [s for s in (read_source(path, problems) for path in flow_files) if s is not None]
+    return _with_flows(sources, catalog, default_region, problems)
+
+
+def check_sources(
+    flow_sources: list[Source], prompt_sources: list[Source], default_region: str
+) -> tuple[Definitions | None, list[DefinitionProblem]]:
+    """The same as check_definitions, for files given as Sources (a stored version)."""
+    catalog, problems = catalog_from_sources(prompt_sources)
+    return _with_flows(flow_sources, catalog, default_region, problems)
+
+
+def _with_flows(
+    sources: list[Source], catalog: Catalog, default_region: str, problems: list[DefinitionProblem]
+) -> tuple[Definitions | None, list[DefinitionProblem]]:
     flows: dict[str, Flow] = {}
-    for path in flow_files:
-        flow, flow_problems = load_flow(path, catalog, default_region)
+    for source in sources:
+        flow, flow_problems = load_flow(source, catalog, default_region)
         problems.extend(flow_problems)
         if flow is not None:
             flows[flow.name] = flow

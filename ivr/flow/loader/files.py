@@ -1,8 +1,14 @@
-"""Reading one definition file, and the unknown-key check every mapping in one shares."""
+"""Reading one definition file, and the unknown-key check every mapping in one shares.
+
+Definitions are read from `Source`s (a name and the file's exact text), whether
+they come from the working folders or from a version stored in the database, so a
+stored version loads exactly as its files did and problems name the file either way.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -33,18 +39,37 @@ def unknown_keys(
             )
 
 
-def read_yaml(path: Path, problems: list[DefinitionProblem]) -> Any:
-    """The file's YAML, or None after reporting why it cannot be read."""
+@dataclass(frozen=True)
+class Source:
+    """One definition file: `name` as problems should call it, and its exact text."""
+
+    name: str
+    text: str
+
+    @property
+    def stem(self) -> str:
+        """The file name without folder and extension: a flow's or a language's name."""
+        return PurePosixPath(self.name.replace("\\", "/")).stem
+
+
+def read_source(path: Path, problems: list[DefinitionProblem]) -> Source | None:
+    """The file as a Source, or None after reporting why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Source(str(path), path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(DefinitionProblem(str(path), "", "", f"cannot be read: {exc}"))
         return None
+
+
+def read_yaml(source: Source, problems: list[DefinitionProblem]) -> Any:
+    """The source's YAML, or None after reporting why it cannot be parsed."""
     try:
-        return yamlread.read(text)
+        return yamlread.read(source.text)
     except yaml.YAMLError as exc:
         reason = str(getattr(exc, "problem", None) or exc).strip()
         problems.append(
-            DefinitionProblem(str(path), "", "", f"YAML error: {reason}", yamlread.error_line(exc))
+            DefinitionProblem(
+                source.name, "", "", f"YAML error: {reason}", yamlread.error_line(exc)
+            )
         )
         return None

@@ -7,16 +7,17 @@ Each node is parsed by `nodes`; the whole graph is then checked by
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 from types import MappingProxyType
 
 from ivr.errors import DefinitionProblem
 from ivr.flow import yamlread
-from ivr.flow.loader.files import read_yaml, unknown_keys
+from ivr.flow.loader.files import Source, read_yaml, unknown_keys
 from ivr.flow.loader.nodes import mentioned_ids, parse_node
 from ivr.flow.model.base import Node
-from ivr.flow.model.flow import Catalog, Flow
+from ivr.flow.model.flow import SYSTEM_PROMPTS, Catalog, Flow
 from ivr.flow.model.transfer import TransferNode
 from ivr.flow.validate import PartialNode, validate_flow
 
@@ -29,15 +30,17 @@ FLOW_KEYS = {
     "nodes": "the nodes, by id",
 }
 REQUIRED_FLOW_KEYS = ("name", "start", "languages", "nodes")
+# Prompts the service words by name at run time (a reason, a method, a risk flag...).
+SERVICE_PREFIXES = ("method_", "reason_", "whisper_", "message_", "callback_", "read_code_")
 
 
 def load_flow(
-    path: Path, catalog: Catalog, default_region: str
+    source: Source, catalog: Catalog, default_region: str
 ) -> tuple[Flow | None, list[DefinitionProblem]]:
     """Parse and validate one flow file against the prompt catalog."""
     problems: list[DefinitionProblem] = []
-    file = str(path)
-    data = read_yaml(path, problems)
+    file = source.name
+    data = read_yaml(source, problems)
     if data is None:
         return None, problems
     if not isinstance(data, yamlread.LineDict):
@@ -50,10 +53,10 @@ def load_flow(
             )
 
     name = data.get("name")
-    if "name" in data and name != path.stem:
+    if "name" in data and name != source.stem:
         problems.append(
             DefinitionProblem(
-                file, "", "name", f"must be {path.stem!r}, the file's name", data.line_of("name")
+                file, "", "name", f"must be {source.stem!r}, the file's name", data.line_of("name")
             )
         )
     languages = _languages(data, file, catalog, problems)
@@ -123,7 +126,7 @@ def load_flow(
     flow = Flow(
         name=name,
         file=file,
-        version=_version(path, catalog),
+        version=content_version(source, nodes.values(), languages, catalog),
         description=str(description),
         start=start,
         languages=tuple(languages),
@@ -157,9 +160,25 @@ def _languages(
     return [x for x in languages if x in catalog.languages]
 
 
-def _version(path: Path, catalog: Catalog) -> str:
-    """A content hash of the flow and every prompt file: the version a call pins."""
-    digest = hashlib.sha256(path.read_bytes())
-    for language in sorted(catalog.languages):
-        digest.update(Path(catalog.languages[language].file).read_bytes())
+def content_version(
+    source: Source, nodes: Iterable[Node], languages: Iterable[str], catalog: Catalog
+) -> str:
+    """A content hash of the flow file and of the prompts it can speak, in its languages:
+    the version a call pins and a publish stores.
+
+    Only the prompts this flow uses count (those its nodes name, and the service's own
+    prompts — whisper, messages, apologies), so editing another flow's prompt in a
+    shared prompt file leaves this flow's version as it was.
+    """
+    digest = hashlib.sha256(source.text.encode("utf-8"))
+    named = {key for node in nodes for key in node.prompts().values()}
+    for language in sorted(languages):
+        prompts = catalog.languages[language]
+        used = {
+            key: text
+            for key, text in prompts.texts.items()
+            if key in named or key in SYSTEM_PROMPTS or key.startswith(SERVICE_PREFIXES)
+        }
+        spoken = {"language": language, "voice": prompts.voice, "prompts": used}
+        digest.update(json.dumps(spoken, sort_keys=True, ensure_ascii=False).encode("utf-8"))
     return digest.hexdigest()[:12]

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from ivr.errors import DefinitionProblem
 from ivr.flow import yamlread
-from ivr.flow.loader.files import read_yaml, unknown_keys
+from ivr.flow.loader.files import Source, read_source, read_yaml, unknown_keys
 from ivr.flow.model.flow import (
     MESSAGE_PLACEHOLDERS,
     MESSAGE_PREFIX,
@@ -37,20 +37,28 @@ PLAIN_PROMPTS = frozenset({"queue_hold"})
 def load_catalog(prompts_dir: Path) -> tuple[Catalog, list[DefinitionProblem]]:
     """Read every `prompts/<language>.yaml`; system prompts must exist in each."""
     problems: list[DefinitionProblem] = []
-    languages: dict[str, PromptSet] = {}
     files = sorted(prompts_dir.glob("*.yaml"))
     if not files:
         problems.append(DefinitionProblem(str(prompts_dir), "", "", "no prompt files found"))
-    for path in files:
-        prompt_set = _load_prompt_file(path, problems)
+    sources = [s for s in (read_source(path, problems) for path in files) if s is not None]
+    catalog, more = catalog_from_sources(sources)
+    return catalog, problems + more
+
+
+def catalog_from_sources(sources: list[Source]) -> tuple[Catalog, list[DefinitionProblem]]:
+    """The catalog of these prompt files (one per language, named `<language>.yaml`)."""
+    problems: list[DefinitionProblem] = []
+    languages: dict[str, PromptSet] = {}
+    for source in sources:
+        prompt_set = _load_prompt_file(source, problems)
         if prompt_set is not None:
             languages[prompt_set.language] = prompt_set
     return Catalog(MappingProxyType(languages)), problems
 
 
-def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSet | None:
-    file = str(path)
-    data = read_yaml(path, problems)
+def _load_prompt_file(source: Source, problems: list[DefinitionProblem]) -> PromptSet | None:
+    file = source.name
+    data = read_yaml(source, problems)
     if data is None:
         return None
     if not isinstance(data, yamlread.LineDict):
@@ -58,13 +66,13 @@ def _load_prompt_file(path: Path, problems: list[DefinitionProblem]) -> PromptSe
         return None
     unknown_keys(data, PROMPT_FILE_KEYS, file, "", problems)
     language = data.get("language")
-    if language != path.stem:
+    if language != source.stem:
         problems.append(
             DefinitionProblem(
                 file,
                 "",
                 "language",
-                f"must be {path.stem!r}, the file's name",
+                f"must be {source.stem!r}, the file's name",
                 data.line_of("language"),
             )
         )
