@@ -1,7 +1,9 @@
-"""Migrations without a journey of their own: 0004 (the importer's email index)."""
+"""Migrations without a journey of their own: 0004 (the importer's email index) and
+0005 (the flow version store)."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from schema import assert_schema_matches_models, index_names
@@ -31,10 +33,49 @@ def test_migration_0004_adds_and_drops_the_email_index(scratch_database_url: str
                 sa.text("SELECT name FROM customers WHERE lower(email) = 'jane@example.com'")
             )
             assert found.scalars().all() == ["Jane Doe"]  # rows kept, found by the index's key
-            assert_schema_matches_models(connection)
         command.downgrade(alembic_config(url), "0003")
         with engine.connect() as connection:
             assert EMAIL_INDEX not in index_names(connection)
             assert connection.execute(sa.text("SELECT count(*) FROM customers")).scalar() == 1
+        upgrade(url)  # and up again, to the head
+        with engine.connect() as connection:
+            assert_schema_matches_models(connection)
+    finally:
+        engine.dispose()
+
+
+FLOW_TABLES = {"flow_versions", "flow_version_files", "live_flows"}
+
+
+def test_migration_0005_adds_and_drops_the_flow_version_store(scratch_database_url: str) -> None:
+    url = scratch_database_url
+    upgrade(url, "0004")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert not FLOW_TABLES & set(sa.inspect(connection).get_table_names())
+        upgrade(url, "0005")
+        with engine.begin() as connection:
+            assert set(sa.inspect(connection).get_table_names()) >= FLOW_TABLES
+            connection.execute(
+                sa.text(
+                    "INSERT INTO flow_versions (id, flow, version, published_at, published_by,"
+                    " message) VALUES (1, 'support', 'abc123', CURRENT_TIMESTAMP, 'ops', '')"
+                )
+            )
+            with pytest.raises(sa.exc.IntegrityError), connection.begin_nested():
+                connection.execute(  # one row per (flow, version)
+                    sa.text(
+                        "INSERT INTO flow_versions (id, flow, version, published_at,"
+                        " published_by, message)"
+                        " VALUES (2, 'support', 'abc123', CURRENT_TIMESTAMP, 'ops', '')"
+                    )
+                )
+        command.downgrade(alembic_config(url), "0004")
+        with engine.connect() as connection:
+            assert not FLOW_TABLES & set(sa.inspect(connection).get_table_names())
+        upgrade(url)
+        with engine.connect() as connection:
+            assert_schema_matches_models(connection)
     finally:
         engine.dispose()

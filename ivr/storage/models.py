@@ -1,4 +1,5 @@
-"""Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit, agents.
+"""Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit,
+agents, and the published versions of the flows.
 
 A phone number is its own row so that several accounts can share one (a family
 line) and so caller identification is a single indexed lookup.
@@ -9,7 +10,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, String, false, func, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ivr.storage.db import Base
@@ -136,3 +149,52 @@ class AgentUser(Base):
     target: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class FlowVersion(Base):
+    """One published version of a flow: immutable, identified by its content hash.
+
+    Its files (the flow file and the prompt file of each of its languages) are kept
+    byte for byte, so the version loads, and exports, exactly as it was published.
+    """
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (UniqueConstraint("flow", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flow: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))  # the content hash (Flow.version)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(500), default="")
+
+    files: Mapped[list[FlowVersionFile]] = relationship(
+        back_populates="version_row", order_by="FlowVersionFile.path", cascade="all"
+    )
+
+
+class FlowVersionFile(Base):
+    """One file of a published version: `flows/<flow>.yaml` or `prompts/<language>.yaml`."""
+
+    __tablename__ = "flow_version_files"
+    __table_args__ = (UniqueConstraint("version_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("flow_versions.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+
+    version_row: Mapped[FlowVersion] = relationship(back_populates="files")
+
+
+class LiveFlow(Base):
+    """Which version of a flow new calls start on: one row per flow name."""
+
+    __tablename__ = "live_flows"
+
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("flow_versions.id"))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    by: Mapped[str] = mapped_column(String(64))
+
+    version_row: Mapped[FlowVersion] = relationship()
