@@ -119,7 +119,7 @@ def state_of(app: Flask, call_sid: str) -> dict[str, Any] | None:
 
 def text(app: Flask, key: str, language: str = "en-US", **values: str) -> str:
     """A prompt as the caller hears it: placeholders filled, whitespace as the simulator logs it."""
-    raw = app.extensions["ivr.runtime"].definitions.catalog.text(language, key)
+    raw = app.extensions["ivr.runtime"].working.catalog.text(language, key)
     return " ".join(raw.format(**values).split()) if values else " ".join(raw.split())
 
 

@@ -418,7 +418,7 @@ def test_spanish_choice_makes_later_prompts_spanish(app: Flask, phone: Phone) ->
         text(app, "main_menu", "es-US", first_name="Jane"),
         text(app, "connecting", "es-US"),
     ]
-    spanish_voice = app.extensions["ivr.runtime"].definitions.catalog.voice("es-US")
+    spanish_voice = app.extensions["ivr.runtime"].working.catalog.voice("es-US")
     later = caller_documents(result)[1:]  # everything after the language choice
     says = [say for _, doc in later for say in doc.iter("Say")]
     assert len(says) == 5

@@ -104,13 +104,13 @@ def context_of(entry: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
 
 def _texts() -> Any:
     rt = runtime.get()
-    return rt.definitions.catalog.languages[rt.flow.default_language].texts
+    return rt.catalog.languages[rt.flow.default_language].texts
 
 
 def language(wanted: Any) -> str:
     """The caller's language when the catalog has it, else the flow's default."""
     rt = runtime.get()
-    if isinstance(wanted, str) and wanted in rt.definitions.catalog.languages:
+    if isinstance(wanted, str) and wanted in rt.catalog.languages:
         return wanted
     return rt.flow.default_language
 
@@ -192,7 +192,7 @@ def verifier() -> ManualVerifier:
     """Verification by hand, with the agent code policy and this app's storage."""
     rt = runtime.get()
     codes = CodeService(kv.client(), rt.settings.secret_key, policy_for(AGENT_VERIFY, rt.settings))
-    return ManualVerifier(codes, delivery.get(), SqlDirectory(db.session()), rt.definitions.catalog)
+    return ManualVerifier(codes, delivery.get(), SqlDirectory(db.session()), rt.catalog)
 
 
 def _clock(epoch: float) -> str:

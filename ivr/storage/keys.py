@@ -53,3 +53,8 @@ def number_change(account_id: int) -> str:
 def lockout(account_id: int) -> str:
     """Present while an account is locked out of code verification."""
     return f"{PREFIX}:{{acct:{account_id}}}:locked"
+
+
+def live_flow(flow: str) -> str:
+    """The version new calls of a flow start on (a short-lived copy of the database's)."""
+    return f"{PREFIX}:flows:live:{flow}"

@@ -39,7 +39,7 @@ def _answer(instructions: list[Instruction], action: str = "") -> Response:
 
 def _say(callback: Callback | None, key: str, **values: str) -> Say:
     rt = runtime.get()
-    catalog = rt.definitions.catalog
+    catalog = rt.catalog
     language = callback.language if callback else rt.flow.default_language
     if language not in catalog.languages:
         language = rt.flow.default_language

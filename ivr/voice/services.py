@@ -11,12 +11,13 @@ from ivr.calls import outbound, runtime
 from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
 from ivr.flow.engine import Engine
-from ivr.flow.model import Flow
+from ivr.flow.model import Catalog
 from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
 from ivr.storage import db, kv
 from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService, policy_for
 from ivr.verification.verifier import CodeVerifier
+from ivr.versions.store import LoadedFlow
 from ivr.voice.urls import callback_urls
 
 
@@ -29,7 +30,9 @@ def placer() -> outbound.Placer:
     return outbound.Placer(delivery.get_dialer(), callback_urls)
 
 
-def number_changes(directory: SqlDirectory | None = None) -> NumberChanges:
+def number_changes(
+    directory: SqlDirectory | None = None, catalog: Catalog | None = None
+) -> NumberChanges:
     rt = runtime.get()
     return NumberChanges(
         session=db.session(),
@@ -38,16 +41,15 @@ def number_changes(directory: SqlDirectory | None = None) -> NumberChanges:
         placer=placer(),
         rules=NumberRules.from_settings(rt.settings),
         channels=delivery.get(),
-        catalog=rt.definitions.catalog,
+        catalog=catalog or rt.catalog,
         support_number=rt.settings.support_number,
     )
 
 
-def engine(flow: Flow) -> Engine:
-    """An engine for this request, with the database directory, codes and number changes."""
+def engine(loaded: LoadedFlow) -> Engine:
+    """An engine for this request on one version of the flow, with the database directory,
+    codes and number changes speaking that version's prompts."""
     rt = runtime.get()
     directory = SqlDirectory(db.session())
-    verifier = CodeVerifier(
-        codes(VERIFY), delivery.get(), directory, rt.definitions.catalog, placer()
-    )
-    return rt.engine(flow, directory, verifier, number_changes(directory))
+    verifier = CodeVerifier(codes(VERIFY), delivery.get(), directory, loaded.catalog, placer())
+    return rt.engine(loaded, directory, verifier, number_changes(directory, loaded.catalog))

@@ -24,10 +24,11 @@ from ivr.customers.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
-from ivr.flow.model import MAX_QUEUE_WAIT, Flow, TransferNode, TransferTarget
+from ivr.flow.model import MAX_QUEUE_WAIT, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
 from ivr.storage import audit, db
+from ivr.versions.store import LoadedFlow
 from ivr.voice import handover, services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
 
@@ -63,8 +64,8 @@ def _links() -> twiml.Links:
     )
 
 
-def _engine(flow: Flow) -> Engine:
-    return services.engine(flow)
+def _engine(loaded: LoadedFlow) -> Engine:
+    return services.engine(loaded)
 
 
 def _answer(document: str) -> Response:
@@ -83,13 +84,14 @@ def incoming() -> Response:
     rt = runtime.get()
     state = store.load(call.call_sid)
     if state is not None:  # Twilio retried this request: no second start
-        return _respond(_engine(rt.flow_for(state)).replay(state))
-    turn = _engine(rt.flow).start(call.call_sid, call.caller, call.stir_verstat)
+        return _respond(_engine(rt.for_call(state)).replay(state))
+    live = rt.live()
+    turn = _engine(live).start(call.call_sid, call.caller, call.stir_verstat)
     log.info(
         "call %s started on %s@%s from %s",
         call.call_sid,
-        rt.flow.name,
-        rt.flow.version,
+        live.flow.name,
+        live.flow.version,
         mask(turn.state.caller),
     )
     return _respond(turn)
@@ -100,7 +102,7 @@ def caller_input() -> Response:
     """Keys the caller pressed (or nothing, via the Redirect after a Gather)."""
     call = webhook.parse(request.form)
     state = _state_of(call.call_sid)
-    engine = _engine(runtime.get().flow_for(state))
+    engine = _engine(runtime.get().for_call(state))
     return _respond(engine.handle(state, Input(call.digits, webhook.step(request.args))))
 
 
@@ -109,7 +111,7 @@ def dial_result() -> Response:
     """How a transfer ended (DialCallStatus, or QueueResult for a queue)."""
     call = webhook.parse(request.form)
     state = _state_of(call.call_sid)
-    engine = _engine(runtime.get().flow_for(state))
+    engine = _engine(runtime.get().for_call(state))
     status = webhook.dial_status(request.form)
     log.info("call %s transfer ended: %s", call.call_sid, status)
     return _respond(engine.handle(state, DialResult(status, webhook.step(request.args))))
@@ -124,7 +126,8 @@ def queue_wait() -> Response:
     call = webhook.parse(request.form)
     state = _state_of(call.call_sid)
     waited = webhook.queue_time(request.form)
-    node = runtime.get().flow_for(state).nodes.get(state.node)
+    loaded = runtime.get().for_call(state)
+    node = loaded.flow.nodes.get(state.node)
     target = node.destination if isinstance(node, TransferNode) else None
     if target is None or not target.has_hold_settings or webhook.step(request.args) != state.step:
         log.warning("call %s: hold request for a transfer it is not in; leaving", call.call_sid)
@@ -133,7 +136,7 @@ def queue_wait() -> Response:
     if waited >= limit:
         log.info("call %s leaves the queue after holding %s s", call.call_sid, waited)
         return _answer(twiml.document(Leave()))
-    catalog = runtime.get().definitions.catalog
+    catalog = loaded.catalog
     language = state.language
     hold = Say(
         catalog.text(language, target.hold_prompt or "queue_hold"),
@@ -161,7 +164,7 @@ def whisper() -> Response:
         state = None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
-    says = whisper_says(state, account, rt.definitions.catalog, language, time.time())
+    says = whisper_says(state, account, rt.catalog, language, time.time())
     # No key within the timeout means no agent: this leg hangs up, and the
     # caller's <Dial> action moves the flow on.
     gather = Gather(
@@ -246,7 +249,7 @@ def fallback_dial() -> Response:
     if webhook.dial_status(request.form) in ("completed", "answered"):
         return _answer(twiml.document(Hangup()))
     language = rt.flow.default_language
-    catalog = rt.definitions.catalog
+    catalog = rt.catalog
     return _answer(
         twiml.document(
             Say(catalog.text(language, "agents_unavailable"), language, catalog.voice(language)),
@@ -266,7 +269,7 @@ def _apology_and_transfer() -> str:
     """Sorry, and straight to an agent — unverified, with no state needed."""
     rt = runtime.get()
     language = rt.flow.default_language
-    catalog = rt.definitions.catalog
+    catalog = rt.catalog
     target: TransferTarget = rt.agent_target
     links = twiml.Links(
         input=lambda _s: "", dial=lambda _s: url_for("voice.fallback_dial"), whisper=None
