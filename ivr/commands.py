@@ -15,7 +15,7 @@ def project_commands() -> list[click.Command]:
     from ivr.customers.cli import customers
     from ivr.customers.demo import demo
     from ivr.delivery.cli import outbox
-    from ivr.flow.cli import flows
+    from ivr.versions.cli import flows
     from ivr.simulator.cli import call
     from ivr.storage.migrate import db_group
 

@@ -290,7 +290,7 @@ def test_prompt_problems_are_explained(
 def test_flows_validate_cli_lists_every_problem_and_fails(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from ivr.flow.cli import flows
+    from ivr.versions.cli import flows
 
     path = broken_copy(tmp_path)
     result = CliRunner().invoke(flows, ["validate", str(path), "--prompts", str(PROMPTS)])
@@ -303,7 +303,7 @@ def test_flows_validate_cli_lists_every_problem_and_fails(tmp_path: Path) -> Non
 def test_flows_validate_cli_accepts_the_shipped_flows() -> None:
     from click.testing import CliRunner
 
-    from ivr.flow.cli import flows
+    from ivr.versions.cli import flows
 
     result = CliRunner().invoke(flows, ["validate", str(FLOWS), "--prompts", str(PROMPTS)])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,209 @@
+"""Flow versions: the working files are drafts until `ivr flows publish`; new calls hear
+the live version within seconds, running calls keep theirs; rollback, history, diff,
+export; a refused publish changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from kit import call_form, gather_step, new_sid, post, says, twiml
+from sqlalchemy import func, select
+
+from ivr.calls.runtime import REFRESH_SECONDS
+from ivr.storage import db
+from ivr.storage.models import AuditEvent, FlowVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_WELCOME = "Thank you for calling Example support."
+NEW_WELCOME = "Welcome to Example support, now with versions."
+OLD_ASK = "Please enter your account number, then press the pound key."
+NEW_ASK = "Key in your account number and the pound key."
+
+
+class Clock:
+    """The runtime's clock, moved on by hand past its refresh interval."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def later(self) -> None:
+        self.now += REFRESH_SECONDS + 0.1
+
+
+@pytest.fixture
+def working(tmp_path: Path) -> Path:
+    """A copy of flows/ and prompts/ that the test edits as an ops person would."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    return tmp_path
+
+
+@pytest.fixture
+def ops_app(make_app: Any, working: Path) -> Flask:
+    app: Flask = make_app(
+        IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts")
+    )
+    return app
+
+
+def edit(working: Path, old: str, new: str, file: str = "prompts/en-US.yaml") -> None:
+    path = working / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def flows(app: Flask, *args: str) -> Any:
+    result = app.test_cli_runner().invoke(args=["flows", *args])
+    return result
+
+
+def start(app: Flask, call_sid: str) -> ET.Element:
+    return twiml(post(app, "/voice/incoming", call_form(call_sid, From="anonymous")))
+
+
+def press(app: Flask, call_sid: str, step: int, digits: str) -> ET.Element:
+    form = call_form(call_sid, From="anonymous", Digits=digits)
+    return twiml(post(app, f"/voice/input?s={step}", form))
+
+
+def stored_versions(app: Flask) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(FlowVersion)) or 0
+
+
+def test_publish_reaches_new_calls_while_a_running_call_keeps_its_version(
+    ops_app: Flask, make_app: Any, working: Path
+) -> None:
+    clock = Clock()
+    ops_app.extensions["ivr.runtime"].clock = clock
+    running = new_sid()
+    first = start(ops_app, running)  # the first call publishes the working files
+    assert OLD_WELCOME in says(first)
+    edit(working, OLD_WELCOME, NEW_WELCOME)
+    edit(working, OLD_ASK, NEW_ASK)
+
+    clock.later()
+    assert OLD_WELCOME in says(start(ops_app, new_sid()))  # a draft changes nothing
+
+    published = flows(ops_app, "publish", "-m", "friendlier greeting", "--json")
+    assert published.exit_code == 0, published.output
+    version = json.loads(published.output)
+    assert version["flow"] == "support" and version["status"] == "published"
+
+    # Another worker (its own app, the same database and Redis) and this one both
+    # serve new calls on the new version once their refresh interval has passed.
+    other = make_app(IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts"))
+    clock.later()
+    assert NEW_WELCOME in says(start(ops_app, new_sid()))
+    assert NEW_WELCOME in says(start(other, new_sid()))
+    # The call that started before the publish finishes on its own version.
+    asked = press(ops_app, running, gather_step(first), "1")
+    assert OLD_ASK in says(asked) and NEW_ASK not in says(asked)
+    fresh = new_sid()
+    asked_fresh = press(ops_app, fresh, gather_step(start(ops_app, fresh)), "1")
+    assert NEW_ASK in says(asked_fresh)
+
+
+def test_rollback_history_and_audit(ops_app: Flask, working: Path) -> None:
+    clock = Clock()
+    ops_app.extensions["ivr.runtime"].clock = clock
+    assert flows(ops_app, "publish", "-m", "first").exit_code == 0
+    edit(working, OLD_WELCOME, NEW_WELCOME)
+    second = json.loads(flows(ops_app, "publish", "-m", "second", "--json").output)
+
+    history = json.loads(flows(ops_app, "history", "--json").output)
+    assert [item["message"] for item in history] == ["second", "first"]
+    assert [item["live"] for item in history] == [True, False]
+    assert all(item["by"] and item["published_at"] for item in history)
+
+    rolled = flows(ops_app, "rollback")
+    assert rolled.exit_code == 0, rolled.output
+    assert f"is live again (was {second['version']})" in rolled.output
+    clock.later()
+    assert OLD_WELCOME in says(start(ops_app, new_sid()))
+    history = json.loads(flows(ops_app, "history", "--json").output)
+    assert [item["live"] for item in history] == [False, True]
+
+    back = flows(ops_app, "rollback", "--to", second["version"][:6])
+    assert back.exit_code == 0, back.output
+    clock.later()
+    assert NEW_WELCOME in says(start(ops_app, new_sid()))
+    with ops_app.app_context():
+        actions = (
+            db.session()
+            .scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("flow.%"))
+                .order_by(AuditEvent.id)
+            )
+            .all()
+        )
+    assert actions == ["flow.published", "flow.published", "flow.rolled_back", "flow.rolled_back"]
+
+
+def test_publishing_the_live_content_again_stores_nothing(ops_app: Flask) -> None:
+    assert flows(ops_app, "publish").exit_code == 0
+    again = flows(ops_app, "publish")
+    assert again.exit_code == 0
+    assert "nothing new stored" in again.output
+    assert stored_versions(ops_app) == 1
+
+
+def test_a_refused_publish_names_the_problem_and_changes_nothing(
+    ops_app: Flask, working: Path
+) -> None:
+    assert flows(ops_app, "publish").exit_code == 0
+    edit(working, "start: welcome", "start: nowhere", "flows/support.yaml")
+
+    refused = flows(ops_app, "publish")
+
+    assert refused.exit_code == 1
+    assert "support.yaml" in refused.output and "nowhere" in refused.output
+    assert "nothing was published" in refused.output
+    assert stored_versions(ops_app) == 1
+
+
+def test_rollback_with_nothing_before_says_so(ops_app: Flask) -> None:
+    assert flows(ops_app, "publish").exit_code == 0
+    result = flows(ops_app, "rollback")
+    assert result.exit_code == 1
+    assert "is the oldest" in result.output
+
+
+def test_export_writes_the_published_files_byte_for_byte(
+    ops_app: Flask, working: Path, tmp_path: Path
+) -> None:
+    published = json.loads(flows(ops_app, "publish", "--json").output)
+    edit(working, OLD_WELCOME, NEW_WELCOME)  # the working files move on; the version does not
+
+    out = tmp_path / "export"
+    result = flows(ops_app, "export", published["version"], str(out))
+
+    assert result.exit_code == 0, result.output
+    for name in ("flows/support.yaml", "prompts/es-US.yaml"):
+        assert (out / name).read_bytes() == (ROOT / name).read_bytes()
+    assert (out / "prompts/en-US.yaml").read_bytes() == (ROOT / "prompts/en-US.yaml").read_bytes()
+
+
+def test_diff_against_the_working_files_shows_the_prompt_change(
+    ops_app: Flask, working: Path
+) -> None:
+    assert flows(ops_app, "publish").exit_code == 0
+    edit(working, OLD_WELCOME, NEW_WELCOME)
+
+    result = flows(ops_app, "diff", "live", "working")
+
+    assert result.exit_code == 0, result.output
+    assert f'- "{OLD_WELCOME}"' in result.output and f'+ "{NEW_WELCOME}"' in result.output
+    shown = flows(ops_app, "show")
+    assert shown.exit_code == 0 and "welcome" in shown.output
