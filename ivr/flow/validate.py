@@ -3,6 +3,7 @@
 A flow passes only if every transition lands on a node, every prompt exists in
 every language, every node is reachable, no loop can spin without the caller
 being asked something, and failure exits cannot loop back onto their own node.
+A flow that passes all that must also pass the path proofs of `ivr.flow.proofs`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ivr.flow.model import (
     TransferNode,
     parse_target,
 )
+from ivr.flow.proofs import prove_flow
 
 # A transfer node's settings for the time the caller holds in a queue.
 HOLD_FIELDS = ("hold_prompt", "hold_music", "queue_max_wait")
@@ -135,6 +137,9 @@ def validate_flow(
             "",
             "can enter a loop that never asks the caller anything; the call would spin forever",
         )
+    if not problems and not unparsed and not partial_nodes:
+        # Only an otherwise valid flow: proofs over a broken graph would only confuse.
+        problems.extend(prove_flow(file, start, nodes, languages, catalog))
 
 
 def _check_exits(
