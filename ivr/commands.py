@@ -15,8 +15,8 @@ def project_commands() -> list[click.Command]:
     from ivr.customers.cli import customers
     from ivr.customers.demo import demo
     from ivr.delivery.cli import outbox
-    from ivr.versions.cli import flows
     from ivr.simulator.cli import call
     from ivr.storage.migrate import db_group
+    from ivr.versions.cli import flows
 
     return [db_group, customers, flows, call, demo, outbox, users]
