@@ -152,7 +152,7 @@ def whisper() -> Response:
     """Runs on the agent's leg before bridging: who is calling and how they were verified."""
     call = webhook.parse(request.form)
     rt = runtime.get()
-    language = rt.flow.default_language
+    catalog, language = rt.catalog, rt.flow.default_language
     state, account = None, None
     try:  # storage trouble must not stop the agent taking the call: say "unverified"
         state = store.load(call.parent_call_sid) if call.parent_call_sid else None
@@ -164,7 +164,13 @@ def whisper() -> Response:
         state = None
     if state is None:
         log.warning("whisper for call %s without caller state", call.call_sid)
-    says = whisper_says(state, account, rt.catalog, language, time.time())
+    else:
+        try:  # in the words of the version the caller heard
+            loaded = rt.for_call(state)
+            catalog, language = loaded.catalog, loaded.flow.default_language
+        except CallError as exc:
+            log.warning("whisper for call %s: %s; live prompts used", call.call_sid, exc)
+    says = whisper_says(state, account, catalog, language, time.time())
     # No key within the timeout means no agent: this leg hangs up, and the
     # caller's <Dial> action moves the flow on.
     gather = Gather(
