@@ -47,6 +47,21 @@ MAX_AGENT_CONTEXT_TTL = 900
 # An agent API key must be hard to guess: 32 characters is 128+ bits from a token generator.
 MIN_AGENT_API_KEY_LENGTH = 32
 
+# Staff (agent, supervisor, ops) sign-in: TOTP as a second factor, and sessions that end
+# after idle and absolute limits (OWASP Session Management: minutes idle, hours absolute).
+STAFF_2FA_MODES = ("required", "optional")
+DEFAULT_STAFF_SESSION_IDLE_MINUTES = 30
+DEFAULT_STAFF_SESSION_HOURS = 12  # one shift
+
+# Wrong account digits per account, across calls, within a day before phone entry stops.
+DEFAULT_DIGITS_MAX_FAILURES = 10
+
+# Where background jobs run: a thread of the web process (development: one command, no
+# worker to start) or the Procfile's separate `worker:` process (production).
+JOBS_IN_PROCESS = "in-process"
+JOBS_WORKER = "worker"
+JOBS_MODES = (JOBS_IN_PROCESS, JOBS_WORKER)
+
 # Line types a new phone number may have unless IVR_ALLOWED_LINE_TYPES says otherwise.
 DEFAULT_LINE_TYPES = frozenset({"mobile", "fixed_line", "fixed_line_or_mobile"})
 
@@ -83,6 +98,12 @@ class Settings:
     number_change_cooling_off: int  # seconds the account stays flagged "number changed"
     agent_context_ttl: int  # seconds a signed agent context token stays loadable
     agent_api_keys: tuple[str, ...]  # bearer keys of the agent API; empty: keys disabled
+    staff_2fa: str = "optional"  # "required": every staff sign-in needs a TOTP code
+    staff_session_idle: int = DEFAULT_STAFF_SESSION_IDLE_MINUTES * 60  # seconds
+    staff_session_max: int = DEFAULT_STAFF_SESSION_HOURS * 3600  # seconds, from sign-in
+    digits_max_failures: int = DEFAULT_DIGITS_MAX_FAILURES  # per account per 24 h
+    jobs: str = JOBS_IN_PROCESS  # JOBS_IN_PROCESS or JOBS_WORKER
+    jobs_redis_url: str | None = None  # the job queue's Redis; None: REDIS_URL's
 
     @property
     def is_production(self) -> bool:
@@ -171,6 +192,45 @@ class Settings:
                 f"IVR_AGENT_CONTEXT_TTL may be at most {MAX_AGENT_CONTEXT_TTL} seconds (15 minutes)"
             )
         agent_api_keys = _agent_api_keys(get("IVR_AGENT_API_KEYS"), problems)
+        staff_2fa = _choice(
+            get("IVR_STAFF_2FA"),
+            "required" if mode == PRODUCTION else "optional",
+            "IVR_STAFF_2FA",
+            STAFF_2FA_MODES,
+            problems,
+        )
+        if staff_2fa != "required" and mode == PRODUCTION:
+            problems.append("IVR_STAFF_2FA=optional is refused in production")
+        session_idle = _int_setting(
+            get("IVR_STAFF_SESSION_IDLE_MINUTES"),
+            DEFAULT_STAFF_SESSION_IDLE_MINUTES,
+            "IVR_STAFF_SESSION_IDLE_MINUTES",
+            problems,
+            unit="minutes",
+        )
+        session_hours = _int_setting(
+            get("IVR_STAFF_SESSION_HOURS"),
+            DEFAULT_STAFF_SESSION_HOURS,
+            "IVR_STAFF_SESSION_HOURS",
+            problems,
+            unit="hours",
+        )
+        if session_idle > session_hours * 60:
+            problems.append("IVR_STAFF_SESSION_IDLE_MINUTES may not exceed IVR_STAFF_SESSION_HOURS")
+        digits_max_failures = _int_setting(
+            get("IVR_DIGITS_MAX_FAILURES"),
+            DEFAULT_DIGITS_MAX_FAILURES,
+            "IVR_DIGITS_MAX_FAILURES",
+            problems,
+            unit="entries",
+        )
+        jobs = _choice(
+            get("IVR_JOBS"),
+            JOBS_WORKER if mode == PRODUCTION else JOBS_IN_PROCESS,
+            "IVR_JOBS",
+            JOBS_MODES,
+            problems,
+        )
 
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
@@ -206,7 +266,26 @@ class Settings:
             number_change_cooling_off=cooling_off_days * 24 * 3600,
             agent_context_ttl=agent_context_ttl,
             agent_api_keys=agent_api_keys,
+            staff_2fa=staff_2fa,
+            staff_session_idle=session_idle * 60,
+            staff_session_max=session_hours * 3600,
+            digits_max_failures=digits_max_failures,
+            jobs=jobs,
+            jobs_redis_url=get("IVR_JOBS_REDIS_URL"),
         )
+
+
+def _choice(
+    raw: str | None, default: str, name: str, choices: tuple[str, ...], problems: list[str]
+) -> str:
+    """One of a few words (case-insensitive); a problem naming the choices otherwise."""
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value not in choices:
+        problems.append(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+        return default
+    return value
 
 
 def _normalise_database_url(url: str) -> str:

@@ -230,3 +230,52 @@ def test_a_short_agent_api_key_is_named_by_position_never_by_value() -> None:
     message = str(info.value)
     assert "IVR_AGENT_API_KEYS: key 2 of 2 has 31 characters" in message
     assert short not in message and AGENT_KEY not in message
+
+
+def test_staff_and_jobs_defaults_follow_the_mode() -> None:
+    development = Settings.from_env({})
+    assert (development.staff_2fa, development.jobs) == ("optional", "in-process")
+    assert development.staff_session_idle == 30 * 60
+    assert development.staff_session_max == 12 * 3600
+    assert development.digits_max_failures == 10
+    production = Settings.from_env(PRODUCTION_ENV)
+    assert (production.staff_2fa, production.jobs) == ("required", "worker")
+
+
+def test_staff_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "IVR_STAFF_2FA": "Required",
+            "IVR_STAFF_SESSION_IDLE_MINUTES": "15",
+            "IVR_STAFF_SESSION_HOURS": "8",
+            "IVR_DIGITS_MAX_FAILURES": "4",
+            "IVR_JOBS": "worker",
+            "IVR_JOBS_REDIS_URL": "redis://jobs.example:6379/2",
+        }
+    )
+    assert settings.staff_2fa == "required"
+    assert (settings.staff_session_idle, settings.staff_session_max) == (15 * 60, 8 * 3600)
+    assert settings.digits_max_failures == 4
+    assert (settings.jobs, settings.jobs_redis_url) == ("worker", "redis://jobs.example:6379/2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"IVR_STAFF_2FA": "sometimes"}, "IVR_STAFF_2FA must be one of required, optional"),
+        ({"IVR_JOBS": "cron"}, "IVR_JOBS must be one of in-process, worker, not 'cron'"),
+        ({"IVR_DIGITS_MAX_FAILURES": "0"}, "IVR_DIGITS_MAX_FAILURES must be a positive"),
+        (
+            {"IVR_STAFF_SESSION_IDLE_MINUTES": "120", "IVR_STAFF_SESSION_HOURS": "1"},
+            "IVR_STAFF_SESSION_IDLE_MINUTES may not exceed IVR_STAFF_SESSION_HOURS",
+        ),
+    ],
+)
+def test_bad_staff_and_jobs_settings_are_explained(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(overrides)
+
+
+def test_production_refuses_optional_staff_2fa() -> None:
+    with pytest.raises(ConfigError, match="IVR_STAFF_2FA=optional is refused in production"):
+        Settings.from_env({**PRODUCTION_ENV, "IVR_STAFF_2FA": "optional"})
