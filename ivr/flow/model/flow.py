@@ -62,6 +62,7 @@ SYSTEM_PROMPTS = (
     "whisper_flag_number_changed_recently",
     "whisper_flag_code_to_new_number",
     "whisper_flag_locked",
+    "whisper_flag_digits_locked",
     "reason_caller_request",
     "reason_verification_failed",
     "reason_no_input",
