@@ -1,5 +1,5 @@
 """Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit,
-agents, and the published versions of the flows.
+agents (staff accounts and their recovery codes), and the published versions of the flows.
 
 A phone number is its own row so that several accounts can share one (a family
 line) and so caller identification is a single indexed lookup.
@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -138,6 +139,11 @@ class AgentUser(Base):
     `target` is the transfer target whose calls they take (e.g. "queue:support"), in
     the canonical form of `ivr.agent.transfers.canonical_target`. Only a password hash
     is stored (werkzeug's scrypt by default); a disabled user can no longer sign in.
+
+    `totp_secret` is the base32 TOTP secret of their authenticator app (None: no second
+    factor set up). It is stored as is: no well-kept encryption library is a dependency
+    (see docs/staff-login.md). `totp_last_step` is the time step of the last code
+    accepted, so a code is never accepted twice (pyotp does not remember).
     """
 
     __tablename__ = "agent_users"
@@ -149,6 +155,24 @@ class AgentUser(Base):
     target: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class StaffRecoveryCode(Base):
+    """One recovery code of a staff account: a keyed hash (HMAC with the app secret) only,
+    shown once when made; `used_at` is set when it signs someone in, and it never works again.
+    """
+
+    __tablename__ = "agent_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("agent_users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class FlowVersion(Base):
