@@ -145,9 +145,13 @@ def validate_flow(
 def _check_exits(
     node: Node | PartialNode, kind: type[Node], values: Mapping[str, Any], problem: Report
 ) -> None:
-    """Failure exits of an input node must not lead back to the node itself."""
+    """Failure exits of an input node must not lead back to the node itself (nor may the
+    locked exit of account digits: the lock would still hold there)."""
     if issubclass(kind, InputNode):
-        for exit_name in ("no_input", "too_many_tries"):
+        exits = ("no_input", "too_many_tries")
+        if issubclass(kind, CheckAccountDigitsNode):
+            exits += ("locked",)
+        for exit_name in exits:
             if values.get(exit_name) == node.id:
                 problem(node, exit_name, "must lead away from the node (it would retry forever)")
 
@@ -275,12 +279,22 @@ def _reachable(start: str, links: Mapping[str, set[str]]) -> set[str]:
 
 
 def _silent_cycles(nodes: Mapping[str, Node]) -> list[Node]:
-    """Nodes on a cycle made only of nodes that never wait for the caller."""
+    """Nodes on a cycle made only of nodes that never wait for the caller.
+
+    Account digits wait, except for a locked account: that call goes straight on by
+    the locked exit (or too_many_tries), so that way counts as silent."""
     silent = {
         node_id: [t for t in node.transitions().values() if t in nodes]
         for node_id, node in nodes.items()
         if not isinstance(node, (InputNode, TransferNode))
     }
+    silent.update(
+        {
+            node_id: [node.locked_exit]
+            for node_id, node in nodes.items()
+            if isinstance(node, CheckAccountDigitsNode)
+        }
+    )
     # Iteratively drop silent nodes with no silent successor; what remains cycles.
     remaining = dict(silent)
     changed = True

@@ -16,6 +16,7 @@ from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
 from ivr.storage import db, kv
 from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService, policy_for
+from ivr.verification.digits import DigitFailures
 from ivr.verification.verifier import CodeVerifier
 from ivr.versions.store import LoadedFlow
 from ivr.voice.urls import callback_urls
@@ -48,8 +49,18 @@ def number_changes(
 
 def engine(loaded: LoadedFlow) -> Engine:
     """An engine for this request on one version of the flow, with the database directory,
-    codes and number changes speaking that version's prompts."""
+    codes and number changes speaking that version's prompts, and the digit limits."""
     rt = runtime.get()
     directory = SqlDirectory(db.session())
     verifier = CodeVerifier(codes(VERIFY), delivery.get(), directory, loaded.catalog, placer())
-    return rt.engine(loaded, directory, verifier, number_changes(directory, loaded.catalog))
+    built = rt.engine(loaded, directory, verifier, number_changes(directory, loaded.catalog))
+    built.digit_limits = digit_limits()
+    return built
+
+
+def digit_limits() -> DigitFailures:
+    """Wrong account digits counted across calls in Redis, each one audited."""
+    settings = runtime.get().settings
+    return DigitFailures(
+        kv.client(), db.session(), settings.secret_key, settings.digits_max_failures
+    )

@@ -7,12 +7,20 @@ the rest of the service uses of them.
 
 from ivr.flow.engine.context import Turn
 from ivr.flow.engine.core import LIMIT_TRANSFER, DialResult, Engine, Input
-from ivr.flow.engine.ports import AccountView, Directory, NumberChanger, Started, Verifier
+from ivr.flow.engine.ports import (
+    AccountView,
+    DigitLimits,
+    Directory,
+    NumberChanger,
+    Started,
+    Verifier,
+)
 
 __all__ = [
     "LIMIT_TRANSFER",
     "AccountView",
     "DialResult",
+    "DigitLimits",
     "Directory",
     "Engine",
     "Input",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ivr.flow.engine.ports import AccountView, Directory, NumberChanger, Verifier
+from ivr.flow.engine.ports import AccountView, DigitLimits, Directory, NumberChanger, Verifier
 from ivr.flow.instructions import Instruction, Say
 from ivr.flow.model import FRESH_VERIFICATION, Catalog, Flow, TransferTarget
 from ivr.flow.state import CallState
@@ -50,8 +50,12 @@ class EngineContext:
         verifier: Verifier | None = None,
         number_changer: NumberChanger | None = None,
         cooling_off: int = COOLING_OFF,
+        digit_limits: DigitLimits | None = None,
     ):
         self.flow = flow
+        # Wrong account digits counted across calls; None (tests of other things) counts
+        # only the tries of each call.
+        self.digit_limits = digit_limits
         self.verifier = verifier
         self.number_changer = number_changer
         self.cooling_off = cooling_off

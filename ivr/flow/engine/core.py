@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ivr.errors import CallError
 from ivr.flow.engine.context import EngineContext, Turn
-from ivr.flow.engine.registry import ENTER, FAILURES, ON_INPUT
+from ivr.flow.engine.registry import BEFORE_ASK, ENTER, FAILURES, ON_INPUT
 from ivr.flow.instructions import Gather, Hangup, Pause, Say, Transfer
 from ivr.flow.model import (
     CheckAccountDigitsNode,
@@ -128,10 +128,15 @@ class Engine(EngineContext):
             node = self.flow.nodes[node_id]
             turn.state.node = node_id
             enter = ENTER.get(type(node))
-            if enter is None:  # an input node: ask and wait
+            if enter is None:  # an input node: ask and wait, unless it lets the call pass
                 assert isinstance(node, InputNode)
-                self._ask(turn, node)
-                return
+                before = BEFORE_ASK.get(type(node))
+                passed = before(self, turn, node) if before else None
+                if passed is None:
+                    self._ask(turn, node)
+                    return
+                node_id = passed
+                continue
             next_id = enter(self, turn, node)
             if next_id is None:
                 return

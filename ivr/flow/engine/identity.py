@@ -4,6 +4,10 @@ account proven by its digits.
 Caller ID only narrows the search; it is the digits that set the account, and
 a mismatch or a recent number change is flagged for the agent rather than
 trusted or refused here.
+
+Wrong digits are also counted across calls (the engine's DigitLimits): a call
+whose accounts took too many is not asked for digits at all, and an entry made
+after the limit was reached (on another call meanwhile) is not compared.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hmac
 
 from ivr.flow.engine.context import INVALID, EngineContext, Invalid, Turn, flag
 from ivr.flow.model import CheckAccountDigitsNode, IdentifyCallerNode
-from ivr.flow.state import MAX_CANDIDATES
+from ivr.flow.state import MAX_CANDIDATES, CallState
 
 
 def enter_identify(engine: EngineContext, turn: Turn, node: IdentifyCallerNode) -> str:
@@ -29,12 +33,24 @@ def enter_identify(engine: EngineContext, turn: Turn, node: IdentifyCallerNode) 
     return node.one_account if len(accounts) == 1 else node.several_accounts
 
 
+def before_account_digits(
+    engine: EngineContext, turn: Turn, node: CheckAccountDigitsNode
+) -> str | None:
+    """Before asking: a call whose accounts (or, in full mode, whose number) are locked
+    goes on to the locked exit without hearing the digits prompt; None asks as usual."""
+    if _is_locked(engine, turn.state, node):
+        return _locked(turn.state, node)
+    return None
+
+
 def input_account_digits(
     engine: EngineContext, turn: Turn, node: CheckAccountDigitsNode, digits: str
 ) -> str | Invalid:
     state = turn.state
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         return INVALID
+    if _is_locked(engine, state, node):  # locked by another call while this one was asked
+        return _locked(state, node)
     if node.mode == "last4":
         if len(digits) != 4 or not state.candidates:
             return INVALID
@@ -47,14 +63,16 @@ def input_account_digits(
             assert node.ambiguous is not None  # validation requires it in last4 mode
             return node.ambiguous
         if not matches:
-            return INVALID
+            return _wrong(engine, state, node, [a.id for a in accounts])
         account, method = matches[0], "account_digits"
     else:
         if not 4 <= len(digits) <= 32:
             return INVALID
         found = engine.directory.account_by_number(digits)
         if found is None:
-            return INVALID
+            return _wrong(engine, state, node, [])
+        if engine.digit_limits is not None and engine.digit_limits.locked([found.id], None):
+            return _locked(state, node)  # right number, but that account takes no digits now
         account, method = found, "account_number"
     state.account_id = account.id
     state.failure = None
@@ -64,3 +82,31 @@ def input_account_digits(
     if engine.changed_recently(account):
         flag(state, "number_changed_recently")
     return node.ok
+
+
+def _is_locked(engine: EngineContext, state: CallState, node: CheckAccountDigitsNode) -> bool:
+    """Whether this node's digits would be checked against a locked account or number."""
+    limits = engine.digit_limits
+    if limits is None:
+        return False
+    if node.mode == "last4":
+        return bool(state.candidates) and limits.locked(state.candidates, None)
+    return limits.locked([], state.caller)
+
+
+def _wrong(
+    engine: EngineContext, state: CallState, node: CheckAccountDigitsNode, account_ids: list[int]
+) -> str | Invalid:
+    """A well-formed entry that matched nothing: count it across calls (against the
+    accounts compared, or else the calling number); at the limit, the locked exit."""
+    limits = engine.digit_limits
+    mode = "last4" if node.mode == "last4" else "account_number"
+    if limits is not None and limits.failed(state.call_sid, account_ids, state.caller, mode):
+        return _locked(state, node)
+    return INVALID
+
+
+def _locked(state: CallState, node: CheckAccountDigitsNode) -> str:
+    state.failure = "digits_locked"
+    flag(state, "digits_locked")
+    return node.locked_exit

@@ -54,6 +54,26 @@ class Verifier(Protocol):
         ...
 
 
+class DigitLimits(Protocol):
+    """Wrong account-digit entries counted across calls (ivr.verification.digits).
+
+    A wrong entry counts against every account it was checked against (the caller
+    ID's candidates in last4 mode) or, when there is none (a full account number that
+    matches nothing), against the calling number. Storage trouble raises
+    StorageUnavailable: the call then fails closed, to an agent, unverified.
+    """
+
+    def locked(self, account_ids: Sequence[int], caller: str | None) -> bool:
+        """Whether any of the accounts, or the calling number, takes no more digit attempts."""
+        ...
+
+    def failed(
+        self, call_sid: str, account_ids: Sequence[int], caller: str | None, mode: str
+    ) -> bool:
+        """Count (and audit) one wrong entry; True when it reached the limit."""
+        ...
+
+
 @dataclass(frozen=True)
 class Started:
     """How starting a number-change call-back went; `code` only when it must be read now."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from ivr.flow.engine.codes import enter_send_code, input_code
 from ivr.flow.engine.context import Invalid
-from ivr.flow.engine.identity import enter_identify, input_account_digits
+from ivr.flow.engine.identity import before_account_digits, enter_identify, input_account_digits
 from ivr.flow.engine.number_change import (
     enter_check_number_change,
     enter_start_callback,
@@ -68,6 +68,12 @@ ON_INPUT: Mapping[type[Node], Callable[..., str | Invalid]] = {
     CheckCodeNode: input_code,
     CollectNewNumberNode: input_new_number,
     CheckCallbackCodeNode: input_callback_code,
+}
+
+# Input nodes that may let a call pass without asking: return the next node id, or
+# None to ask as usual (account digits of a locked account are not asked for).
+BEFORE_ASK: Mapping[type[Node], Callable[..., str | None]] = {
+    CheckAccountDigitsNode: before_account_digits,
 }
 
 # Why verification failed, by the node kind that gave up (for the agent).

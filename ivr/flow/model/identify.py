@@ -29,11 +29,22 @@ class IdentifyCallerNode(Node):
 @dataclass(frozen=True, kw_only=True)
 class CheckAccountDigitsNode(InputNode):
     """`last4`: the last 4 digits pick one of the caller ID's accounts; `full`: the
-    whole account number, ended by #, for callers the number did not identify."""
+    whole account number, ended by #, for callers the number did not identify.
+
+    `locked`: where a call goes, without being asked, when the accounts it would be
+    checked against (or, in full mode, the calling number) took too many wrong
+    entries across calls; optional, defaulting to `too_many_tries` (an agent).
+    """
 
     mode: str = choice(frozenset({"last4", "full"}))
     ok: str = node_ref()
     ambiguous: str | None = node_ref(default=None)
+    locked: str | None = node_ref(default=None)
+
+    @property
+    def locked_exit(self) -> str:
+        """The node a locked call goes to: `locked`, else the node's failure route."""
+        return self.locked or self.too_many_tries
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,163 @@
+"""Wrong account-digit entries counted across calls: the engine's DigitLimits, on Redis.
+
+Three tries per call is no limit by itself: a caller who spoofs a customer's caller
+ID can redial. So every wrong entry is also counted here, in a sliding window of
+24 hours (WINDOW), and once IVR_DIGITS_MAX_FAILURES wrong entries fall inside it the
+call is not asked for digits at all: it goes to an agent, unverified, flagged
+"digits_locked". With at most that many guesses a day, four digits hold out for
+years. The lock lifts by itself as the oldest counted entries leave the window.
+
+What a wrong entry counts against:
+
+- last4 mode: every account of the caller ID (the candidates the digits were
+  compared with). Spoofing a customer's caller ID is exactly the threat, so each
+  candidate pays for each wrong guess; a call whose candidates include any locked
+  account is not asked (the same four digits are compared with all of them).
+- full account number: a number that matches no account belongs to nobody, so the
+  entry counts against the calling number (kept as a keyed hash in the key name:
+  no phone number in Redis key names). Counting by the entered number would stop
+  nothing, since a guesser never enters the same wrong number twice. A withheld
+  caller ID has nothing to count against: the entry is audited, not counted (the
+  whole account number must be guessed, and a one-time code passed after it). A
+  correct number of a locked account is refused like a wrong one is never asked.
+
+Nothing resets a counter but time: not a correct entry (an attacker who knows the
+digits of one account behind a shared number would reset the others), and not a
+full verification either (the owner's successful call must not hand an attacker
+who is guessing at the same account a fresh budget).
+
+Every wrong entry writes one audit record, `verification.digits_failed`, or
+`verification.digits_locked` for the entry that reached the limit: the call, the
+account when there is exactly one (with several, their ids and counts in the
+details), the masked caller and the count so far. Never the digits.
+
+Keys follow ivr.storage.keys: an account's under its `{acct:<id>}` hash tag (so an
+account's erase finds them), a calling number's under `{caller:<hash>}`. Redis
+unreachable raises StorageUnavailable: the call fails closed to an agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from sqlalchemy.orm import Session
+
+from ivr.phone import mask
+from ivr.storage import audit, db
+from ivr.storage.keys import PREFIX
+from ivr.storage.kv import unavailable_as_storage_error
+
+log = logging.getLogger(__name__)
+
+WINDOW = 86400  # seconds: wrong entries older than a day no longer count
+FAILED, LOCKED = "verification.digits_failed", "verification.digits_locked"
+
+
+def account_key(account_id: int) -> str:
+    """Times of an account's wrong digit entries (a sorted set scored by time)."""
+    return f"{PREFIX}:{{acct:{account_id}}}:digit_failures"
+
+
+def caller_key(secret: bytes, caller: str) -> str:
+    """Times of a calling number's wrong account numbers; the number only as a keyed hash."""
+    digest = hmac.new(secret, f"caller:{caller}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{PREFIX}:{{caller:{digest}}}:digit_failures"
+
+
+class DigitFailures:
+    """Implements the engine's DigitLimits protocol over Redis, auditing through SQL."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        session: Session,
+        secret: str,
+        max_failures: int,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.redis = client
+        self.session = session
+        self.secret = secret.encode()
+        self.max_failures = max_failures
+        self.clock = clock
+
+    def _keys(self, account_ids: Sequence[int], caller: str | None) -> list[str]:
+        found = [account_key(account_id) for account_id in dict.fromkeys(account_ids)]
+        if caller is not None:
+            found.append(caller_key(self.secret, caller))
+        return found
+
+    def counts(self, account_ids: Sequence[int], caller: str | None) -> list[int]:
+        """Wrong entries within the window, per account (in order), then the caller's."""
+        keys = self._keys(account_ids, caller)
+        if not keys:
+            return []
+        since = self.clock() - WINDOW
+        with unavailable_as_storage_error():
+            # Keys of several accounts lie in different cluster slots: no transaction.
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zcount(key, f"({since}", "+inf")
+            return [int(count) for count in pipe.execute()]
+
+    def locked(self, account_ids: Sequence[int], caller: str | None) -> bool:
+        """Whether any of the accounts, or the calling number, takes no more digit attempts."""
+        return any(count >= self.max_failures for count in self.counts(account_ids, caller))
+
+    def failed(
+        self, call_sid: str, account_ids: Sequence[int], caller: str | None, mode: str
+    ) -> bool:
+        """Count one wrong entry against each account, or the calling number when there is
+        no account (full mode), and audit it once; True when it reached the limit."""
+        ids = list(dict.fromkeys(account_ids))
+        keys = self._keys(ids, None if ids else caller)
+        now = self.clock()
+        counts: list[int] = []
+        if keys:
+            member = f"{now}:{secrets.token_hex(4)}"
+            with unavailable_as_storage_error():
+                pipe = self.redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zremrangebyscore(key, "-inf", now - WINDOW)
+                    pipe.zadd(key, {member: now})
+                    pipe.zcard(key)
+                    pipe.expire(key, WINDOW)
+                results = pipe.execute()
+            counts = [int(results[index * 4 + 2]) for index in range(len(keys))]
+        reached = any(count >= self.max_failures for count in counts)
+        details: dict[str, Any] = {
+            "mode": mode,
+            "caller": mask(caller),
+            "counted": "accounts" if ids else "caller" if keys else "nothing",
+            "count": max(counts) if counts else None,
+            "limit": self.max_failures,
+        }
+        if len(ids) > 1:
+            details["accounts"] = ids
+            details["counts"] = {str(i): count for i, count in zip(ids, counts, strict=True)}
+        with db.unavailable_as_storage_error():
+            audit.record(
+                self.session,
+                LOCKED if reached else FAILED,
+                actor="caller",
+                call_sid=call_sid,
+                account_id=ids[0] if len(ids) == 1 else None,
+                details=details,
+            )
+        if reached:
+            log.warning(
+                "call %s: account digits locked (%s wrong entries in 24 h, %s)",
+                call_sid,
+                details["count"],
+                details["counted"],
+            )
+        else:
+            log.info("call %s: wrong account digits (%s so far)", call_sid, details["count"])
+        return reached
