@@ -178,7 +178,9 @@ def call(
     settings: Settings = current_app.config["IVR_SETTINGS"]
     transport: Transport
     if url:
-        transport = OverHttp(url, settings.twilio_auth_token)
+        transport = OverHttp(
+            url, settings.twilio_auth_token, account_sid=settings.twilio_account_sid or None
+        )
         base = public_url or url
     else:
         transport = InProcess(current_app, settings.twilio_auth_token)

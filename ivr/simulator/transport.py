@@ -36,6 +36,11 @@ def _path_of(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+def _as_account(form: dict[str, str], account_sid: str | None) -> dict[str, str]:
+    """The form with AccountSid set to `account_sid` (unchanged when None)."""
+    return form if account_sid is None else {**form, "AccountSid": account_sid}
+
+
 class InProcess:
     """Calls the app directly; no server needed."""
 
@@ -43,8 +48,12 @@ class InProcess:
         self.client = app.test_client()
         self.validator = RequestValidator(auth_token)
         self.signed = signed
+        # The service refuses another account's webhooks: speak as the app's account.
+        settings = app.config.get("IVR_SETTINGS")
+        self.account_sid: str | None = getattr(settings, "twilio_account_sid", None) or None
 
     def post(self, url: str, form: dict[str, str]) -> Reply:
+        form = _as_account(form, self.account_sid)
         headers = (
             {"X-Twilio-Signature": self.validator.compute_signature(url, form)}
             if self.signed
@@ -57,12 +66,20 @@ class InProcess:
 class OverHttp:
     """Calls a running server (`ivr run`, gunicorn) at `server_url`."""
 
-    def __init__(self, server_url: str, auth_token: str, timeout: float = 15.0):
+    def __init__(
+        self,
+        server_url: str,
+        auth_token: str,
+        timeout: float = 15.0,
+        account_sid: str | None = None,
+    ):
         self.server_url = server_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
         self.timeout = timeout  # Twilio's own webhook budget
+        self.account_sid = account_sid  # the server's TWILIO_ACCOUNT_SID, when known
 
     def post(self, url: str, form: dict[str, str]) -> Reply:
+        form = _as_account(form, self.account_sid)
         request = urllib.request.Request(
             self.server_url + _path_of(url),
             data=urllib.parse.urlencode(form).encode(),
