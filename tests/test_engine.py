@@ -14,7 +14,7 @@ import pytest
 from ivr.flow.engine import AccountView, DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Say, Transfer
 from ivr.flow.loader import load_definitions
-from ivr.flow.model import Catalog, TransferTarget
+from ivr.flow.model import Catalog, CheckAccountDigitsNode, TransferTarget
 from ivr.flow.state import CallState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -474,3 +474,135 @@ def test_branch_and_collect_digits_nodes(tmp_path: Path) -> None:
     assert turn.state.tries == {"ask": 1} and "reference" not in turn.state.slots
     turn = press(eng, turn.state, "12345")
     assert turn.state.slots == {"reference": "12345"} and turn.state.ended
+
+
+# --- wrong account digits counted across calls ---------------------------------------------
+
+
+class MemoryDigitLimits:
+    """The engine's DigitLimits in memory: counts per account and per calling number."""
+
+    def __init__(self, max_failures: int = 3):
+        self.max_failures = max_failures
+        self.accounts: dict[int, int] = {}
+        self.callers: dict[str | None, int] = {}
+        self.failures: list[tuple[str, list[int], str | None, str]] = []
+
+    def locked(self, account_ids: Sequence[int], caller: str | None) -> bool:
+        counts = [self.accounts.get(i, 0) for i in account_ids]
+        if caller is not None:
+            counts.append(self.callers.get(caller, 0))
+        return any(count >= self.max_failures for count in counts)
+
+    def failed(
+        self, call_sid: str, account_ids: Sequence[int], caller: str | None, mode: str
+    ) -> bool:
+        self.failures.append((call_sid, list(account_ids), caller, mode))
+        for i in account_ids:
+            self.accounts[i] = self.accounts.get(i, 0) + 1
+        if not account_ids and caller is not None:
+            self.callers[caller] = self.callers.get(caller, 0) + 1
+        return self.locked(account_ids, None if account_ids else caller)
+
+
+def limited(*accounts: AccountView, limits: MemoryDigitLimits) -> Engine:
+    eng = engine(*accounts)
+    eng.digit_limits = limits
+    return eng
+
+
+def test_wrong_digits_count_across_calls_and_lock_the_next_call_out() -> None:
+    limits = MemoryDigitLimits(max_failures=4)
+    eng = limited(JANE, limits=limits)
+    turn = press(eng, press(eng, at_digits(eng, "+14155550100"), "0000").state, "1111")
+    turn = press(eng, turn.state, "2222")  # the third try of the call: an agent
+    assert turn.state.failure == "digits_failed" and limits.accounts == {JANE.id: 3}
+    state = at_digits(eng, "+14155550100")
+    assert state.node == "last4"  # 3 of 4: still asked
+    turn = press(eng, state, "3333")  # the 4th wrong entry: on to an agent at once
+    assert turn.state.failure == "digits_locked" and turn.state.flags == ["digits_locked"]
+    assert turn.state.node == "agent_unverified" and turn.state.transfer_reason
+    assert spoken(turn) == [text("connecting_unverified")]
+    # The next call is not asked for digits at all.
+    turn = eng.start("CA" + "4" * 32, "+14155550100")
+    turn = press(eng, turn.state, "1")
+    assert turn.state.node == "agent_unverified"
+    assert spoken(turn) == [text("connecting_unverified")]
+    assert not any(isinstance(i, Gather) for i in turn.instructions)
+    assert turn.state.verification == "none" and turn.state.flags == ["digits_locked"]
+    assert len(limits.failures) == 4 and all(f[1] == [JANE.id] for f in limits.failures)
+
+
+def test_malformed_entries_and_star_are_not_counted() -> None:
+    limits = MemoryDigitLimits()
+    eng = limited(JANE, limits=limits)
+    turn = press(eng, at_digits(eng, "+14155550100"), "12")
+    turn = press(eng, turn.state, "*")
+    turn = press(eng, turn.state, "4²21")
+    assert limits.failures == [] and turn.state.tries == {"last4": 2}
+
+
+def test_a_family_line_counts_every_candidate_and_any_lock_stops_the_asking() -> None:
+    limits = MemoryDigitLimits()
+    eng = limited(ANA, LUIS, limits=limits)
+    press(eng, at_digits(eng, "+14155550122"), "9999")
+    assert limits.accounts == {ANA.id: 1, LUIS.id: 1}
+    assert limits.failures[0][3] == "last4"
+    limits.accounts[LUIS.id] = 3  # Luis's digits were guessed at from elsewhere
+    state = at_digits(eng, "+14155550122")
+    assert state.node == "agent_unverified" and state.failure == "digits_locked"
+
+
+def test_a_lock_reached_on_another_call_meanwhile_stops_the_entry() -> None:
+    """A call already at the prompt when the limit is reached: its entry is not compared."""
+    limits = MemoryDigitLimits()
+    eng = limited(JANE, limits=limits)
+    state = at_digits(eng, "+14155550100")
+    limits.accounts[JANE.id] = 3
+    turn = press(eng, state, "4321")  # the right digits, too late
+    assert turn.state.verification == "none" and turn.state.account_id is None
+    assert turn.state.failure == "digits_locked"
+    assert verifier_of(eng).sent == []
+
+
+def test_full_number_counts_against_the_calling_number_and_refuses_a_locked_account() -> None:
+    limits = MemoryDigitLimits(max_failures=2)
+    eng = limited(JANE, limits=limits)
+    state = at_digits(eng, "+14155550199")  # not on file: the full account number
+    turn = press(eng, state, "99999999")
+    assert limits.callers == {"+14155550199": 1} and limits.failures[0][1:] == (
+        [],
+        "+14155550199",
+        "account_number",
+    )
+    turn = press(eng, turn.state, "88888888")
+    assert turn.state.failure == "digits_locked" and turn.state.node == "agent_unverified"
+    assert at_digits(eng, "+14155550199").node == "agent_unverified"  # not asked again
+    assert at_digits(eng, "+14155550188").node == "account_number"  # another number is
+    # A withheld caller has nothing to count against: audited, never locked.
+    turn = press(eng, at_digits(eng, "anonymous"), "77777777")
+    assert limits.failures[-1][2] is None and turn.state.node == "account_number"
+    # The right number of a locked account is refused as well.
+    limits.accounts[JANE.id] = 2
+    turn = press(eng, at_digits(eng, "anonymous"), "10004321")
+    assert turn.state.account_id is None and turn.state.failure == "digits_locked"
+
+
+def test_the_locked_exit_defaults_to_the_too_many_tries_route() -> None:
+    node = FLOW.nodes["last4"]
+    assert isinstance(node, CheckAccountDigitsNode) and node.locked == "agent_unverified"
+    bare = replace(node, locked=None, too_many_tries="agents_busy")
+    assert bare.locked_exit == "agents_busy"
+    flow = replace(FLOW, nodes={**FLOW.nodes, "last4": bare})
+    eng = Engine(
+        flow,
+        CATALOG,
+        MemoryDirectory(JANE),
+        AGENTS,
+        "US",
+        clock=lambda: 1000.0,
+        verifier=MemoryVerifier(),
+        digit_limits=MemoryDigitLimits(max_failures=1),
+    )
+    turn = press(eng, at_digits(eng, "+14155550100"), "0000")
+    assert turn.state.node == "agents_busy" and turn.state.ended

@@ -63,3 +63,18 @@ def test_an_unverified_caller_gets_no_name_and_no_time() -> None:
     (summary, _) = whisper_says(state, JANE, CATALOG, "en-US", now=AT + 600)
     assert "Jane" not in summary.text
     assert summary.text == text("whisper_unverified", reason=text("reason_caller_request"))
+
+
+def test_account_digits_locked_is_said_in_the_agents_language() -> None:
+    """A call sent on because its account digits are locked: the agent hears so, and no name."""
+    state = CallState("CA" + "2" * 32, "support", "v1", "es-US", "agent_unverified", AT)
+    state.failure, state.flags = "digits_locked", ["digits_locked"]
+    state.transfer_reason = "verification_failed"
+    (summary, _) = whisper_says(state, None, CATALOG, "en-US", now=AT)
+    assert "account digits locked" in summary.text.lower()
+    assert summary.text == " ".join(
+        f"{text('whisper_unverified', reason=text('reason_verification_failed'))} "
+        f"{text('whisper_flag_digits_locked')}".split()
+    )
+    (spanish, _) = whisper_says(state, None, CATALOG, "es-US", now=AT)
+    assert "dígitos de cuenta bloqueados" in spanish.text.lower()

@@ -144,6 +144,9 @@ def _facts(entry: dict[str, Any], context: dict[str, Any] | None, status: str) -
             texts.get(f"whisper_flag_{flag}", str(flag).replace("_", " "))
             for flag in ctx.get("flags") or []
         ],
+        # Too many wrong account digits on this account (or number) in 24 h: the caller
+        # was not asked for them, so the agent must verify by other means.
+        "digits_locked": "digits_locked" in (ctx.get("flags") or []),
         "failure": str(ctx["failure"]).replace("_", " ") if ctx.get("failure") else None,
         "reason": texts.get(f"reason_{reason}", str(reason).replace("_", " ")) if reason else None,
         "flow": ctx.get("flow"),

@@ -2,7 +2,8 @@
 
 Pure: built from the call state, the account (if verified) and the prompts. It
 never includes a code, a full account number or a full phone number. Risk flags
-(caller ID not on file, a recently changed number, a lockout) follow the summary.
+(caller ID not on file, a recently changed number, a code lockout, account
+digits locked after too many wrong entries across calls) follow the summary.
 """
 
 from __future__ import annotations
