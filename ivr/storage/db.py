@@ -1,22 +1,53 @@
 """The database: one engine per app and one session per request or command.
 
-Every other module gets its session from here. Timeouts are short because a
-webhook has a 15 s budget at Twilio and the caller is waiting in silence.
+Every other module gets its session from here. Every wait on the database is bounded
+by IVR_STORAGE_TIMEOUT on the client's side, because a webhook has a 15 s budget at
+Twilio and the caller is waiting in silence: a server that stops answering (or a proxy
+in front of it that holds the connection open) must cost a call that timeout, then the
+apology and an agent — never the whole budget, and never every worker thread.
+
+On PostgreSQL four things do that together:
+
+- a client-side deadline on every round trip of a connection (a statement, a commit, a
+  rollback, the pool's ping) and on opening one: psycopg sends and reads through
+  `Connection.wait`, which takes a timeout; `BoundedConnection` passes the deadline to it
+  and, when it expires mid-conversation, closes the connection (its state is unknown)
+  and raises OperationalError, which the pool treats as a disconnect and discards. The
+  server's `statement_timeout` stays too (it frees the server), but alone it does nothing
+  when the server or the network stops answering while the TCP connection stays up;
+- the pool pings a connection before lending it (`pool_pre_ping`), so a connection that
+  died with a failover or restart is replaced without failing the call;
+- a pool checkout waits at most the timeout for a free connection (`pool_timeout`);
+- TCP keepalives and `tcp_user_timeout` let the kernel notice a peer that vanished.
+
+SQLite (the embedded development default) keeps its lock timeout.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from ivr.errors import ConfigError, StorageUnavailable
+
+# A quiet pooled connection is probed after this long; a peer that stopped answering
+# is then dropped after KEEPALIVE_COUNT unanswered probes KEEPALIVE_INTERVAL apart.
+KEEPALIVE_IDLE = 10
+KEEPALIVE_INTERVAL = 2
+KEEPALIVE_COUNT = 3
+# libpq's own connect timeout cannot be under 2 s; the client deadline is the real bound.
+LIBPQ_MIN_CONNECT_TIMEOUT = 2
+POOL_RECYCLE = 300  # seconds: connections are renewed now and then (server-side limits)
 
 
 class Base(DeclarativeBase):
@@ -24,20 +55,109 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, timeout: float) -> Engine:
-    """Create an engine whose connections give up quickly instead of hanging a call."""
-    connect_args: dict[str, Any] = {}
+    """Create an engine whose connections give up after `timeout` instead of hanging a call."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connect_args["timeout"] = max(timeout, 1.0)
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args={"timeout": max(timeout, 1.0)}, pool_pre_ping=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql"):
-        connect_args["connect_timeout"] = max(int(timeout), 1)
-        connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
-    return create_engine(url, connect_args=connect_args, pool_recycle=300)
+        engine = create_engine(
+            url,
+            connect_args=_postgres_connect_args(timeout),
+            pool_pre_ping=True,
+            pool_timeout=timeout,
+            pool_recycle=POOL_RECYCLE,
+        )
+        if engine.dialect.driver == "psycopg":
+            event.listen(engine, "do_connect", _bounded_connect(timeout))
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_recycle=POOL_RECYCLE)
+
+
+def _postgres_connect_args(timeout: float) -> dict[str, Any]:
+    """libpq parameters: the server's statement limit, keepalives, tcp_user_timeout."""
+    return {
+        "connect_timeout": max(math.ceil(timeout), LIBPQ_MIN_CONNECT_TIMEOUT),
+        "options": f"-c statement_timeout={int(timeout * 1000)}",
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE,
+        "keepalives_interval": KEEPALIVE_INTERVAL,
+        "keepalives_count": KEEPALIVE_COUNT,
+        # Data sent but not acknowledged for this long: the kernel gives up on the peer.
+        "tcp_user_timeout": max(int(timeout * 1000), 1),
+    }
+
+
+def _bounded_connect(timeout: float) -> Any:
+    """A `do_connect` listener that opens `BoundedConnection`s instead of psycopg's own."""
+    connection_class = bounded_connection_class(timeout)
+
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return connection_class.connect(*cargs, **cparams)
+
+    return connect
+
+
+@cache
+def bounded_connection_class(timeout: float) -> type[Any]:
+    """A psycopg connection class whose every wait on the server ends after `timeout`.
+
+    Built on demand (one per timeout) so psycopg, an optional dependency, is imported
+    only when PostgreSQL is used.
+    """
+    import psycopg
+
+    class BoundedConnection(psycopg.Connection[Any]):
+        """psycopg's connection, with a client-side deadline on each round trip."""
+
+        deadline = timeout
+
+        @classmethod
+        def _connect_gen(cls, conninfo: str = "") -> Any:
+            # psycopg's connect() enforces at least 2 s (libpq's rule); its connection
+            # generator is resumed every 0.1 s even when nothing arrives, so the deadline
+            # is checked here. (A private hook: the outage tests fail if it stops running.)
+            return _with_deadline(super()._connect_gen(conninfo), cls.deadline)
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            limit = self.deadline if timeout is None else min(timeout, self.deadline)
+            started = time.monotonic()
+            try:
+                return super().wait(gen, interval, limit)
+            except psycopg.OperationalError as exc:
+                overran = time.monotonic() - started >= limit and exc.sqlstate is None
+                if limit == self.deadline and overran:
+                    # The server may still answer the request we sent: the connection's
+                    # state is unknown, so it is closed, and the pool discards it.
+                    self.close()
+                    raise psycopg.OperationalError(
+                        f"no answer from the database within {limit:g} s; connection closed"
+                    ) from exc
+                raise
+
+    return BoundedConnection
+
+
+def _with_deadline(gen: Any, seconds: float) -> Any:
+    """Drive psycopg's connection generator, giving up once `seconds` have passed."""
+    import psycopg
+
+    ends = time.monotonic() + seconds
+    try:
+        waiting_on = next(gen)
+        while True:
+            ready = yield waiting_on
+            if time.monotonic() >= ends:
+                gen.close()
+                raise psycopg.errors.ConnectionTimeout(
+                    f"no connection to the database within {seconds:g} s"
+                )
+            waiting_on = gen.send(ready)
+    except StopIteration as done:
+        return done.value
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -85,12 +205,6 @@ def unavailable_as_storage_error() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if exc.connection_invalidated or _is_operational(exc):
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
             raise StorageUnavailable("database unavailable") from exc
         raise
-
-
-def _is_operational(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import OperationalError
-
-    return isinstance(exc, OperationalError)

@@ -2,6 +2,17 @@
 
 The stand-in (fakeredis) lets development run with nothing installed; it lives
 inside one process, so `ivr run` and an in-process `ivr call` each have their own.
+
+Every command on real Redis waits at most IVR_STORAGE_TIMEOUT: the connect and each
+reply have that timeout, and nothing is retried. redis-py (6 and later) retries every
+command three times with backoff by default, which turns a paused Redis into a wait of
+four timeouts and more; its `Retry` applies to every command of a client alike, and
+cannot tell a read from a write, or a failure before the command was sent from one
+after. Retrying a write whose reply was lost may apply it twice (a failure counter
+counted twice, a code stored again), so the only safe retry it could express is none.
+What a retry would buy is covered without one: a connection the server closed (a
+restart) is noticed when the pool lends it and replaced before the command is sent,
+and a connection idle for a while is checked with a PING first (`health_check_interval`).
 """
 
 from __future__ import annotations
@@ -11,8 +22,12 @@ from contextlib import contextmanager
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ivr.errors import ConfigError, StorageUnavailable
+
+HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING precedes use
 
 
 def connect(url: str | None, timeout: float) -> redis.Redis:
@@ -25,7 +40,9 @@ def connect(url: str | None, timeout: float) -> redis.Redis:
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=30,
+        socket_keepalive=True,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
