@@ -44,10 +44,14 @@ def configure_logging(settings: Settings) -> None:
 def register_extensions(app: Flask) -> None:
     from ivr.calls import runtime
     from ivr.delivery import registry
+    from ivr.jobs import queue as jobs
+    from ivr.jobs import runner as job_runner
     from ivr.storage import db, kv
 
     db.init_app(app)
     kv.init_app(app)
+    jobs.init_app(app)
+    job_runner.init_app(app)
     registry.init_app(app)
     runtime.init_app(app)
 

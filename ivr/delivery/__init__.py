@@ -28,12 +28,27 @@ class Outgoing:
 
 
 class DeliveryFailed(CallError):
-    """The message could not be handed to the provider (REST error, timeout, SMTP error)."""
+    """The message could not be handed to the provider (REST error, timeout, SMTP error).
+
+    `permanent` failures (the provider refused this request: a bad number, an opt-out)
+    would fail again; a background job gives up on them at once instead of retrying.
+    """
 
     def __init__(self, channel: str, reason: str):
         self.channel = channel
         self.reason = reason
         super().__init__(f"{channel} delivery failed: {reason}")
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request would certainly fail again."""
+        return False
+
+
+class DeliveryUncertain(DeliveryFailed):
+    """The request reached the provider but no answer came in time: the message or call
+    may still go out. A code sent this way stays valid, and a job is not retried (a
+    second send could deliver twice)."""
 
 
 class Channel(Protocol):

@@ -4,6 +4,9 @@
 `IVR_DELIVERY=outbox`.
 "email" goes over SMTP when `IVR_SMTP_URL` is set, else into the outbox in
 development; otherwise there is no email channel and flows offer none.
+
+Each kind exists twice: with the short timeouts of the webhook path (a caller is
+waiting) and with the longer ones of background jobs (`background=True`).
 """
 
 from __future__ import annotations
@@ -16,35 +19,42 @@ from ivr.delivery.calls import TwilioCalls
 from ivr.delivery.email import SmtpEmail
 from ivr.delivery.outbox import Outbox
 from ivr.delivery.sms import TwilioSms
-from ivr.delivery.twilio_client import make_client
+from ivr.delivery.twilio_client import DEFAULT_TIMEOUT, JOB_TIMEOUT, make_client
 
 EXTENSION_KEY = "ivr.delivery"
 DIALER_KEY = "ivr.dialer"
+BACKGROUND_KEY = "ivr.delivery.background"
+BACKGROUND_DIALER_KEY = "ivr.dialer.background"
 
 # Seconds to wait for the mail server per step: the caller is on the line.
 SMTP_TIMEOUT = 5.0
+# In a background job nobody waits.
+SMTP_JOB_TIMEOUT = 30.0
 
 
-def channels(settings: Settings) -> dict[str, Channel]:
+def channels(settings: Settings, *, background: bool = False) -> dict[str, Channel]:
     """The delivery channels these settings allow, by kind ("sms", "email")."""
     found: dict[str, Channel] = {}
     outbox = Outbox(settings.outbox_path)
     if settings.delivery == "outbox":
         found["sms"] = outbox
     else:
-        found["sms"] = TwilioSms(make_client(settings), settings.support_number)
+        timeout = JOB_TIMEOUT if background else DEFAULT_TIMEOUT
+        found["sms"] = TwilioSms(make_client(settings, timeout=timeout), settings.support_number)
     if settings.smtp_url:
-        found["email"] = SmtpEmail(settings.smtp_url, settings.email_from, SMTP_TIMEOUT)
+        smtp_timeout = SMTP_JOB_TIMEOUT if background else SMTP_TIMEOUT
+        found["email"] = SmtpEmail(settings.smtp_url, settings.email_from, smtp_timeout)
     elif settings.delivery == "outbox":
         found["email"] = outbox
     return found
 
 
-def dialer(settings: Settings) -> Dialer:
+def dialer(settings: Settings, *, background: bool = False) -> Dialer:
     """What places outbound calls: Twilio, or the local outbox."""
     if settings.delivery == "outbox":
         return Outbox(settings.outbox_path)
-    return TwilioCalls(make_client(settings), settings.support_number)
+    timeout = JOB_TIMEOUT if background else DEFAULT_TIMEOUT
+    return TwilioCalls(make_client(settings, timeout=timeout), settings.support_number)
 
 
 def init_app(app: Flask) -> None:
@@ -52,15 +62,19 @@ def init_app(app: Flask) -> None:
     settings = app.config["IVR_SETTINGS"]
     app.extensions[EXTENSION_KEY] = channels(settings)
     app.extensions[DIALER_KEY] = dialer(settings)
+    app.extensions[BACKGROUND_KEY] = channels(settings, background=True)
+    app.extensions[BACKGROUND_DIALER_KEY] = dialer(settings, background=True)
 
 
-def get() -> dict[str, Channel]:
-    """The current app's delivery channels, by kind."""
-    found: dict[str, Channel] = current_app.extensions[EXTENSION_KEY]
+def get(*, background: bool = False) -> dict[str, Channel]:
+    """The current app's delivery channels, by kind (a job's, with longer timeouts)."""
+    found: dict[str, Channel] = current_app.extensions[
+        BACKGROUND_KEY if background else EXTENSION_KEY
+    ]
     return found
 
 
-def get_dialer() -> Dialer:
-    """The current app's outbound-call dialer."""
-    found: Dialer = current_app.extensions[DIALER_KEY]
+def get_dialer(*, background: bool = False) -> Dialer:
+    """The current app's outbound-call dialer (a job's, with a longer timeout)."""
+    found: Dialer = current_app.extensions[BACKGROUND_DIALER_KEY if background else DIALER_KEY]
     return found

@@ -3,7 +3,15 @@
 twilio-python has no base-URL setting; its documented extension point is a
 `TwilioHttpClient` subclass, so this one rewrites the Twilio API host of every
 request to the configured base URL (a Prism mock, a Twilio-compatible API) and
-gives each request a timeout that fits inside Twilio's 15 s webhook budget.
+gives each request a timeout.
+
+Two timeouts. On the webhook path a caller is listening: Twilio waits 15 s for our
+answer, security.md budgets well under 1 s at p99, and a Twilio that hangs must not
+hold a webhook past 2 s (issue 11). Twilio answers `messages.create` and
+`calls.create` in a few hundred milliseconds, so 1.5 s per connect and per read is
+generous, and a timeout costs little: a request that reached Twilio and got no
+answer is "uncertain" (DeliveryUncertain), the code stays valid and the caller hears
+it may take a moment. Background jobs have nobody waiting and use 10 s.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from ivr.config import Settings
 
 TWILIO_API_URL = "https://api.twilio.com"
 
-# Seconds per connect and per read: two of them stay well under the webhook's 15 s.
-DEFAULT_TIMEOUT = 4.0
+# Seconds per connect and per read while a caller waits (the webhook path) ...
+DEFAULT_TIMEOUT = 1.5
+# ... and in background jobs (notices, the after-call call-back), where nobody waits.
+JOB_TIMEOUT = 10.0
 
 # api.twilio.com, or api.<edge>.<region>.twilio.com when TWILIO_EDGE/TWILIO_REGION
 # are set in the environment (the client reads them itself): both go to the override.

@@ -1,5 +1,8 @@
 """Turning whatever a Twilio REST request raised into a DeliveryFailed we can tell a caller.
 
+A request that reached Twilio and got no answer in time is `DeliveryUncertain`: the
+message or call may still go out, so nothing that depends on it is withdrawn.
+
 Twilio's error answers (the legacy shape and the RFC 9457 one alike) quote the
 number ("The 'To' number +1… is not a valid phone number"), so a failure keeps
 only Twilio's error code and HTTP status and is described in words of our own:
@@ -19,7 +22,7 @@ from twilio.base.exceptions import (
     TwilioServiceException,
 )
 
-from ivr.delivery import DeliveryFailed
+from ivr.delivery import DeliveryFailed, DeliveryUncertain
 
 # Twilio error codes worth telling apart (https://www.twilio.com/docs/api/errors).
 TWILIO_ERROR_REASONS = {
@@ -48,6 +51,11 @@ class TwilioDeliveryFailed(DeliveryFailed):
         self.status = status
         super().__init__(channel, reason)
 
+    @property
+    def permanent(self) -> bool:
+        """A 4xx refusal would be refused again; 429 (rate limit) and 5xx may pass later."""
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+
 
 @contextmanager
 def calling_twilio(channel: str) -> Iterator[None]:
@@ -56,8 +64,12 @@ def calling_twilio(channel: str) -> Iterator[None]:
         yield
     except (TwilioRestException, TwilioServiceException) as exc:
         raise twilio_failure(channel, exc) from None
+    except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
+        # The request never reached Twilio: nothing can go out.
+        raise DeliveryFailed(channel, "could not reach Twilio in time") from None
     except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
-        raise DeliveryFailed(channel, "Twilio did not answer in time") from None
+        # Sent, but no answer: Twilio may still create the message or call.
+        raise DeliveryUncertain(channel, "Twilio did not answer in time") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise DeliveryFailed(channel, f"could not reach Twilio ({type(exc).__name__})") from None
     except (TwilioException, ValueError, AttributeError):

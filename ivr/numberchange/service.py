@@ -13,7 +13,11 @@ id, so it works for this change and nothing else. Two modes:
 
 Only a right code changes anything, in one database transaction
 (ivr.numberchange.onfile); then the old number gets an SMS (and the mailbox on file an
-email) saying so. Every attempt, finished or not, is audited with masked numbers.
+email) saying so, through background jobs that retry until the message is taken.
+Every attempt, finished or not, is audited with masked numbers.
+
+The AFTER_CALL call-back is placed by a job too (`after_call`), once the call has
+ended: a Twilio that cannot take it now is retried while its code lives.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from sqlalchemy.orm import Session
 
 from ivr.calls import outbound
 from ivr.calls.outbound import ASK, READ, Callback
-from ivr.delivery import Channel, DeliveryFailed
+from ivr.delivery import Channel, DeliveryFailed, DeliveryUncertain
 from ivr.errors import StorageUnavailable
 from ivr.flow.engine import AccountView, Directory, Started
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
 from ivr.numberchange import onfile
-from ivr.numberchange.notices import send_change_notices
+from ivr.numberchange.notices import NoticeQueue, change_notices, notice_key, send_now
 from ivr.numberchange.pending import (
     AFTER_CALL,
     ON_LINE,
@@ -89,6 +93,7 @@ class NumberChanges:
         catalog: Catalog,
         support_number: str,
         clock: Callable[[], float] = time.time,
+        later: NoticeQueue | None = None,
     ):
         self.session = session
         self.directory = directory
@@ -99,6 +104,7 @@ class NumberChanges:
         self.catalog = catalog
         self.support_number = support_number
         self.clock = clock
+        self.later = later  # None: notices are sent at once
         self.code_length = codes.policy.length
 
     # ------------------------------------------------------------ the engine's side
@@ -235,11 +241,19 @@ class NumberChanges:
 
     def original_call_ended(self, state: CallState) -> None:
         """The caller's call ended: ring the new phone (AFTER_CALL), or close an
-        ON_LINE change the caller walked away from."""
+        ON_LINE change the caller walked away from (at once; no retry)."""
         if state.account_id is None:
             return
-        change = load_pending(state.account_id)
-        if change is None or change.call_sid != state.call_sid:
+        self.after_call(state.call_sid, state.account_id)
+
+    def after_call(self, call_sid: str, account_id: int, *, last_attempt: bool = True) -> None:
+        """What follows the end of call `call_sid` (the job of an ended call).
+
+        A call-back Twilio could not take now (an outage, not a refusal) raises
+        DeliveryFailed with the change still pending, so a job can try again; on the
+        last attempt, or a refusal, the attempt is over and its code withdrawn."""
+        change = load_pending(account_id)
+        if change is None or change.call_sid != call_sid:
             return
         if change.mode == ON_LINE:
             self.codes.withdraw_code(change.account_id, PURPOSE)
@@ -248,7 +262,24 @@ class NumberChanges:
             return
         if change.status != "pending":
             return  # a repeated status callback: the call-back is already on its way
-        self._ring(change, self._callback(change, ASK))
+        callback = self._callback(change, ASK)
+        change.callback_id = callback.id
+        change.status = "calling"
+        save_pending(change)
+        try:
+            self.placer.place(callback)
+        except DeliveryUncertain as exc:
+            # The call may still ring; its status callback closes the attempt either way.
+            log.warning("account %s: call-back placed without answer: %s", account_id, exc.reason)
+        except DeliveryFailed as exc:
+            if not (last_attempt or exc.permanent):
+                change.status = "pending"
+                change.callback_id = None
+                save_pending(change)
+                raise
+            self.codes.withdraw(change.account_id, PURPOSE)
+            drop_pending(change)
+            self._failed(change, "callback_not_placed", twilio=exc.reason)
 
     def callback_ended(self, callback: Callback) -> None:
         """A call-back leg ended; an AFTER_CALL change that got no right code is over."""
@@ -275,6 +306,10 @@ class NumberChanges:
         save_pending(change)
         try:
             self.placer.place(callback)
+        except DeliveryUncertain as exc:
+            # Twilio may be ringing it: keep the code; the caller waits as for any
+            # call-back, and its deadline ends the wait if no status ever comes.
+            log.warning("call %s: call-back placed without answer: %s", change.call_sid, exc.reason)
         except DeliveryFailed as exc:
             self.codes.withdraw(change.account_id, PURPOSE)
             drop_pending(change)
@@ -306,19 +341,29 @@ class NumberChanges:
         return "ok"
 
     def _notify(self, change: PendingChange) -> None:
-        """Tell the old number (and the mailbox on file) at once; a notice that could not
-        be sent is audited, and never undoes the change."""
+        """Tell the old number (and the mailbox on file): each notice is a job, retried
+        until it is taken; when no job can be queued (Redis down) it is sent at once. A
+        notice that could not be sent is audited, and never undoes the change."""
         account = self._account(change.account_id)
         email = account.email if account is not None else None
-        for channel, reason in send_change_notices(
-            self.channels, self.catalog, change, email, self.support_number
-        ):
-            log.error("account %s: change notice by %s failed", change.account_id, channel)
+        notices = change_notices(self.channels, self.catalog, change, email, self.support_number)
+        for message in notices:
+            if self.later is not None:
+                try:
+                    key = notice_key(change, message.channel)
+                    self.later(message, key=key, account_id=change.account_id)
+                    continue
+                except StorageUnavailable:
+                    log.error("account %s: notice not queued; sent now", change.account_id)
+            reason = send_now(self.channels, message)
+            if reason is None:
+                continue
+            log.error("account %s: change notice by %s failed", change.account_id, message.channel)
             self._audit(
                 "number_change.notice_failed",
                 change.call_sid,
                 change.account_id,
-                {"channel": channel, "reason": reason},
+                {"channel": message.channel, "reason": reason},
             )
 
     def _failed(self, change: PendingChange, reason: str, **extra: str) -> None:

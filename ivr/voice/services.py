@@ -12,6 +12,7 @@ from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
 from ivr.flow.engine import Engine
 from ivr.flow.model import Catalog
+from ivr.jobs.deliveries import send_later
 from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
 from ivr.storage import db, kv
@@ -27,23 +28,27 @@ def codes(purpose: str) -> CodeService:
     return CodeService(kv.client(), rt.settings.secret_key, policy_for(purpose, rt.settings))
 
 
-def placer() -> outbound.Placer:
-    return outbound.Placer(delivery.get_dialer(), callback_urls)
+def placer(*, background: bool = False) -> outbound.Placer:
+    return outbound.Placer(delivery.get_dialer(background=background), callback_urls)
 
 
 def number_changes(
-    directory: SqlDirectory | None = None, catalog: Catalog | None = None
+    directory: SqlDirectory | None = None,
+    catalog: Catalog | None = None,
+    *,
+    background: bool = False,  # in a job: delivery with longer timeouts
 ) -> NumberChanges:
     rt = runtime.get()
     return NumberChanges(
         session=db.session(),
         directory=directory or SqlDirectory(db.session()),
         codes=codes(CONFIRM_NUMBER),
-        placer=placer(),
+        placer=placer(background=background),
         rules=NumberRules.from_settings(rt.settings),
-        channels=delivery.get(),
+        channels=delivery.get(background=background),
         catalog=catalog or rt.catalog,
         support_number=rt.settings.support_number,
+        later=send_later,
     )
 
 

@@ -1,0 +1,59 @@
+"""The job functions, by name: what a worker does with each kind of job.
+
+Each takes the job's JSON payload, runs in the app's context (ivr.jobs.runner) and
+raises to be retried. Delivery here uses the background channels (longer timeouts:
+nobody is waiting on the line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rq import get_current_job
+
+from ivr.delivery import registry as delivery
+from ivr.jobs.deliveries import message_of
+from ivr.jobs.queue import AFTER_CALL, AUDIT, NOTICE
+from ivr.jobs.runner import PermanentFailure
+from ivr.storage import audit, db
+from ivr.voice import services
+
+
+def send_notice(payload: Mapping[str, Any]) -> None:
+    """Send a queued notice (SMS or email) through the channel of its kind."""
+    message = message_of(dict(payload))
+    channels = delivery.get(background=True)
+    if message.channel not in channels:
+        raise PermanentFailure(f"no {message.channel} channel is configured")
+    channels[message.channel].send(message)
+
+
+def ring_after_call(payload: Mapping[str, Any]) -> None:
+    """Place the AFTER_CALL call-back of an ended call (or close an abandoned change)."""
+    job = get_current_job()
+    last_attempt = job is None or not job.retries_left
+    changes = services.number_changes(background=True)
+    changes.after_call(
+        str(payload["call_sid"]), int(payload["account_id"]), last_attempt=last_attempt
+    )
+
+
+def write_audit(payload: Mapping[str, Any]) -> None:
+    """Write an audit record that could not be written when it happened (same dedupe key)."""
+    audit.record(
+        db.session(),
+        str(payload["action"]),
+        actor=str(payload["actor"]),
+        call_sid=payload.get("call_sid"),
+        account_id=payload.get("account_id"),
+        details=dict(payload.get("details") or {}),
+        dedupe_key=payload.get("dedupe_key"),
+    )
+
+
+TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
+    NOTICE: send_notice,
+    AFTER_CALL: ring_after_call,
+    AUDIT: write_audit,
+}
