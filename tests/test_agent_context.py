@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from agent_kit import add_user, sign_in
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
@@ -316,15 +317,27 @@ def test_an_api_key_holder_gets_the_context(api_app: Flask) -> None:
 
 
 def test_a_logged_in_agent_gets_the_context(api_app: Flask) -> None:
+    agent_id = add_user(api_app)
     client = api_app.test_client()
-    with client.session_transaction() as agent_session:
-        agent_session["agent_user_id"] = 42
+    assert sign_in(client).status_code == 303
     response = client.get(f"/agent/api/context/{fresh_token()}")
     assert response.status_code == 200
     assert response.get_json()["customer"].startswith("Maximiliana")
     (row,) = audit_rows(api_app)
-    assert (row.action, row.actor) == ("agent.context_viewed", "agent:42")
+    assert (row.action, row.actor) == ("agent.context_viewed", f"agent:{agent_id}")
     assert row.details["requester"] == "agent"
+
+
+def test_a_forged_session_cookie_naming_a_user_is_not_a_login(api_app: Flask) -> None:
+    # The cookie is signed with the app's key, but names no live server-side session.
+    add_user(api_app)
+    client = api_app.test_client()
+    with client.session_transaction() as forged:
+        forged["agent_user_id"] = 1
+        forged["staff_session"] = "made-up-session-id"
+    response = client.get(f"/agent/api/context/{fresh_token()}")
+    assert response.status_code == 401
+    assert audit_rows(api_app)[0].details["reason"] == "no_credentials"
 
 
 @pytest.mark.parametrize(
@@ -380,9 +393,9 @@ def test_keys_are_refused_when_none_are_configured(app: Flask) -> None:
 
 
 def test_a_wrong_key_is_refused_even_with_an_agent_session(api_app: Flask) -> None:
+    add_user(api_app)
     client = api_app.test_client()
-    with client.session_transaction() as agent_session:
-        agent_session["agent_user_id"] = 42
+    assert sign_in(client).status_code == 303
     response = client.get(f"/agent/api/context/{fresh_token()}", headers=bearer("w" * 40))
     assert response.status_code == 401
 
@@ -390,7 +403,7 @@ def test_a_wrong_key_is_refused_even_with_an_agent_session(api_app: Flask) -> No
 def test_a_session_without_an_agent_is_not_a_login(api_app: Flask) -> None:
     client = api_app.test_client()
     with client.session_transaction() as other_session:
-        other_session["agent_user_id"] = None
+        other_session["staff_session"] = None
         other_session["something_else"] = "x"
     assert client.get(f"/agent/api/context/{fresh_token()}").status_code == 401
 

@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
 from ivr.agent.manual import AGENT_VERIFY
-from ivr.agent.users import LOGIN_FAILURES_ALLOWED
+from ivr.staff.throttle import USERNAME
 from ivr.storage import db, kv
 from ivr.storage.migrate import alembic_config, upgrade
 from ivr.storage.models import AgentUser, AuditEvent
@@ -202,13 +202,20 @@ def test_sign_in_sets_the_session_key_and_audits(app: Flask, client: FlaskClient
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/agent/")
     with client.session_transaction() as session:
-        assert session["agent_user_id"] == user_id
+        # Only the random id of a server-side record: no user id for the cookie to assert.
+        assert "agent_user_id" not in session
+        assert len(session["staff_session"]) >= 43
     page = client.get("/agent/")
     assert page.status_code == 200
     assert "alice" in page.get_data(as_text=True)
     [row] = audits(app, "agent.login")
     assert row.actor == f"agent:{user_id}"
-    assert row.details == {"username": "alice", "role": "agent"}
+    assert row.details == {
+        "username": "alice",
+        "role": "agent",
+        "second_factor": "none",  # development: IVR_STAFF_2FA=optional, no TOTP set up
+        "client": "127.0.0.1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -227,10 +234,10 @@ def test_failed_sign_in_is_refused_and_audited_without_the_password(
     assert response.status_code == 401
     assert "Wrong username or password." in response.get_data(as_text=True)
     with client.session_transaction() as session:
-        assert "agent_user_id" not in session
+        assert "staff_session" not in session
     [row] = audits(app, "agent.login_failed")
     assert row.actor == (username or "(blank)")
-    assert row.details == {"reason": reason}
+    assert row.details == {"reason": reason, "client": "127.0.0.1"}
     assert password not in json.dumps(row.details) + row.actor
 
 
@@ -243,17 +250,22 @@ def test_disabled_user_cannot_sign_in_and_loses_the_session(
         db.session().commit()
     assert client.get("/agent/").status_code == 302
     assert sign_in(client).status_code == 401
-    assert audits(app, "agent.login_failed")[-1].details == {"reason": "disabled"}
+    assert audits(app, "agent.login_failed")[-1].details["reason"] == "disabled"
 
 
 def test_sign_in_is_throttled_per_username(app: Flask, client: FlaskClient) -> None:
     add_user(app)
-    for _ in range(LOGIN_FAILURES_ALLOWED):
+    for _ in range(USERNAME.free):
         assert sign_in(client, "alice", "not the password").status_code == 401
-    blocked = sign_in(client)  # even the right password, until the window passes
+    blocked = sign_in(client)  # even the right password, until the delay passes
     assert blocked.status_code == 429
-    assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
-    assert audits(app, "agent.login_failed")[-1].details == {"reason": "too_many_attempts"}
+    assert "Too many failed sign-ins. Try again in 30 seconds." in blocked.get_data(as_text=True)
+    assert audits(app, "agent.login_failed")[-1].details == {
+        "reason": "too_many_attempts",
+        "throttled": "username",
+        "wait": 30,
+        "client": "127.0.0.1",
+    }
     add_user(app, "bob")
     assert sign_in(client, "bob").status_code == 303  # other usernames are not affected
 
@@ -263,7 +275,7 @@ def test_sign_out_ends_the_session_and_audits(app: Flask, client: FlaskClient, a
     response = client.post("/agent/logout", data={"csrf_token": token})
     assert response.status_code == 303
     with client.session_transaction() as session:
-        assert "agent_user_id" not in session
+        assert "staff_session" not in session
     assert client.get("/agent/").headers["Location"].endswith("/agent/login")
     assert client.get("/agent/calls.json").status_code == 401
     [row] = audits(app, "agent.logout")
@@ -298,7 +310,7 @@ def test_pages_send_protective_headers(client: FlaskClient, agent: int) -> None:
 
 # --- CSRF -----------------------------------------------------------------------------------
 
-POSTS = ["/agent/login", "/agent/logout"] + [
+POSTS = ["/agent/login", "/agent/login/code", "/agent/logout"] + [
     f"/agent/calls/CALL/{action}" for action in ("checklist", "send-code", "check-code", "escalate")
 ]
 
@@ -323,8 +335,7 @@ def test_every_post_needs_the_session_csrf_token(
     assert response.status_code == 400
     assert "did not come from this page" in response.get_data(as_text=True)
     # Nothing happened: still signed in, no code sent, no note, nothing audited.
-    with client.session_transaction() as session:
-        assert session["agent_user_id"] == agent
+    assert client.get("/agent/calls.json").status_code == 200
     assert sent(app) == []
     entry = entry_of(app, call_sid)
     assert entry["checklist"] is None and not entry["escalated"] and entry["code_result"] is None

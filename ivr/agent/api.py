@@ -5,9 +5,10 @@
 
 - an agent desktop or integration presenting `Authorization: Bearer <key>`, where
   the key is one of IVR_AGENT_API_KEYS (none configured: keys are refused);
-- a logged-in agent. Contract with the agent web login (ivr.agent.sessions): a Flask
-  session whose `agent_user_id` is set (the agent's user id) is a logged-in agent;
-  the login sets it, logout clears it. Nothing else in the session is read here.
+- a signed-in agent: the session cookie must name a live server-side staff session
+  of an enabled account (ivr.agent.sessions.signed_in_user, the same check as the agent
+  page's), so a cookie kept after logout, `ivr users disable` or an expiry is refused.
+  Redis or the database unreachable: 503, never a way in.
 
 A request carrying an Authorization header is judged by that header alone: a wrong
 key is refused even when the browser also holds an agent session.
@@ -26,9 +27,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, session
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ivr.agent.context import ContextExpired, ContextInvalid, ContextSigner, token_fingerprint
+from ivr.agent.sessions import signed_in_user
 from ivr.config import Settings
 from ivr.errors import StorageUnavailable
 from ivr.storage import audit, db
@@ -36,9 +38,6 @@ from ivr.storage import audit, db
 log = logging.getLogger(__name__)
 
 bp = Blueprint("agent_api", __name__, url_prefix="/agent/api")
-
-# The session key the agent login sets to the logged-in agent's user id (see above).
-AGENT_SESSION_KEY = "agent_user_id"
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,11 @@ def _no_store(response: Response) -> Response:
 @bp.get("/context/<token>")
 def context(token: str) -> tuple[Response, int] | Response:
     """The context a signed token carries, for an API key holder or a logged-in agent."""
-    requester = _requester()
+    try:
+        requester = _requester()
+    except StorageUnavailable as exc:
+        log.error("agent context: the session could not be checked: %s", exc)
+        return _error(503, "storage unavailable; try again")
     fingerprint = token_fingerprint(token)
     if requester.refusal is not None:
         return _refuse(401, requester, requester.refusal, fingerprint)
@@ -99,7 +102,8 @@ def context(token: str) -> tuple[Response, int] | Response:
 
 
 def _requester() -> Requester:
-    """Authenticate the request: a bearer key when a header is sent, else the agent session."""
+    """Authenticate the request: a bearer key when a header is sent, else the agent's
+    server-side session (StorageUnavailable when it cannot be checked)."""
     header = request.headers.get("Authorization")
     if header is not None:
         auth = request.authorization
@@ -109,9 +113,9 @@ def _requester() -> Requester:
         if key is None:
             return Requester("api-key", "api-key:unknown", "bad_api_key")
         return Requester("api-key", key_actor(key))
-    agent_id = session.get(AGENT_SESSION_KEY)
-    if agent_id:
-        return Requester("agent", f"agent:{agent_id}")
+    agent = signed_in_user()
+    if agent is not None:
+        return Requester("agent", f"agent:{agent.id}")
     return Requester("anonymous", "anonymous", "no_credentials")
 
 

@@ -1,5 +1,5 @@
 """What the agent page accepts from its forms: the CSRF token every POST must carry, and
-the sign-in fields as the rest of the page may trust them.
+the sign-in fields (password step, code step) as the rest of the page may trust them.
 
 Kept apart from the views so the hand-written CSRF can be swapped for a form library
 in one place. The token is per session, random, kept in Flask's signed session cookie
@@ -25,6 +25,7 @@ SESSION_CSRF = "agent_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_REFUSED = "This form has expired or did not come from this page. Reload and try again."
 USERNAME_MAX = 64
+CODE_MAX = 32  # a TOTP code is 6 digits and a recovery code 11 characters: room for spaces
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -68,4 +69,20 @@ class LoginForm:
         return cls(
             username=normalise_username(form.get("username", ""))[:USERNAME_MAX],
             password=form.get("password", ""),
+        )
+
+
+@dataclass(frozen=True)
+class CodeForm:
+    """The second sign-in step: a TOTP code, or a recovery code, each bounded in length."""
+
+    code: str
+    recovery_code: str
+
+    @classmethod
+    def read(cls, form: Mapping[str, str]) -> CodeForm:
+        """The fields of a posted code form; missing ones read as blank."""
+        return cls(
+            code=form.get("code", "")[:CODE_MAX],
+            recovery_code=form.get("recovery_code", "")[:CODE_MAX],
         )

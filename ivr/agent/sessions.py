@@ -1,12 +1,18 @@
 """Who is signed in to the agent page, and how one gets to be.
 
-The session is the trust boundary of the page: everything a view may show depends on
-the agent found here, so signing in, signing out, throttling failed sign-ins and
-recognising the agent on each request live in one place. A sign-in sets exactly
-`session["agent_user_id"]`, which the agent API accepts too; the session cookie is
-HttpOnly, SameSite=Lax, Secure in production and lasts one shift. Every sign-in,
-failed sign-in and sign-out is audited, as is every action an agent takes (through
-`audit` here, since the actor is the signed-in agent), with masked values only.
+The session is the trust boundary of the page and of the agent API: everything a view
+may show depends on the agent found here. The Flask session cookie carries only the
+random id of a server-side record (ivr.staff.sessions), checked on every request —
+page and API alike — against its idle and absolute limits, the account still existing
+and not disabled; logout, `ivr users disable`, `totp-reset` and `signout` delete the
+record, so a copied cookie is then worth nothing. Redis down: StorageUnavailable, which
+the page answers with a 503 — never a way in.
+
+Signing in is two steps when a second factor is asked: the password (a pending sign-in
+is remembered server-side, ivr.staff.pending), then a TOTP code or a recovery code.
+Both steps are throttled per username and per client address (ivr.staff.throttle).
+Every sign-in, refusal (with its reason, never what was typed), sign-out and expiry is
+audited, as is every action an agent takes (through `audit`, actor the signed-in agent).
 """
 
 from __future__ import annotations
@@ -21,37 +27,59 @@ from flask import g, jsonify, redirect, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 
 from ivr.agent.forms import csrf_token
-from ivr.agent.users import authenticate, clear_login_failures, count_login_failure, login_blocked
+from ivr.agent.users import authenticate
+from ivr.staff import pending, recovery, totp, wiring
 from ivr.storage import audit as audit_log
 from ivr.storage import db, kv
 from ivr.storage.models import Account, AgentUser
 
-SESSION_USER = "agent_user_id"  # the agent API reads the same key
-SESSION_HOURS = 12  # one shift
+SESSION_ID = "staff_session"  # the cookie's only sign-in: the id of the server-side record
+PENDING_ID = "staff_pending"  # password checked, second factor awaited
 
-TOO_MANY_ATTEMPTS = "Too many failed sign-ins for this username. Try again in 15 minutes."
 WRONG_CREDENTIALS = "Wrong username or password."
+WRONG_CODE = "That code is not right, or was already used. Wait for the next one and try again."
+WRONG_RECOVERY_CODE = "That recovery code is not right, or was already used."
+START_AGAIN = "Your sign-in expired or had too many wrong codes. Sign in again."
+NO_SECOND_FACTOR = (
+    "Your account has no second factor set up, and it is required."
+    " Ask an admin to run `ivr users totp-reset {username}`."
+)
 
 
 def session_cookie(state: BlueprintSetupState) -> None:
-    """The session cookie carries an agent sign-in, so it gets the strict settings."""
+    """The session cookie carries a staff sign-in, so it gets the strict settings."""
     settings = state.app.config["IVR_SETTINGS"]
     state.app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.staff_session_max),
     )
 
 
 def signed_in_user() -> AgentUser | None:
-    """The agent this session belongs to, if the account still exists and is enabled."""
-    user_id = session.get(SESSION_USER)
-    if not isinstance(user_id, int):
+    """The agent whose live server-side session this request's cookie names, if the account
+    still exists and is enabled; counts the request as use of the session. Raises
+    StorageUnavailable when Redis or the database cannot say."""
+    token = session.get(SESSION_ID)
+    if not isinstance(token, str) or not token:
         return None
-    user = db.session().get(AgentUser, user_id)
-    if user is None or user.disabled:  # disabling an account ends its sessions too
-        session.pop(SESSION_USER, None)
+    store = wiring.session_store()
+    checked = store.check(token)
+    if checked.session is None:
+        session.pop(SESSION_ID, None)
+        if checked.ended is not None:
+            audit(
+                "agent.session_expired",
+                actor=f"agent:{checked.user_id}",
+                details={"reason": checked.ended},
+            )
+        return None
+    with db.unavailable_as_storage_error():
+        user = db.session().get(AgentUser, checked.session.user_id)
+    if user is None or user.disabled:  # disabled since: end it here too
+        store.end(token)
+        session.pop(SESSION_ID, None)
         return None
     return user
 
@@ -84,36 +112,146 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class Refused:
-    """Why a sign-in was refused: the words for the page and the HTTP status."""
+    """Why a sign-in step was refused: the words for the page and the HTTP status."""
 
     message: str
     status: int
 
 
-def sign_in(username: str, password: str) -> Refused | None:
-    """Check the credentials, throttled per username, and start the agent's session."""
-    client = kv.client()
+@dataclass(frozen=True)
+class NeedCode:
+    """The password was right; the second factor is asked next."""
+
+
+def client_address() -> str:
+    """The address throttling counts a client by."""
+    return request.remote_addr or "unknown"
+
+
+def _throttled(username: str, actor: str) -> Refused | None:
+    wait = wiring.login_throttle().wait(username, client_address())
+    if wait is None:
+        return None
+    audit(
+        "agent.login_failed",
+        actor=actor,
+        details={
+            "reason": "too_many_attempts",
+            "throttled": wait.scope,
+            "wait": wait.seconds,
+            "client": client_address(),
+        },
+    )
+    minutes = -(-wait.seconds // 60)
+    when = f"{wait.seconds} seconds" if wait.seconds < 120 else f"{minutes} minutes"
+    return Refused(f"Too many failed sign-ins. Try again in {when}.", 429)
+
+
+def _failed(username: str, actor: str, reason: str) -> None:
+    wiring.login_throttle().failed(username, client_address())
+    audit(
+        "agent.login_failed",
+        actor=actor,
+        details={"reason": reason, "client": client_address()},
+    )
+
+
+def sign_in(username: str, password: str) -> Refused | NeedCode | None:
+    """Step one: check the password, throttled per username and client. None: signed in;
+    NeedCode: a pending sign-in awaits the second factor."""
     actor = username or "(blank)"
-    if login_blocked(client, username):
-        audit("agent.login_failed", actor=actor, details={"reason": "too_many_attempts"})
-        return Refused(TOO_MANY_ATTEMPTS, 429)
+    throttled = _throttled(username, actor)
+    if throttled is not None:
+        return throttled
     user, why = authenticate(db.session(), username, password)
     if user is None:
-        count_login_failure(client, username)
-        audit("agent.login_failed", actor=actor, details={"reason": why})
+        _failed(username, actor, why)
         return Refused(WRONG_CREDENTIALS, 401)
-    clear_login_failures(client, username)
-    session.clear()  # a fresh session (and CSRF token) for the signed-in agent
-    session[SESSION_USER] = user.id
-    session.permanent = True
-    csrf_token()
-    g.agent_user = user
-    audit("agent.login", details={"username": user.username, "role": user.role})
+    if user.totp_secret:
+        session.clear()
+        session[PENDING_ID] = pending.start(kv.client(), user.id)
+        csrf_token()
+        return NeedCode()
+    if wiring.settings().staff_2fa == "required":
+        audit(
+            "agent.login_failed",
+            actor=actor,
+            details={"reason": "no_second_factor", "client": client_address()},
+        )
+        return Refused(NO_SECOND_FACTOR.format(username=user.username), 403)
+    _start(user, "none")
     return None
 
 
+def pending_user() -> AgentUser | None:
+    """The user of this browser's pending sign-in (password right, code awaited), if any."""
+    token = session.get(PENDING_ID)
+    if not isinstance(token, str) or not token:
+        return None
+    user_id = pending.user_of(kv.client(), token)
+    user = db.session().get(AgentUser, user_id) if user_id is not None else None
+    if user is None or user.disabled or not user.totp_secret:
+        session.pop(PENDING_ID, None)
+        return None
+    return user
+
+
+def sign_in_code(code: str, recovery_code: str) -> Refused | None:
+    """Step two: a TOTP code (or a recovery code) for the pending sign-in. None: signed in."""
+    token = session.get(PENDING_ID)
+    user = pending_user()
+    if user is None or not isinstance(token, str):
+        return Refused(START_AGAIN, 401)
+    throttled = _throttled(user.username, user.username)
+    if throttled is not None:
+        return throttled
+    if recovery_code.strip():
+        secret_key = wiring.settings().secret_key
+        if recovery.use(db.session(), secret_key, user.id, recovery_code):
+            pending.finish(kv.client(), token)
+            _start(user, "recovery_code")
+            left = recovery.remaining(db.session(), user.id)
+            audit("agent.recovery_code_used", details={"username": user.username, "left": left})
+            return None
+        reason, message = "wrong_recovery_code", WRONG_RECOVERY_CODE
+    else:
+        outcome = totp.check(db.session(), user, code, wiring.clock()())
+        if outcome == "ok":
+            pending.finish(kv.client(), token)
+            _start(user, "totp")
+            return None
+        reason, message = f"{outcome}_code", WRONG_CODE
+    _failed(user.username, user.username, reason)
+    if pending.wrong_code(kv.client(), token):
+        session.pop(PENDING_ID, None)
+        return Refused(START_AGAIN, 401)
+    return Refused(message, 401)
+
+
+def _start(user: AgentUser, second_factor: str) -> None:
+    """Open a server-side session for the user: a fresh cookie (and CSRF token)."""
+    wiring.login_throttle().succeeded(user.username)
+    session.clear()
+    session[SESSION_ID] = wiring.session_store().start(user.id)
+    session.permanent = True
+    csrf_token()
+    g.agent_user = user
+    audit(
+        "agent.login",
+        details={
+            "username": user.username,
+            "role": user.role,
+            "second_factor": second_factor,
+            "client": client_address(),
+        },
+    )
+
+
 def sign_out() -> None:
-    """End the session, audited when an agent was signed in."""
+    """End the session — its server-side record first — audited when an agent was signed in."""
+    token = session.get(SESSION_ID)
+    if isinstance(token, str) and token:
+        wiring.session_store().end(token)
     user: AgentUser | None = g.get("agent_user")
     if user is not None:
         audit("agent.logout", details={"username": user.username})

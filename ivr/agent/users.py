@@ -1,10 +1,13 @@
-"""Agent accounts: creating, checking and disabling them, login throttling, `ivr users`.
+"""Staff accounts (agents and supervisors; the ops console will share them): creating,
+checking, enrolling in TOTP, disabling, and `ivr users`.
 
 Passwords are kept only as werkzeug hashes (scrypt by default) and checked with
 werkzeug; an unknown username costs the same hash check as a wrong password, so
-the time taken does not tell which usernames exist. Failed logins are counted
-per username in Redis: after `LOGIN_FAILURES_ALLOWED` in `LOGIN_WINDOW` seconds
-that username cannot sign in until the window passes.
+the time taken does not tell which usernames exist. TOTP secrets and recovery codes
+are made here (ivr.staff does the checking); a secret is printed once, to the
+terminal of whoever runs `ivr users add` or `totp-reset`, and never logged.
+Disabling an account, resetting its TOTP or `ivr users signout` end all its
+sessions at once (ivr.staff.sessions). Login throttling lives in ivr.staff.throttle.
 """
 
 from __future__ import annotations
@@ -12,20 +15,19 @@ from __future__ import annotations
 import functools
 import re
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import click
-import redis
-from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ivr.agent.transfers import canonical_target
-from ivr.errors import IvrError
+from ivr.errors import IvrError, StorageUnavailable
+from ivr.staff import recovery, totp, wiring
 from ivr.storage import audit, db
-from ivr.storage.keys import PREFIX
-from ivr.storage.kv import unavailable_as_storage_error
 from ivr.storage.models import AgentUser
 
 AGENT, SUPERVISOR = "agent", "supervisor"
@@ -34,9 +36,6 @@ ROLES = (AGENT, SUPERVISOR)
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing is deliberately slow: refuse megabyte "passwords"
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
-
-LOGIN_FAILURES_ALLOWED = 5
-LOGIN_WINDOW = 900  # seconds
 
 
 class UserError(IvrError):
@@ -122,35 +121,24 @@ def _decoy_hash() -> str:
     return generate_password_hash("no account has this password")
 
 
-# ---------------------------------------------------------------- login throttling
+@dataclass(frozen=True)
+class Enrolment:
+    """What the new owner of a TOTP secret is shown once: the otpauth URI (holding the
+    secret) and the recovery codes."""
+
+    uri: str
+    recovery_codes: list[str]
 
 
-def login_failures_key(username: str) -> str:
-    """Failed logins of one username in the current window (a counter)."""
-    return f"{PREFIX}:{{agent-login:{normalise_username(username)[:64]}}}:failures"
-
-
-def login_blocked(client: redis.Redis, username: str) -> bool:
-    """Whether this username has used up its failed logins for now."""
-    with unavailable_as_storage_error():
-        count = client.get(login_failures_key(username))
-    return int(count or 0) >= LOGIN_FAILURES_ALLOWED
-
-
-def count_login_failure(client: redis.Redis, username: str) -> None:
-    """Count one failed login; the window starts with the first failure."""
-    key = login_failures_key(username)
-    with unavailable_as_storage_error():
-        pipe = client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW, nx=True)
-        pipe.execute()
-
-
-def clear_login_failures(client: redis.Redis, username: str) -> None:
-    """Forget failed logins after a successful one."""
-    with unavailable_as_storage_error():
-        client.delete(login_failures_key(username))
+def enrol_totp(session: Session, user: AgentUser, secret_key: str) -> Enrolment:
+    """Give the user a new TOTP secret and new recovery codes (old ones stop working);
+    not committed, so the caller commits it with its audit record."""
+    secret = totp.new_secret()
+    user.totp_secret = secret
+    user.totp_last_step = None
+    session.flush()
+    codes = recovery.replace(session, secret_key, user.id)
+    return Enrolment(totp.provisioning_uri(secret, user.username), codes)
 
 
 # ---------------------------------------------------------------- `ivr users`
@@ -158,7 +146,45 @@ def clear_login_failures(client: redis.Redis, username: str) -> None:
 
 @click.group("users")
 def users() -> None:
-    """Accounts of the agent page: add, list, disable."""
+    """Staff accounts (agent page, ops): add, list, disable, enable, TOTP, sessions."""
+
+
+def _user_or_fail(session: Session, username: str) -> AgentUser:
+    user = find_user(session, username)
+    if user is None:
+        raise click.ClickException(f"no user named {normalise_username(username)!r}")
+    return user
+
+
+def _show_enrolment(user: AgentUser, enrolment: Enrolment, qr: bool | None) -> None:
+    """Print what the user needs to set up their authenticator: once, never logged."""
+    click.echo("")
+    click.echo(f"Second factor for {user.username}: scan this in an authenticator app,")
+    click.echo("or enter the URI by hand. It holds the secret: show it to no one else.")
+    click.echo(f"  {enrolment.uri}")
+    if qr if qr is not None else sys.stdout.isatty():
+        click.echo(totp.terminal_qr(enrolment.uri))
+    click.echo("")
+    click.echo("Recovery codes (shown only now; each signs in once when the phone is lost):")
+    for code in enrolment.recovery_codes:
+        click.echo(f"  {code}")
+
+
+def _end_sessions(user: AgentUser) -> int | None:
+    """End every session of a user; None when Redis is down (the database still refuses
+    a disabled account on every request, so nothing stays open in that case)."""
+    try:
+        return wiring.session_store().end_all(user.id)
+    except StorageUnavailable:
+        click.echo("warning: Redis is unreachable; sessions were not ended", err=True)
+        return None
+
+
+_QR_OPTION = click.option(
+    "--qr/--no-qr",
+    default=None,
+    help="Draw the provisioning QR code in the terminal (default: when output is a terminal).",
+)
 
 
 @users.command("add")
@@ -177,11 +203,27 @@ def users() -> None:
     is_flag=True,
     help="Read the password from the first line of standard input (for scripts).",
 )
+@click.option(
+    "--no-totp",
+    is_flag=True,
+    help="No second factor for now (refused when IVR_STAFF_2FA=required).",
+)
+@_QR_OPTION
 @with_appcontext
-def add_command(username: str, role: str, target: str | None, password_stdin: bool) -> None:
-    """Add an agent account; the password is asked for twice, hidden."""
+def add_command(
+    username: str,
+    role: str,
+    target: str | None,
+    password_stdin: bool,
+    no_totp: bool,
+    qr: bool | None,
+) -> None:
+    """Add a staff account; the password is asked for twice, hidden. Prints the TOTP
+    provisioning URI (and QR code) and recovery codes, once."""
     session = db.session()
-    settings = current_app.config["IVR_SETTINGS"]
+    settings = wiring.settings()
+    if no_totp and settings.staff_2fa == "required":
+        raise click.ClickException("IVR_STAFF_2FA=required: every account needs TOTP")
     try:
         check_new_username(session, username)  # before asking for a password in vain
         if password_stdin:
@@ -198,6 +240,7 @@ def add_command(username: str, role: str, target: str | None, password_stdin: bo
         )
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
+    enrolment = None if no_totp else enrol_totp(session, user, settings.secret_key)
     audit.record(
         session,
         "agent_user.added",
@@ -207,20 +250,23 @@ def add_command(username: str, role: str, target: str | None, password_stdin: bo
             "username": user.username,
             "role": role,
             "target": user.target,
+            "totp": enrolment is not None,
         },
     )
     click.echo(f"added {user.role} {user.username} (calls to {user.target})")
+    if enrolment is not None:
+        _show_enrolment(user, enrolment, qr)
 
 
 @users.command("list")
 @with_appcontext
 def list_command() -> None:
-    """List the agent accounts."""
+    """List the staff accounts."""
     rows = db.session().scalars(select(AgentUser).order_by(AgentUser.username)).all()
     if not rows:
         click.echo("no agent users yet: add one with `ivr users add USERNAME`")
         return
-    table = [("username", "role", "target", "created", "status")]
+    table = [("username", "role", "target", "created", "status", "totp")]
     table += [
         (
             user.username,
@@ -228,6 +274,7 @@ def list_command() -> None:
             user.target,
             user.created_at.strftime("%Y-%m-%d %H:%M"),
             "disabled" if user.disabled else "active",
+            "yes" if user.totp_secret else "no",
         )
         for user in rows
     ]
@@ -240,19 +287,111 @@ def list_command() -> None:
 @click.argument("username")
 @with_appcontext
 def disable_command(username: str) -> None:
-    """Disable an account: no more logins, and its open sessions stop working."""
+    """Disable an account: no more sign-ins, and all its sessions end now."""
     session = db.session()
-    user = find_user(session, username)
-    if user is None:
-        raise click.ClickException(f"no user named {normalise_username(username)!r}")
+    user = _user_or_fail(session, username)
     if user.disabled:
         click.echo(f"{user.username} was already disabled")
         return
     user.disabled = True
-    audit.record(  # commits the change with its audit record
+    session.commit()  # first: every request checks it, even if Redis cannot be reached now
+    ended = _end_sessions(user)
+    audit.record(
         session,
         "agent_user.disabled",
         actor="cli",
+        details={"user_id": user.id, "username": user.username, "sessions_ended": ended},
+    )
+    click.echo(f"disabled {user.username}; {ended or 0} session(s) ended")
+
+
+@users.command("enable")
+@click.argument("username")
+@with_appcontext
+def enable_command(username: str) -> None:
+    """Enable a disabled account again (its old sessions stay ended: sign in anew)."""
+    session = db.session()
+    user = _user_or_fail(session, username)
+    if not user.disabled:
+        click.echo(f"{user.username} is already enabled")
+        return
+    user.disabled = False
+    audit.record(
+        session,
+        "agent_user.enabled",
+        actor="cli",
         details={"user_id": user.id, "username": user.username},
     )
-    click.echo(f"disabled {user.username}")
+    click.echo(f"enabled {user.username}")
+
+
+@users.command("totp-reset")
+@click.argument("username")
+@_QR_OPTION
+@with_appcontext
+def totp_reset_command(username: str, qr: bool | None) -> None:
+    """Set up TOTP for an account, or replace it (a lost phone): a new secret and new
+    recovery codes, printed once; the old ones stop working and all sessions end."""
+    session = db.session()
+    user = _user_or_fail(session, username)
+    had = user.totp_secret is not None
+    enrolment = enrol_totp(session, user, wiring.settings().secret_key)
+    session.commit()
+    ended = _end_sessions(user)
+    audit.record(
+        session,
+        "agent_user.totp_reset",
+        actor="cli",
+        details={
+            "user_id": user.id,
+            "username": user.username,
+            "replaced": had,
+            "sessions_ended": ended,
+        },
+    )
+    click.echo(
+        f"{'new' if had else 'set up'} TOTP for {user.username}; {ended or 0} session(s) ended"
+    )
+    _show_enrolment(user, enrolment, qr)
+
+
+@users.command("sessions")
+@click.argument("username")
+@with_appcontext
+def sessions_command(username: str) -> None:
+    """List an account's live sessions (by a short reference, never the cookie)."""
+    user = _user_or_fail(db.session(), username)
+    try:
+        live = wiring.session_store().live(user.id)
+    except StorageUnavailable as exc:
+        raise click.ClickException("Redis is unreachable: sessions cannot be listed") from exc
+    if not live:
+        click.echo(f"{user.username} has no live sessions")
+        return
+    click.echo("session   signed in (UTC)      last seen (UTC)")
+    for each in live:
+        click.echo(f"{each.ref[:8]}  {_utc(each.created)}  {_utc(each.seen)}")
+
+
+@users.command("signout")
+@click.argument("username")
+@with_appcontext
+def signout_command(username: str) -> None:
+    """End all of an account's sessions now (the account stays enabled)."""
+    session = db.session()
+    user = _user_or_fail(session, username)
+    try:
+        ended = wiring.session_store().end_all(user.id)
+    except StorageUnavailable as exc:
+        raise click.ClickException("Redis is unreachable: sessions were not ended") from exc
+    audit.record(
+        session,
+        "agent_user.signed_out",
+        actor="cli",
+        details={"user_id": user.id, "username": user.username, "sessions_ended": ended},
+    )
+    click.echo(f"signed out {user.username}: {ended} session(s) ended")
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")

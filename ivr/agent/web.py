@@ -33,14 +33,17 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from ivr.agent import screen, transfers
-from ivr.agent.forms import CSRF_FIELD, LoginForm, check_csrf, csrf_token
+from ivr.agent.forms import CSRF_FIELD, CodeForm, LoginForm, check_csrf, csrf_token
 from ivr.agent.headers import secure_headers
 from ivr.agent.manual import CHECKLIST, checked_items, passed
 from ivr.agent.sessions import (
+    NeedCode,
     audit,
     current_agent,
+    pending_user,
     session_cookie,
     sign_in,
+    sign_in_code,
     sign_out,
     signed_in,
     signed_in_user,
@@ -107,13 +110,39 @@ def login_form() -> Any:
 
 @bp.post("/login")
 def login() -> Any:
-    """Check the credentials, throttled per username; every attempt is audited."""
+    """Check the password, throttled; then the second factor when the account has one."""
     form = LoginForm.read(request.form)
-    refused = sign_in(form.username, form.password)
-    if refused is not None:
-        page = render_template("agent/login.html", error=refused.message, username=form.username)
-        return page, refused.status
+    outcome = sign_in(form.username, form.password)
+    if isinstance(outcome, NeedCode):
+        return redirect(url_for(".login_code_form"), code=303)
+    if outcome is not None:
+        page = render_template("agent/login.html", error=outcome.message, username=form.username)
+        return page, outcome.status
     return redirect(url_for(".index"), code=303)
+
+
+@bp.get("/login/code")
+def login_code_form() -> Any:
+    """The second step: the authenticator's code (or a recovery code)."""
+    if g.agent_user is not None:
+        return redirect(url_for(".index"))
+    if pending_user() is None:
+        return redirect(url_for(".login_form"))
+    return render_template("agent/login_code.html")
+
+
+@bp.post("/login/code")
+def login_code() -> Any:
+    """Check the code of a pending sign-in, throttled; every attempt is audited."""
+    form = CodeForm.read(request.form)
+    refused = sign_in_code(form.code, form.recovery_code)
+    if refused is None:
+        return redirect(url_for(".index"), code=303)
+    if pending_user() is None:  # the sign-in is over: start again from the password
+        page = render_template("agent/login.html", error=refused.message)
+    else:
+        page = render_template("agent/login_code.html", error=refused.message)
+    return page, refused.status
 
 
 @bp.post("/logout")
