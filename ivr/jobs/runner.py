@@ -146,6 +146,12 @@ class AppWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs in this process, no fork) for `ivr jobs worker`."""
 
 
+def bind_worker_app(app: Flask) -> None:
+    """The app `ivr jobs worker` runs every job in."""
+    global _worker_app
+    _worker_app = app
+
+
 def promote_due(jobs: jobqueue.JobQueue, until: float) -> int:
     """Move retries due by `until` (epoch seconds) from the scheduled registry to the
     queue: what RQ's scheduler does, without its lock script (the stand-in has no Lua)."""
