@@ -2,7 +2,13 @@
 
 It finds the phone or mailbox on file, issues a code, words the message in the
 caller's language and hands it to the channel. A code that could not be
-delivered is withdrawn at once, so nothing is left half-done.
+delivered is withdrawn at once, so nothing is left half-done. A send whose outcome
+is unknown (Twilio took the request but did not answer in time) may still arrive:
+its code stays valid ("sent_uncertain") and the caller hears it may take a moment.
+
+Codes are sent on the webhook, not by a background job: the caller waits for the
+outcome (sent, or not and here is another way), and a code queued behind an
+outage would arrive after the caller gave up.
 
 The "voice" channel is a call-back to the phone on file: it only reserves the
 code here, and the call-back makes and reads it once a person presses a key
@@ -15,7 +21,7 @@ import logging
 from collections.abc import Mapping
 
 from ivr.calls import outbound
-from ivr.delivery import Channel, DeliveryFailed, Outgoing
+from ivr.delivery import Channel, DeliveryFailed, DeliveryUncertain, Outgoing
 from ivr.flow.engine import AccountView, Directory
 from ivr.flow.model import Catalog
 from ivr.flow.state import CallState
@@ -46,7 +52,8 @@ def send_code_message(
     """Issue a code for `purpose` bound to the call and send it by text or email to the
     contact on file, worded in `language` (message_code_<channel>).
 
-    The outcome is sent, no_channel, rate_limited, locked or failed; a code that could
+    The outcome is sent, sent_uncertain (no answer in time: it may still arrive, the
+    code stays valid), no_channel, rate_limited, locked or failed; a code that could
     not be delivered is withdrawn with its send, so nothing is left half-done.
     """
     to = contact(account, channel)
@@ -68,6 +75,9 @@ def send_code_message(
     )
     try:
         channels[channel].send(message)
+    except DeliveryUncertain as exc:
+        log.warning("call %s: %s code by %s: %s; kept", call_sid, purpose, channel, exc.reason)
+        return "sent_uncertain"
     except DeliveryFailed as exc:
         codes.withdraw(account.id, purpose)
         log.error(
@@ -116,7 +126,7 @@ class CodeVerifier:
             call_sid=state.call_sid,
             language=state.language,
         )
-        if outcome == "sent":
+        if outcome in ("sent", "sent_uncertain"):
             state.code_channel = channel
         return outcome
 
@@ -148,6 +158,10 @@ class CodeVerifier:
             return refused.reason
         try:
             self.placer.place(callback)
+        except DeliveryUncertain as exc:
+            log.warning("call %s: code call: %s; kept", state.call_sid, exc.reason)
+            state.code_channel = "voice"
+            return "sent_uncertain"
         except DeliveryFailed as exc:
             self.codes.withdraw(account.id, PURPOSE)
             log.error("call %s: code call not placed: %s", state.call_sid, exc.reason)

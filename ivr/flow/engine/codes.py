@@ -11,17 +11,25 @@ from __future__ import annotations
 from ivr.flow.engine.context import INVALID, EngineContext, Invalid, Turn, flag
 from ivr.flow.model import CheckCodeNode, SendCodeNode
 
+# Said after the "sent" prompt when the provider took the send without answering in
+# time: the code may still arrive, and stays valid. Prompt files published before this
+# prompt existed lack it; the call then goes on without it.
+MAY_TAKE_A_MOMENT = "code_may_take_a_moment"
+
 
 def enter_send_code(engine: EngineContext, turn: Turn, node: SendCodeNode) -> str:
     state = turn.state
     if engine.verifier is None or state.account_id is None:
         return node.no_channel
     outcome = engine.verifier.send_code(state, node.channel)
-    if outcome == "sent":
+    if outcome in ("sent", "sent_uncertain"):
         if node.channel != "email" and "number_changed_recently" in state.flags:
             flag(state, "code_to_new_number")  # the agent should know what this code proves
         if node.prompt:
             turn.instructions.append(engine.say(turn, node.prompt))
+        texts = engine.catalog.languages[state.language].texts
+        if outcome == "sent_uncertain" and MAY_TAKE_A_MOMENT in texts:
+            turn.instructions.append(engine.say(turn, MAY_TAKE_A_MOMENT))
         return node.sent
     if outcome == "line_in_use":
         return node.line_in_use or node.no_channel
