@@ -4,15 +4,16 @@ The stand-in (fakeredis) lets development run with nothing installed; it lives
 inside one process, so `ivr run` and an in-process `ivr call` each have their own.
 
 Every command on real Redis waits at most IVR_STORAGE_TIMEOUT: the connect and each
-reply have that timeout, and nothing is retried. redis-py (6 and later) retries every
-command three times with backoff by default, which turns a paused Redis into a wait of
-four timeouts and more; its `Retry` applies to every command of a client alike, and
-cannot tell a read from a write, or a failure before the command was sent from one
-after. Retrying a write whose reply was lost may apply it twice (a failure counter
-counted twice, a code stored again), so the only safe retry it could express is none.
-What a retry would buy is covered without one: a connection the server closed (a
-restart) is noticed when the pool lends it and replaced before the command is sent,
-and a connection idle for a while is checked with a PING first (`health_check_interval`).
+reply have that timeout, and nothing is retried. redis-py's `Retry` applies to every
+command of a client alike: it cannot tell a read from a write, nor a failure before the
+command was sent from one after. Retrying a write whose reply was lost may apply it
+twice (a failure counter counted twice, a code stored again), and retrying a timeout
+multiplies the wait, so the only safe retry it can express is none. (Its default
+depends on how the client is built: ten retries with backoff for `Redis(...)`, none for
+`from_url`; ours says so explicitly.) What a retry would buy comes without one: a
+connection the server closed (a restart) is noticed when the pool lends it and replaced
+before the command is sent, and one idle for a while is checked with a PING first
+(`health_check_interval`).
 """
 
 from __future__ import annotations
