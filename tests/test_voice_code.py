@@ -165,7 +165,7 @@ def test_a_second_key_press_reads_nothing_more(app: Flask, phone: Phone) -> None
     (call,) = [message for message in sent(app) if message.channel == "call"]
     callback_id = parse_qs(urlsplit(call.url).query)["o"][0]
     key_url = f"/voice/callback/key?o={callback_id}"
-    form = {"CallSid": "CA" + "e" * 32, "Digits": "1", "From": "+15005550006", "To": JANE_PHONE}
+    form = call_form("CA" + "e" * 32, Digits="1", From="+15005550006", To=JANE_PHONE)
 
     again = says(twiml(post(app, key_url, form)))
 
@@ -175,7 +175,7 @@ def test_a_second_key_press_reads_nothing_more(app: Flask, phone: Phone) -> None
 
 def test_an_unknown_callback_id_says_goodbye_and_nothing_else(app: Flask) -> None:
     """A forged or expired id gets a polite goodbye, never a code or an error."""
-    form = {"CallSid": "CA" + "f" * 32, "Digits": "1"}
+    form = call_form("CA" + "f" * 32, Digits="1")
     for path in ("/voice/callback/answer?o=nope", "/voice/callback/key?o=nope"):
         assert says(twiml(post(app, path, form))) == [text(app, "callback_expired")]
 
