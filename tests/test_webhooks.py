@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from caller import sent_codes
-from conftest import PUBLIC_URL, app_environ
+from conftest import AUTH_TOKEN, PUBLIC_URL, app_environ
 from factories import make_account
 from flask import Flask, request
 from kit import (
@@ -152,6 +152,65 @@ def test_signed_request_with_unknown_field_is_accepted(app: Flask, path: str) ->
     form = call_form(new_sid(), SomeFieldTwilioAddedLater="x", StirVerstat="TN-Validation-Passed-A")
 
     twiml(post(app, path, form))
+
+
+CALLBACK_ENDPOINTS = [
+    "/voice/callback/answer?o=x",
+    "/voice/callback/key?o=x",
+    "/voice/callback/code?o=x",
+    "/voice/callback/status?o=x",
+]
+OTHER_ACCOUNTS = [
+    ("another", "AC" + "1" * 32),
+    ("missing", None),
+    ("empty", ""),
+    ("lowercase", "ac" + "0" * 32),
+    ("padded", " AC" + "0" * 32),
+]
+
+
+@pytest.mark.parametrize("path", [*SIGNED_ENDPOINTS, *CALLBACK_ENDPOINTS])
+@pytest.mark.parametrize(
+    "account", [sid for _, sid in OTHER_ACCOUNTS], ids=[name for name, _ in OTHER_ACCOUNTS]
+)
+def test_validly_signed_request_for_another_account_is_refused(
+    app: Flask, path: str, account: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid signature is not enough: AccountSid must be TWILIO_ACCOUNT_SID (403, nothing
+    stored, one log line that shows no more than the last 4 characters of the account)."""
+    call_sid = new_sid()
+    form = call_form(call_sid, Digits="1", CallStatus="completed")
+    if account is None:
+        del form["AccountSid"]
+    else:
+        form["AccountSid"] = account
+
+    with caplog.at_level("WARNING", logger="ivr.voice.signature"):
+        response = post(app, path, form)
+
+    assert response.status_code == 403
+    assert state_of(app, call_sid) is None
+    assert audit_rows(app, call_sid) == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "ivr.voice.signature"]
+    assert len(lines) == 1 and "AccountSid" in lines[0] and call_sid in lines[0]
+    assert "1" * 32 not in lines[0] and AUTH_TOKEN not in caplog.text
+
+
+def test_our_account_is_served_on_every_endpoint(app: Flask) -> None:
+    """The same requests with our AccountSid pass the check (the refusal above is the account)."""
+    for path in [*SIGNED_ENDPOINTS, *CALLBACK_ENDPOINTS]:
+        response = post(app, path, call_form(new_sid(), Digits="1", CallStatus="completed"))
+        assert response.status_code == 200, path
+
+
+def test_account_check_follows_twilio_account_sid(make_app: Any) -> None:
+    """The account is TWILIO_ACCOUNT_SID's, not a fixed one: the development default is refused
+    by an app configured for another account."""
+    ours = "AC" + "ab" * 16
+    app = make_app(TWILIO_ACCOUNT_SID=ours, IVR_DELIVERY="outbox")
+
+    assert post(app, "/voice/incoming", call_form(new_sid())).status_code == 403
+    twiml(post(app, "/voice/incoming", call_form(new_sid(), AccountSid=ours)))
 
 
 def test_signing_helper_matches_twilio_test_vector() -> None:

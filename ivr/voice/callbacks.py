@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ivr.calls import outbound, runtime
 from ivr.calls.outbound import ASK, READ, Callback
-from ivr.errors import StorageUnavailable
+from ivr.errors import CallError
 from ivr.flow.instructions import Gather, Hangup, Instruction, Pause, Say
 from ivr.phone import mask
 from ivr.storage import audit, db
@@ -193,7 +193,7 @@ def end_politely(exc: Exception) -> Response | HTTPException:
         request.path,
         type(exc).__name__,
         exc,
-        exc_info=not isinstance(exc, StorageUnavailable),
+        exc_info=not isinstance(exc, CallError),  # expected run-time errors get one line
     )
     if request.endpoint == "callback.status":
         return _answer([])

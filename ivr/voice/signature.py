@@ -1,20 +1,33 @@
-"""Checks X-Twilio-Signature on every voice webhook (security.md, "Webhooks").
+"""Checks that a voice webhook comes from Twilio, for our account (security.md, "Webhooks").
 
-The URL is rebuilt from IVR_PUBLIC_URL, because behind a TLS-terminating proxy
-Flask sees http:// and an internal host, while Twilio signed the public https URL.
-All POSTed form fields are passed (request.form, not request.values).
+Two checks, both 403 when they fail:
+
+- `X-Twilio-Signature`: the URL is rebuilt from IVR_PUBLIC_URL, because behind a
+  TLS-terminating proxy Flask sees http:// and an internal host, while Twilio
+  signed the public https URL. All POSTed form fields are passed (request.form,
+  not request.values).
+- `AccountSid` must be TWILIO_ACCOUNT_SID. A signature only proves the request was
+  signed with our auth token; a subaccount, a rotated secondary token or a
+  leaked token used from another account would still sign validly, and Twilio
+  sends AccountSid on every voice webhook, so a request for another account (or
+  without one) is refused too.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 
 from flask import abort, current_app, request
 from twilio.request_validator import RequestValidator
 
 from ivr.config import Settings
+from ivr.voice.webhook import CALL_SID
 
 log = logging.getLogger(__name__)
+
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 def signed_url(settings: Settings) -> str:
@@ -23,17 +36,37 @@ def signed_url(settings: Settings) -> str:
     return settings.public_url + request.path + (f"?{query}" if query else "")
 
 
+def _shown_account(value: str) -> str:
+    """An AccountSid for a log line: its last 4 characters only, or what is wrong with it."""
+    if not value:
+        return "missing"
+    return f"AC…{value[-4:]}" if ACCOUNT_SID.fullmatch(value) else "malformed"
+
+
 def require_twilio_signature() -> None:
-    """before_request hook: 403 unless the request carries Twilio's valid signature."""
+    """before_request hook: 403 unless the request carries Twilio's valid signature and
+    our AccountSid."""
     settings: Settings = current_app.config["IVR_SETTINGS"]
     if not settings.validate_signatures:
         return
     validator = RequestValidator(settings.twilio_auth_token)
     signature = request.headers.get("X-Twilio-Signature", "")
+    call_sid = request.form.get("CallSid", "")
+    call_sid = call_sid if CALL_SID.fullmatch(call_sid) else "-"
     if not validator.validate(signed_url(settings), request.form, signature):
         log.warning(
-            "rejected %s: bad or missing X-Twilio-Signature (call %s)",
+            "rejected %s: bad or missing X-Twilio-Signature (call %s)", request.path, call_sid
+        )
+        abort(403)
+    if request.method != "POST":
+        return  # no form to check: routing answers 405 (Twilio only ever POSTs here)
+    account = request.form.get("AccountSid", "")
+    ours = settings.twilio_account_sid
+    if not account or not hmac.compare_digest(account.encode(), ours.encode()):
+        log.warning(
+            "rejected %s: AccountSid %s is not ours (call %s)",
             request.path,
-            request.form.get("CallSid", "-"),
+            _shown_account(account),
+            call_sid,
         )
         abort(403)

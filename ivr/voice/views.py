@@ -203,9 +203,9 @@ def status() -> Response:
     except StorageUnavailable:
         state = None
     details: dict[str, object] = {"status": call.call_status}
-    duration = request.form.get("CallDuration", "")
-    if duration.isdigit():
-        details["duration"] = int(duration)
+    duration = webhook.call_duration(request.form)
+    if duration is not None:
+        details["duration"] = duration
     if state is not None:
         details.update(
             flow=state.flow,

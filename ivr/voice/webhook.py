@@ -14,6 +14,11 @@ from ivr.errors import CallError
 
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 MAX_DIGITS = 64  # far beyond any real entry; longer input is cut, never stored
+# Twilio's SHAKEN/STIR results look like "TN-Validation-Passed-A": anything else is dropped.
+STIR_VERSTAT = re.compile(r"[A-Za-z0-9-]{1,64}")
+# ASCII digits only: str.isdigit() also accepts "²" or "٤", which int() then refuses.
+ASCII_DIGITS = re.compile(r"[0-9]+")
+MAX_NUMBER_LENGTH = 8  # steps, seconds: never near 10**8 on a real call
 
 
 class MalformedWebhook(CallError):
@@ -39,6 +44,7 @@ def parse(form: Mapping[str, str]) -> VoiceRequest:
         raise MalformedWebhook("missing or malformed CallSid")
     digits = form.get("Digits")
     parent = form.get("ParentCallSid") or None
+    verstat = form.get("StirVerstat", "")
     return VoiceRequest(
         call_sid=call_sid,
         caller=form.get("From", ""),
@@ -46,15 +52,22 @@ def parse(form: Mapping[str, str]) -> VoiceRequest:
         call_status=form.get("CallStatus", ""),
         direction=form.get("Direction", ""),
         digits=digits[:MAX_DIGITS] if digits else None,
-        stir_verstat=form.get("StirVerstat") or None,
+        stir_verstat=verstat if STIR_VERSTAT.fullmatch(verstat) else None,
         parent_call_sid=parent if parent and CALL_SID.fullmatch(parent) else None,
     )
 
 
+def ascii_int(raw: str | None, default: int, limit: int = MAX_NUMBER_LENGTH) -> int:
+    """A number Twilio sends (or our own URL carries) as ASCII digits; `default` when it is
+    absent, longer than `limit` digits, or anything else ("²", "-1", "1e3", " 1 ")."""
+    if raw is None or len(raw) > limit or not ASCII_DIGITS.fullmatch(raw):
+        return default
+    return int(raw)
+
+
 def step(args: Mapping[str, str]) -> int:
     """The step number a webhook URL carries (?s=N); -1 when absent or garbled."""
-    raw = args.get("s", "")
-    return int(raw) if raw.isdigit() and len(raw) < 9 else -1
+    return ascii_int(args.get("s"), -1)
 
 
 # How an `<Enqueue>` ended (QueueResult), as a DialCallStatus: only "bridged" is a
@@ -80,5 +93,11 @@ def dial_status(form: Mapping[str, str]) -> str:
 
 def queue_time(form: Mapping[str, str]) -> int:
     """Seconds the caller has held (QueueTime of a waitUrl request); 0 when absent or garbled."""
-    raw = form.get("QueueTime", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 9 else 0
+    return ascii_int(form.get("QueueTime"), 0)
+
+
+def call_duration(form: Mapping[str, str]) -> int | None:
+    """Seconds a finished call lasted (CallDuration of a status callback); None when absent
+    or garbled."""
+    duration = ascii_int(form.get("CallDuration"), -1)
+    return duration if duration >= 0 else None
