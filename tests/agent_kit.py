@@ -1,5 +1,6 @@
-"""Helpers shared by the agent tests: agent accounts, signing in, and transfers as the
-voice webhooks record them (a signed context per call on a target's list)."""
+"""Helpers shared by the agent and staff tests: agent accounts (with TOTP when asked),
+signing in (password, then code), the staff clock, and transfers as the voice webhooks
+record them (a signed context per call on a target's list)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import re
 import time
 from typing import Any
 
+import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
-from kit import new_sid
+from kit import Clock, new_sid
 from werkzeug.test import TestResponse
 
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
-from ivr.agent.users import create_user
+from ivr.agent.users import Enrolment, create_user, enrol_totp
+from ivr.staff.wiring import CLOCK
 from ivr.storage import db, kv
+from ivr.storage.models import AgentUser
 
 PASSWORD = "correct horse battery"
 QUEUE = "queue:support"
@@ -32,6 +36,34 @@ def add_user(
         return user.id
 
 
+def enrol(app: Flask, user_id: int) -> Enrolment:
+    """Set up TOTP for an account as `ivr users totp-reset` does; the URI holds the secret."""
+    with app.app_context():
+        user = db.session().get(AgentUser, user_id)
+        assert user is not None
+        enrolment = enrol_totp(db.session(), user, SECRET)
+        db.session().commit()
+        return enrolment
+
+
+def secret_of(enrolment: Enrolment) -> str:
+    """The TOTP secret inside a provisioning URI."""
+    secret: str = pyotp.parse_uri(enrolment.uri).secret
+    return secret
+
+
+def code_at(secret: str, when: float, steps: int = 0) -> str:
+    """The authenticator's code at `when`, or `steps` 30-second steps from it."""
+    return pyotp.TOTP(secret).at(when + 30 * steps)
+
+
+def staff_clock(app: Flask) -> Clock:
+    """Give the app's staff sign-in (sessions, throttling, TOTP) a clock the test moves."""
+    clock = Clock()
+    app.extensions[CLOCK] = clock
+    return clock
+
+
 def csrf_of(client: FlaskClient, path: str = "/agent/login") -> str:
     """The CSRF token of the client's session, read from a page's hidden field."""
     found = CSRF_FIELD.search(client.get(path).get_data(as_text=True))
@@ -40,10 +72,30 @@ def csrf_of(client: FlaskClient, path: str = "/agent/login") -> str:
 
 
 def sign_in(client: FlaskClient, username: str = "alice", password: str = PASSWORD) -> TestResponse:
+    """The password step (the whole sign-in for an account without TOTP)."""
     token = csrf_of(client)
     return client.post(
         "/agent/login", data={"username": username, "password": password, "csrf_token": token}
     )
+
+
+def send_code(client: FlaskClient, code: str = "", *, recovery_code: str = "") -> TestResponse:
+    """The second step of a sign-in: a TOTP code, or a recovery code."""
+    token = csrf_of(client)  # the same per-session token as on the code page
+    return client.post(
+        "/agent/login/code",
+        data={"code": code, "recovery_code": recovery_code, "csrf_token": token},
+    )
+
+
+def sign_in_with_code(
+    client: FlaskClient, code: str, username: str = "alice", password: str = PASSWORD
+) -> TestResponse:
+    """Both steps; the answer of the last one that ran."""
+    first = sign_in(client, username, password)
+    if first.status_code != 303 or not first.headers["Location"].endswith("/login/code"):
+        return first
+    return send_code(client, code)
 
 
 # Jane Doe, verified by her digits and a texted code, after her number changed recently.

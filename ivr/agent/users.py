@@ -280,7 +280,8 @@ def list_command() -> None:
     ]
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
 
 
 @users.command("disable")
