@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, ExceptionContext, create_engine, event
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -72,7 +72,9 @@ def make_engine(url: str, timeout: float) -> Engine:
             pool_recycle=POOL_RECYCLE,
         )
         if engine.dialect.driver == "psycopg":
-            event.listen(engine, "do_connect", _bounded_connect(timeout))
+            connection_class = bounded_connection_class(timeout)
+            event.listen(engine, "do_connect", _connect_with(connection_class))
+            event.listen(engine, "handle_error", _no_reconnect_after(connection_class.Overrun))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_recycle=POOL_RECYCLE)
 
@@ -91,14 +93,30 @@ def _postgres_connect_args(timeout: float) -> dict[str, Any]:
     }
 
 
-def _bounded_connect(timeout: float) -> Any:
-    """A `do_connect` listener that opens `BoundedConnection`s instead of psycopg's own."""
-    connection_class = bounded_connection_class(timeout)
+def _connect_with(connection_class: type[Any]) -> Any:
+    """A `do_connect` listener that opens `connection_class` instead of psycopg's own."""
 
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         return connection_class.connect(*cargs, **cparams)
 
     return connect
+
+
+def _no_reconnect_after(overrun: type[Exception]) -> Any:
+    """A `handle_error` listener: a pool ping that found the server silent is not retried.
+
+    A ping that fails as a disconnect makes the pool open a new connection at once, and
+    against a silent server that waits out a second timeout. The silent connection is
+    still discarded; the call fails closed after one timeout, and the next checkout opens
+    a fresh connection (a failover's broken connections are real disconnects, and are
+    replaced within the same checkout).
+    """
+
+    def listener(context: ExceptionContext) -> None:
+        if context.is_pre_ping and isinstance(context.original_exception, overrun):
+            context.is_disconnect = False
+
+    return listener
 
 
 @cache
@@ -110,10 +128,14 @@ def bounded_connection_class(timeout: float) -> type[Any]:
     """
     import psycopg
 
+    class Overrun(psycopg.OperationalError):
+        """The database did not answer within the deadline; the connection is closed."""
+
     class BoundedConnection(psycopg.Connection[Any]):
         """psycopg's connection, with a client-side deadline on each round trip."""
 
         deadline = timeout
+        Overrun: ClassVar[type[psycopg.OperationalError]]
 
         @classmethod
         def _connect_gen(cls, conninfo: str = "") -> Any:
@@ -133,11 +155,12 @@ def bounded_connection_class(timeout: float) -> type[Any]:
                     # The server may still answer the request we sent: the connection's
                     # state is unknown, so it is closed, and the pool discards it.
                     self.close()
-                    raise psycopg.OperationalError(
+                    raise Overrun(
                         f"no answer from the database within {limit:g} s; connection closed"
                     ) from exc
                 raise
 
+    BoundedConnection.Overrun = Overrun
     return BoundedConnection
 
 
