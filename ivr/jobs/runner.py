@@ -53,7 +53,9 @@ def perform(name: str, payload: Mapping[str, Any], key: str) -> str:
     if app is None:
         raise RuntimeError("no app bound to run jobs")
     jobs = jobqueue.get(app)
-    with app.app_context():
+    # A request context of its own (no request came in): the tasks build our webhook
+    # URLs with url_for, as the views do, on the IVR_PUBLIC_URL base.
+    with app.test_request_context("/"):
         if jobs.connection.exists(jobqueue.done_key(key)):
             log.info("job %s %s already done; skipped", name, jobqueue.job_id(key))
             return "already done"
