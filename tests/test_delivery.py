@@ -34,12 +34,18 @@ from flask import Flask
 from twilio.rest import Client
 
 from ivr.config import Settings
-from ivr.delivery import DeliveryFailed, Outgoing, OutgoingCall, outbox, registry
+from ivr.delivery import DeliveryFailed, DeliveryUncertain, Outgoing, OutgoingCall, outbox, registry
 from ivr.delivery.calls import TwilioCalls
 from ivr.delivery.email import SmtpEmail, SmtpServer, parse_smtp_url
 from ivr.delivery.outbox import Outbox
 from ivr.delivery.sms import TwilioDeliveryFailed, TwilioSms
-from ivr.delivery.twilio_client import DEFAULT_TIMEOUT, RebasedHttpClient, close, make_client
+from ivr.delivery.twilio_client import (
+    DEFAULT_TIMEOUT,
+    JOB_TIMEOUT,
+    RebasedHttpClient,
+    close,
+    make_client,
+)
 from ivr.errors import ConfigError
 
 NUMBER = "+14155550100"
@@ -295,6 +301,26 @@ def test_registry_twilio_sms_uses_the_support_number_and_api_url(tmp_path: Path)
     assert isinstance(http_client, RebasedHttpClient)
     assert http_client.base_url == "http://127.0.0.1:4010"
     assert http_client.timeout == DEFAULT_TIMEOUT
+
+
+def test_twilio_requests_wait_briefly_on_the_webhook_and_longer_in_jobs(tmp_path: Path) -> None:
+    """A caller is waiting on the webhook: one connect and one read stay under the 2 s
+    an outage may take (issue 11); a job has nobody waiting and gets longer."""
+    settings = Settings.from_env(
+        {"TWILIO_ACCOUNT_SID": SID, "IVR_TWILIO_API_URL": "http://127.0.0.1:4010/"},
+        instance_path=tmp_path,
+    )
+    timeouts = {}
+    for background in (False, True):
+        sms = registry.channels(settings, background=background)["sms"]
+        dialer = registry.dialer(settings, background=background)
+        assert isinstance(sms, TwilioSms) and isinstance(dialer, TwilioCalls)
+        sms_http, call_http = sms.client.http_client, dialer.client.http_client
+        assert isinstance(sms_http, RebasedHttpClient) and isinstance(call_http, RebasedHttpClient)
+        assert sms_http.timeout == call_http.timeout
+        timeouts[background] = sms_http.timeout
+    assert timeouts == {False: DEFAULT_TIMEOUT, True: JOB_TIMEOUT}
+    assert DEFAULT_TIMEOUT < 2.0 < JOB_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -982,13 +1008,33 @@ def test_twilio_that_never_answers_times_out(sms_channel: SmsFactory, silent_por
     with pytest.raises(DeliveryFailed) as failure:
         sms.send(code_sms())
     assert failure.value.reason == "Twilio did not answer in time"
+    # The request reached Twilio: the message may still go out.
+    assert isinstance(failure.value, DeliveryUncertain)
+    assert not failure.value.permanent
     assert NUMBER not in str(failure.value)
 
 
 def test_twilio_unreachable_is_a_plain_failure(sms_channel: SmsFactory) -> None:
     sms = sms_channel(f"http://127.0.0.1:{unused_port()}")
-    with pytest.raises(DeliveryFailed, match=r"could not reach Twilio \(ConnectionError\)"):
+    with pytest.raises(
+        DeliveryFailed, match=r"could not reach Twilio \(ConnectionError\)"
+    ) as failure:
         sms.send(code_sms())
+    assert not isinstance(failure.value, DeliveryUncertain)  # nothing can go out
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(400, True), (404, True), (429, False), (500, False), (503, False)]
+)
+def test_only_refusals_are_permanent(
+    sms_channel: SmsFactory, fake_twilio: FakeTwilio, status: int, permanent: bool
+) -> None:
+    """A background job gives up at once on a refusal, and retries the rest."""
+    fake_twilio.status = status
+    fake_twilio.payload = {"message": "no"}
+    with pytest.raises(TwilioDeliveryFailed) as failure:
+        sms_channel(fake_twilio.url).send(code_sms())
+    assert failure.value.permanent is permanent
 
 
 @pytest.mark.parametrize(

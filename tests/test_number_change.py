@@ -413,3 +413,44 @@ def test_an_unverified_caller_never_reaches_the_change(app: Flask, phone: Phone,
     assert text(app, "enter_new_number") not in result.heard("caller")
     assert result.heard("agent")[0].startswith(unverified_whisper(app, "verification_failed"))
     assert_unchanged(app, jane)
+
+
+# --- the notices are background jobs ----------------------------------------------------------
+
+
+def test_change_notices_are_queued_jobs_sent_once(make_app: Any) -> None:
+    """With a worker (production): the change is made on the call and its notices wait in
+    the queue; the worker sends each once, however often it runs."""
+    from ivr.jobs import queue as jobqueue
+    from ivr.jobs.runner import run_pending
+
+    app: Flask = make_app(IVR_JOBS="worker")
+    add_account(app, "Jane Doe", JANE_PHONE, JANE_NUMBER, JANE_EMAIL)
+
+    Phone(app).call(JANE_PHONE, [*VERIFIED, *CHANGE, "@code", "3"], callee_keys=["1"])
+
+    assert not [m for m in sent(app) if m.purpose == "number_changed"]
+    assert len(jobqueue.get(app).queue.get_job_ids()) == 2
+    run_pending(app)
+    run_pending(app, retries=True)
+    notices = [m for m in sent(app) if m.purpose == "number_changed"]
+    assert [(m.channel, m.to) for m in notices] == [("sms", JANE_PHONE), ("email", JANE_EMAIL)]
+
+
+def test_change_notices_are_sent_at_once_when_no_job_can_be_queued(
+    app: Flask, phone: Phone, jane: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis refusing the queue must not cost the customer their warning."""
+    from ivr.errors import StorageUnavailable
+    from ivr.jobs import queue as jobqueue
+
+    def redis_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StorageUnavailable("redis unavailable")
+
+    monkeypatch.setattr(jobqueue.JobQueue, "enqueue", redis_down)
+
+    phone.call(JANE_PHONE, [*VERIFIED, *CHANGE, "@code", "3"], callee_keys=["1"])
+
+    assert phone_on_file(app, jane) == NEW_PHONE
+    notices = [m for m in sent(app) if m.purpose == "number_changed"]
+    assert [(m.channel, m.to) for m in notices] == [("sms", JANE_PHONE), ("email", JANE_EMAIL)]
