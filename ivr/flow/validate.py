@@ -148,7 +148,7 @@ def _check_exits(
     """Failure exits of an input node must not lead back to the node itself (nor may the
     locked exit of account digits: the lock would still hold there)."""
     if issubclass(kind, InputNode):
-        exits = ("no_input", "too_many_tries")
+        exits: tuple[str, ...] = ("no_input", "too_many_tries")
         if issubclass(kind, CheckAccountDigitsNode):
             exits += ("locked",)
         for exit_name in exits:
