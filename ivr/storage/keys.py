@@ -15,6 +15,17 @@ def call_state(call_sid: str) -> str:
     return f"{PREFIX}:{{call:{call_sid}}}:state"
 
 
+def call_lock(call_sid: str) -> str:
+    """Held (a random token, with a TTL) while one webhook of the call runs its step."""
+    return f"{PREFIX}:{{call:{call_sid}}}:lock"
+
+
+def call_answer(call_sid: str) -> str:
+    """The last TwiML answer of a call and the request it answered (JSON, short-lived):
+    what a duplicate of that request gets."""
+    return f"{PREFIX}:{{call:{call_sid}}}:answer"
+
+
 def account_pattern(account_id: int) -> str:
     """A SCAN pattern matching every key of one account (codes, limits, pending change)."""
     return f"{PREFIX}:{{acct:{account_id}}}:*"

@@ -11,6 +11,7 @@ and the queue's action then moves the call on.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -24,7 +25,7 @@ from ivr.customers.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
-from ivr.flow.model import MAX_QUEUE_WAIT, TransferNode, TransferTarget
+from ivr.flow.model import MAX_QUEUE_WAIT, READ_CODE_PREFIX, Catalog, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.phone import mask
 from ivr.storage import audit, db
@@ -41,6 +42,7 @@ AGENT_LEG_ENDPOINTS = frozenset({"voice.whisper", "voice.whisper_answer", "voice
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 # Silence after the hold prompt when no hold music is set; Twilio then asks again.
 HOLD_PAUSE = 20
+PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
 def _with_task_attributes(
@@ -72,49 +74,90 @@ def _answer(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
-def _respond(turn: Turn) -> Response:
-    store.save(turn.state)
-    return _answer(twiml.render(handover.prepare(turn.state, turn.instructions), _links()))
+def _render(turn: Turn) -> str:
+    return twiml.render(handover.prepare(turn.state, turn.instructions), _links())
+
+
+def _act(held: store.Step, turn: Turn, catalog: Catalog) -> Response:
+    """Store the turn's state and its answer (for a copy of this request) in one go."""
+    document = _render(turn)
+    # An answer that reads a code aloud is never stored: codes are never kept in plain.
+    held.save(turn.state, None if _speaks_code(turn.instructions, catalog) else document)
+    return _answer(document)
+
+
+def _speaks_code(instructions: Sequence[Instruction], catalog: Catalog) -> bool:
+    """Whether any Say of the turn is a read_code prompt (whatever code fills it)."""
+    texts = [item.text for item in instructions if isinstance(item, Say)]
+    for item in instructions:
+        if isinstance(item, Gather):
+            texts += [prompt.text for prompt in item.prompts if isinstance(prompt, Say)]
+    patterns = [
+        re.compile(".*?".join(re.escape(part) for part in PLACEHOLDER.split(template)), re.S)
+        for prompts in catalog.languages.values()
+        for key, template in prompts.texts.items()
+        if key.startswith(READ_CODE_PREFIX)
+    ]
+    return any(pattern.fullmatch(text) for pattern in patterns for text in texts)
 
 
 @bp.post("/incoming")
 def incoming() -> Response:
-    """A call comes in: start the flow (or repeat the current prompt on a retry)."""
+    """A call comes in: start the flow (or answer a retry as the first time, no second start)."""
     call = webhook.parse(request.form)
-    rt = runtime.get()
-    state = store.load(call.call_sid)
-    if state is not None:  # Twilio retried this request: no second start
-        return _respond(_engine(rt.for_call(state)).replay(state))
-    live = rt.live()
-    turn = _engine(live).start(call.call_sid, call.caller, call.stir_verstat)
-    log.info(
-        "call %s started on %s@%s from %s",
-        call.call_sid,
-        live.flow.name,
-        live.flow.version,
-        mask(turn.state.caller),
-    )
-    return _respond(turn)
+    with store.step(call.call_sid, "incoming") as held:
+        if held.answered is not None:  # a copy of this request: the same answer
+            return _answer(held.answered)
+        rt = runtime.get()
+        if held.state is not None:  # a retry after the answer's short life: the prompt again
+            return _answer(_render(_engine(rt.for_call(held.state)).replay(held.state)))
+        if not held.locked:
+            raise StorageUnavailable(f"call {call.call_sid} is still starting elsewhere")
+        live = rt.live()
+        turn = _engine(live).start(call.call_sid, call.caller, call.stir_verstat)
+        log.info(
+            "call %s started on %s@%s from %s",
+            call.call_sid,
+            live.flow.name,
+            live.flow.version,
+            mask(turn.state.caller),
+        )
+        return _act(held, turn, live.catalog)
 
 
 @bp.post("/input", endpoint="input")
 def caller_input() -> Response:
     """Keys the caller pressed (or nothing, via the Redirect after a Gather)."""
     call = webhook.parse(request.form)
-    state = _state_of(call.call_sid)
-    engine = _engine(runtime.get().for_call(state))
-    return _respond(engine.handle(state, Input(call.digits, webhook.step(request.args))))
+    step = webhook.step(request.args)
+    return _step(call.call_sid, f"input:{step}", step, lambda: Input(call.digits, step))
 
 
 @bp.post("/dial")
 def dial_result() -> Response:
     """How a transfer ended (DialCallStatus, or QueueResult for a queue)."""
     call = webhook.parse(request.form)
-    state = _state_of(call.call_sid)
-    engine = _engine(runtime.get().for_call(state))
+    step = webhook.step(request.args)
     status = webhook.dial_status(request.form)
     log.info("call %s transfer ended: %s", call.call_sid, status)
-    return _respond(engine.handle(state, DialResult(status, webhook.step(request.args))))
+    return _step(call.call_sid, f"dial:{step}", step, lambda: DialResult(status, step))
+
+
+def _step(call_sid: str, name: str, step: int, event: Callable[[], Input | DialResult]) -> Response:
+    """One step of a running call, acted on once: a copy of the request that arrives
+    while (or shortly after) the first runs gets the first's answer, and one for an
+    older step the current prompt, with no side effect and nothing saved."""
+    with store.step(call_sid, name) as held:
+        if held.answered is not None:
+            return _answer(held.answered)
+        state = held.state
+        if state is None:
+            raise CallStateLost(f"no state for call {call_sid}")
+        loaded = runtime.get().for_call(state)
+        engine = _engine(loaded)
+        if not held.locked or step != state.step:
+            return _answer(_render(engine.replay(state)))
+        return _act(held, engine.handle(state, event()), loaded.catalog)
 
 
 @bp.post("/queue/wait")
