@@ -430,7 +430,9 @@ def test_change_notices_are_queued_jobs_sent_once(make_app: Any) -> None:
     Phone(app).call(JANE_PHONE, [*VERIFIED, *CHANGE, "@code", "3"], callee_keys=["1"])
 
     assert not [m for m in sent(app) if m.purpose == "number_changed"]
-    assert len(jobqueue.get(app).queue.get_job_ids()) == 2
+    queued = [job.args[0] for job in jobqueue.get(app).queue.get_jobs()]
+    # The two notices, and the after-call job the call's final status queued.
+    assert sorted(queued) == ["notice", "notice", "number_change.after_call"]
     run_pending(app)
     run_pending(app, retries=True)
     notices = [m for m in sent(app) if m.purpose == "number_changed"]

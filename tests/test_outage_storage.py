@@ -59,7 +59,9 @@ from outage.proxy import TcpProxy
 from outage.redis_server import RedisServer, redis_server_binary
 from werkzeug.test import TestResponse
 
+from ivr.jobs.runner import run_pending
 from ivr.storage import db
+from ivr.storage.models import AuditEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"
@@ -67,6 +69,9 @@ PROMPTS = ROOT / "prompts"
 ANSWER_WITHIN = 2.0  # seconds: the issue's bound for every answer during an outage
 HANG_LIMIT = 20.0  # seconds after which a request that never answers fails the test
 STORAGE_TIMEOUT = "0.5"  # IVR_STORAGE_TIMEOUT of the apps under test
+# As in production, the jobs a webhook queues wait for the worker process: under tests an
+# in-process app runs a request's jobs when it ends, which would time them with it.
+JOBS = "worker"
 
 DATABASE_OUTAGES = ["stalled", "refused"] if TEST_DATABASE_URL else ["locked"]
 REDIS_OUTAGES = ["paused", "stopped"]
@@ -253,6 +258,7 @@ def hold_app(make_app: Any, tmp_path: Path, store_env: dict[str, str]) -> Flask:
         IVR_PROMPTS_DIR=str(PROMPTS),
         IVR_FLOW="hold",
         IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT,
+        IVR_JOBS=JOBS,
         **store_env,
     )
     return app
@@ -302,7 +308,7 @@ def test_every_webhook_answers_in_time_and_the_next_call_works(
     """During the outage each webhook of a running call answers valid TwiML within 2 s and
     /readyz says 503 within 2 s; afterwards a whole verified call works on the same app."""
     outage: Store = request.getfixturevalue(f"{store}_store")
-    app: Flask = make_app(IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT, **outage.environ)
+    app: Flask = make_app(IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT, IVR_JOBS=JOBS, **outage.environ)
     holding = hold_app(make_app, tmp_path, outage.environ)
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
     digits_sid, digits_step = at_digits_step(app)
@@ -327,6 +333,24 @@ def test_every_webhook_answers_in_time_and_the_next_call_works(
 
     assert readiness(app) == (200, {"status": "ready", "redis": "ok", "database": "ok"})
     assert_verified_call(app)
+    # The call that ended during the outage is audited once: at once when only Redis was
+    # out, by the queued job (run here as the worker would) when the database was.
+    run_pending(app, retries=True)
+    assert call_ended_records(app, digits_sid) == 1
+
+
+def call_ended_records(app: Flask, call_sid: str) -> int:
+    """How many call.ended audit records the call has."""
+    with app.app_context():
+        return len(
+            db.session()
+            .scalars(
+                sa.select(AuditEvent).where(
+                    AuditEvent.action == "call.ended", AuditEvent.call_sid == call_sid
+                )
+            )
+            .all()
+        )
 
 
 def test_after_a_database_failover_the_next_call_hears_no_apology(
@@ -335,7 +359,9 @@ def test_after_a_database_failover_the_next_call_hears_no_apology(
     """Every pooled connection dies between two calls (PostgreSQL: the proxy drops them
     all, as a restart or a failover does; SQLite: they are closed under the pool); the
     pool's ping replaces them, so the next call goes through verified."""
-    app: Flask = make_app(IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT, **database_store.environ)
+    app: Flask = make_app(
+        IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT, IVR_JOBS=JOBS, **database_store.environ
+    )
     opened: list[Any] = []
     with app.app_context():
         sa.event.listen(db.engine(), "connect", lambda dbapi, _record: opened.append(dbapi))

@@ -27,8 +27,9 @@ from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
 from ivr.flow.model import MAX_QUEUE_WAIT, READ_CODE_PREFIX, Catalog, TransferNode, TransferTarget
 from ivr.flow.state import CallState
+from ivr.jobs.calls import call_ended
 from ivr.phone import mask
-from ivr.storage import audit, db
+from ivr.storage import db
 from ivr.versions.store import LoadedFlow
 from ivr.voice import handover, services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
@@ -237,44 +238,14 @@ def whisper_answer() -> Response:
 
 @bp.post("/status")
 def status() -> Response:
-    """Call status callback: on a final status, audit the call once and forget its state."""
+    """Call status callback: on a final status, audit the call once, queue its after-call
+    work and forget its state."""
     call = webhook.parse(request.form)
     if call.call_status not in FINAL_STATUSES:
         return _answer(twiml.document())
-    try:
-        state = store.load(call.call_sid)
-    except StorageUnavailable:
-        state = None
-    details: dict[str, object] = {"status": call.call_status}
-    duration = webhook.call_duration(request.form)
-    if duration is not None:
-        details["duration"] = duration
-    if state is not None:
-        details.update(
-            flow=state.flow,
-            version=state.version,
-            caller=mask(state.caller),
-            identity=state.identity,
-            verification=state.verification,
-            methods=[method for method, _ in state.methods],
-            failure=state.failure,
-            transfer_reason=state.transfer_reason,
-            flags=state.flags,
-            stir_verstat=state.stir_verstat,
-        )
-    first = audit.record(
-        db.session(),
-        "call.ended",
-        actor="twilio",
-        call_sid=call.call_sid,
-        account_id=state.account_id if state else None,
-        details=details,
-        dedupe_key=f"call.ended:{call.call_sid}:{call.call_status}",
-    )
-    if first and state is not None:
-        # An AFTER_CALL number change rings the new phone now that this call is over.
-        services.number_changes().original_call_ended(state)
-        store.delete(call.call_sid)
+    # The audit now (or queued when the database is down) and the after-call work as a
+    # job: this webhook never waits on Twilio and loses nothing to an outage.
+    first = call_ended(call.call_sid, call.call_status, webhook.call_duration(request.form))
     log.info("call %s ended: %s%s", call.call_sid, call.call_status, "" if first else " (repeat)")
     return _answer(twiml.document())
 
