@@ -472,6 +472,8 @@ def test_branch_and_collect_digits_nodes(tmp_path: Path) -> None:
     assert gather(turn).num_digits is None and gather(turn).finish_on_key == "#"
     turn = press(eng, turn.state, "12")  # too short: a try
     assert turn.state.tries == {"ask": 1} and "reference" not in turn.state.slots
+    turn = press(eng, turn.state, "12\u00b3")  # "123" with a superscript 3: not keypad digits
+    assert turn.state.tries == {"ask": 2} and "reference" not in turn.state.slots
     turn = press(eng, turn.state, "12345")
     assert turn.state.slots == {"reference": "12345"} and turn.state.ended
 

@@ -200,7 +200,7 @@ def _entry(raw: dict[Any, Any]) -> dict[str, Any] | None:
         "call_sid": fields["call_sid"],
         "target": fields.get("target", ""),
         "token": fields["token"],
-        "account_id": int(account) if account.isdigit() else None,
+        "account_id": int(account) if account.isascii() and account.isdigit() else None,
         "at": _float(fields.get("at")) or 0.0,
         "escalated": "escalated_at" in fields,
         "escalated_at": _float(fields.get("escalated_at")),

@@ -243,7 +243,7 @@ class CodeService:
                 return EXPIRED  # expired, used, killed or never sent
             if stored is None:  # reserved for a call that has not read it yet: a guess
                 return self._wrong(account_id, purpose, key, now)
-            digits = entered if entered.isdigit() else ""
+            digits = entered if entered.isascii() and entered.isdigit() else ""
             candidate = self._mac(account_id, purpose, bound_to, digits)
             if hmac.compare_digest(candidate, _text(stored)):
                 return OK if self._use(account_id, purpose, key, stored) else EXPIRED

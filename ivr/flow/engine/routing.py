@@ -79,7 +79,9 @@ def input_language(
 def input_collect(
     engine: EngineContext, turn: Turn, node: CollectDigitsNode, digits: str
 ) -> str | Invalid:
-    if not digits.isdigit() or not node.min_length <= len(digits) <= node.max_length:
+    if not (digits.isascii() and digits.isdigit()) or not (
+        node.min_length <= len(digits) <= node.max_length
+    ):
         return INVALID
     turn.state.slots[node.save_as] = digits
     return node.next
