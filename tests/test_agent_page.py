@@ -24,6 +24,8 @@ from werkzeug.test import TestResponse
 from ivr.agent import transfers
 from ivr.agent.context import ContextSigner
 from ivr.agent.manual import AGENT_VERIFY
+from ivr.delivery import DeliveryUncertain
+from ivr.delivery.outbox import Outbox
 from ivr.staff.throttle import USERNAME
 from ivr.storage import db, kv
 from ivr.storage.migrate import alembic_config, upgrade
@@ -581,6 +583,28 @@ def test_code_sent_by_text_then_checked_shows_only_pass_or_fail(
     everything = json.dumps([row.details for row in audits(app, "agent.code_check")])
     assert code not in everything
     assert entry_of(app, call_sid)["code_result"] == "fail"
+
+
+def test_a_code_twilio_did_not_answer_for_stays_valid(
+    app: Flask, client: FlaskClient, agent: int, jane: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twilio took the send but gave no answer in time: the agent is told it may take a
+    moment, not that it failed, and the code the caller then reads out passes."""
+    original = Outbox.send
+
+    def taken_without_answer(self: Outbox, message: Any) -> str:
+        original(self, message)
+        raise DeliveryUncertain("sms", "no answer from Twilio in time")
+
+    monkeypatch.setattr(Outbox, "send", taken_without_answer)
+    call_sid = transfer(app, account_id=jane)
+    html = act(client, call_sid, "send-code", channel="sms").get_data(as_text=True)
+    assert "Code sent to +1415•••0100. It may take a moment to arrive." in html
+    [row] = audits(app, "agent.code_sent")
+    assert row.details["outcome"] == "sent_uncertain"
+    code = code_of(sent(app)[-1])
+    passed_page = act(client, call_sid, "check-code", code=code).get_data(as_text=True)
+    assert re.search(r'data-testid="code-result">pass<', passed_page)
 
 
 def test_code_by_email_goes_to_the_address_on_file(

@@ -46,7 +46,8 @@ class Destination:
 
 @dataclass(frozen=True)
 class Sent:
-    """The outcome of a send: "sent", "no_channel", "rate_limited", "locked" or "failed"."""
+    """The outcome of a send: "sent", "sent_uncertain" (no answer from Twilio in time: the
+    code stays valid), "no_channel", "rate_limited", "locked" or "failed"."""
 
     outcome: str
     channel: str

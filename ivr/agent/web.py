@@ -226,10 +226,13 @@ def send_code(call_sid: str) -> Any:
     wanted = screen.language((context or {}).get("language"))
     sent = manual.send_code(account, channel, call_sid=call_sid, language=wanted)
     details = {"channel": channel, "outcome": sent.outcome, "to": sent.shown}
-    if sent.outcome == "sent":
+    if sent.outcome in ("sent", "sent_uncertain"):
+        # sent_uncertain: Twilio took the request but did not answer in time; the code
+        # stays valid and will most likely arrive.
         transfers.note(kv.client(), call_sid, code_sent=channel, code_result="")
         audit("agent.code_sent", call_sid=call_sid, account_id=entry["account_id"], details=details)
-        flash(f"Code sent to {sent.shown}. Ask the caller to read it out.", "ok")
+        slow = " It may take a moment to arrive." if sent.outcome == "sent_uncertain" else ""
+        flash(f"Code sent to {sent.shown}.{slow} Ask the caller to read it out.", "ok")
     else:
         audit(
             "agent.code_not_sent",
