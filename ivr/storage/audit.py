@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.storage.models import AuditEvent
+from ivr.storage.models import Account, AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,12 @@ def record(
     details: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> bool:
-    """Append an audit event and commit; False when `dedupe_key` was already recorded."""
+    """Append an audit event and commit; False when `dedupe_key` was already recorded.
+
+    An `account_id` whose account no longer exists (erased since the call, or before a
+    queued job ran) is dropped rather than failing the write: the record matters more
+    than its link, and telling that failure from a duplicate needs a second look.
+    """
     event = AuditEvent(
         action=action,
         actor=actor,
@@ -36,16 +42,34 @@ def record(
         details=details or {},
         dedupe_key=dedupe_key,
     )
-    if dedupe_key is None:
-        db.add(event)
-        db.commit()
-        return True
     try:
         with db.begin_nested():
             db.add(event)
         db.commit()
     except IntegrityError:
-        db.rollback()
-        log.info("audit %s already recorded (call %s); duplicate ignored", action, call_sid)
-        return False
+        # Only the savepoint is undone so far: what the caller changed with this record
+        # (e.g. an account disabled) is still there to be committed with the retry below.
+        if dedupe_key is not None and _recorded(db, dedupe_key):
+            db.rollback()
+            log.info("audit %s already recorded (call %s); duplicate ignored", action, call_sid)
+            return False
+        if account_id is None or db.get(Account, account_id) is not None:
+            db.rollback()
+            raise
+        log.info("audit %s: account %s no longer exists; recorded without it", action, account_id)
+        return record(
+            db,
+            action,
+            actor=actor,
+            call_sid=call_sid,
+            details=details,
+            dedupe_key=dedupe_key,
+        )
     return True
+
+
+def _recorded(db: Session, dedupe_key: str) -> bool:
+    return (
+        db.scalars(select(AuditEvent.id).where(AuditEvent.dedupe_key == dedupe_key)).first()
+        is not None
+    )
