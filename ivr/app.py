@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ivr.config import DEVELOPMENT, Settings
 
@@ -20,6 +21,12 @@ def create_app(
         environ, default_env=default_env, instance_path=Path(app.instance_path)
     )
     app.config.update(IVR_SETTINGS=settings, SECRET_KEY=settings.secret_key)
+    if settings.proxy_hops:
+        # Behind a router or load balancer the peer is the proxy: believe that many
+        # X-Forwarded-For/-Proto entries, so per-client limits see the real client.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
     configure_logging(settings)
     register_extensions(app)
     register_blueprints(app)

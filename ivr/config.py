@@ -104,6 +104,7 @@ class Settings:
     digits_max_failures: int = DEFAULT_DIGITS_MAX_FAILURES  # per account per 24 h
     jobs: str = JOBS_IN_PROCESS  # JOBS_IN_PROCESS or JOBS_WORKER
     jobs_redis_url: str | None = None  # the job queue's Redis; None: REDIS_URL's
+    proxy_hops: int = 0  # trusted proxies in front (X-Forwarded-For entries to believe)
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +233,8 @@ class Settings:
             problems,
         )
 
+        proxy_hops = _count_setting(get("IVR_PROXY_HOPS"), "IVR_PROXY_HOPS", problems)
+
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
 
@@ -272,7 +275,18 @@ class Settings:
             digits_max_failures=digits_max_failures,
             jobs=jobs,
             jobs_redis_url=get("IVR_JOBS_REDIS_URL"),
+            proxy_hops=proxy_hops,
         )
+
+
+def _count_setting(raw: str | None, name: str, problems: list[str]) -> int:
+    """A whole number from 0 to 5 (0 when unset)."""
+    if raw is None:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 5:
+        problems.append(f"{name} must be a whole number from 0 to 5, not {raw!r}")
+        return 0
+    return int(raw)
 
 
 def _choice(

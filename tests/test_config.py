@@ -279,3 +279,15 @@ def test_bad_staff_and_jobs_settings_are_explained(overrides: dict[str, str], me
 def test_production_refuses_optional_staff_2fa() -> None:
     with pytest.raises(ConfigError, match="IVR_STAFF_2FA=optional is refused in production"):
         Settings.from_env({**PRODUCTION_ENV, "IVR_STAFF_2FA": "optional"})
+
+
+@pytest.mark.parametrize(("raw", "hops"), [(None, 0), ("0", 0), ("1", 1), ("2", 2)])
+def test_proxy_hops_are_read(raw: str | None, hops: int) -> None:
+    environ = {} if raw is None else {"IVR_PROXY_HOPS": raw}
+    assert Settings.from_env(environ).proxy_hops == hops
+
+
+@pytest.mark.parametrize("raw", ["-1", "one", "²", "9"])
+def test_bad_proxy_hops_are_explained(raw: str) -> None:
+    with pytest.raises(ConfigError, match="IVR_PROXY_HOPS must be a whole number from 0 to 5"):
+        Settings.from_env({"IVR_PROXY_HOPS": raw})

@@ -196,3 +196,21 @@ def test_a_throttled_password_step_does_not_check_the_password(app: Flask) -> No
     assert sign_in(client, "alice", PASSWORD).status_code == 429
     [row] = audits(app, "agent.login_failed")[before:]
     assert row.details["reason"] == "too_many_attempts"  # not "ok", not "wrong_password"
+
+
+@pytest.mark.parametrize(("hops", "separate"), [("0", False), ("1", True)])
+def test_behind_a_proxy_the_forwarded_client_is_throttled(
+    make_app, hops: str, separate: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """With IVR_PROXY_HOPS=1 the client named by the router's X-Forwarded-For is counted;
+    without it every sign-in comes from the router, so one sprayer slows everyone."""
+    app: Flask = make_app(IVR_PROXY_HOPS=hops)
+    staff_clock(app)
+    add_user(app, "alice")
+    sprayer = browser(app, "10.0.0.1")  # the router's address
+    sprayer.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.9"
+    for attempt in range(CLIENT.free):
+        sign_in(sprayer, f"nobody{attempt:02d}", WRONG)
+    colleague = browser(app, "10.0.0.1")
+    colleague.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    assert sign_in(colleague, "alice").status_code == (303 if separate else 429)
