@@ -27,7 +27,7 @@ from agent_kit import (
 from flask import Flask
 from sqlalchemy import select
 
-from ivr.staff import pending
+from ivr.staff import pending, sealing
 from ivr.storage import db
 from ivr.storage.models import AgentUser, AuditEvent, StaffRecoveryCode
 
@@ -69,7 +69,11 @@ def test_users_add_enrols_totp_and_shows_the_recovery_codes_once(
     query = parse_qs(parts.query)
     assert query["issuer"] == ["ivr"]
     secret = query["secret"][0]
-    assert user(app).totp_secret == secret
+    stored = user(app).totp_secret
+    assert stored is not None and secret not in stored  # sealed at rest…
+    assert sealing.unseal(SECRET, stored) == secret  # …under the app's key
+    with pytest.raises(sealing.Unreadable):
+        sealing.unseal("another-secret-key", stored)
     codes = RECOVERY.findall(result.output)
     assert len(codes) == 10 and len(set(codes)) == 10
     assert "█" not in result.output and "▀" not in result.output  # no terminal: no QR code
@@ -315,3 +319,24 @@ def test_required_mode_signs_in_with_password_and_code(make_app) -> None:  # typ
     client = app.test_client()
     assert sign_in_with_code(client, code_at(secret, clock())).status_code == 303
     assert signed_in(client)
+
+
+def test_a_secret_sealed_under_another_key_says_so_after_the_right_password(
+    make_app, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """IVR_SECRET_KEY rotated: the code cannot be checked; the agent is told whom to ask
+    (only once the password was right) and the log names the account, not the secret."""
+    app: Flask = make_app()
+    clock = staff_clock(app)
+    secret = secret_of(enrol(app, add_user(app)))
+    rotated: Flask = make_app(IVR_SECRET_KEY="a-rotated-secret-key-for-this-test")
+    staff_clock(rotated)
+    caplog.set_level(logging.ERROR)
+    client = rotated.test_client()
+    refused = sign_in_with_code(client, code_at(secret, clock()))
+    assert refused.status_code == 401
+    assert "Ask an admin to run `ivr users totp-reset alice`" in refused.get_data(as_text=True)
+    assert not signed_in(client)
+    assert audits(rotated, "agent.login_failed")[-1].details["reason"] == "unreadable_code"
+    assert "staff user alice cannot be read" in caplog.text and secret not in caplog.text
+    assert sign_in_with_code(app.test_client(), code_at(secret, clock())).status_code == 303

@@ -40,6 +40,10 @@ WRONG_CREDENTIALS = "Wrong username or password."
 WRONG_CODE = "That code is not right, or was already used. Wait for the next one and try again."
 WRONG_RECOVERY_CODE = "That recovery code is not right, or was already used."
 START_AGAIN = "Your sign-in expired or had too many wrong codes. Sign in again."
+UNREADABLE_SECRET = (  # only ever shown after the right password
+    "Your second factor can no longer be checked (the service's key changed)."
+    " Ask an admin to run `ivr users totp-reset {username}`."
+)
 NO_SECOND_FACTOR = (
     "Your account has no second factor set up, and it is required."
     " Ask an admin to run `ivr users totp-reset {username}`."
@@ -215,12 +219,18 @@ def sign_in_code(code: str, recovery_code: str) -> Refused | None:
             return None
         reason, message = "wrong_recovery_code", WRONG_RECOVERY_CODE
     else:
-        outcome = totp.check(db.session(), user, code, wiring.clock()())
+        secret_key = wiring.settings().secret_key
+        outcome = totp.check(db.session(), user, code, wiring.clock()(), secret_key)
         if outcome == "ok":
             pending.finish(kv.client(), token)
             _start(user, "totp")
             return None
-        reason, message = f"{outcome}_code", WRONG_CODE
+        reason = f"{outcome}_code"
+        message = (
+            UNREADABLE_SECRET.format(username=user.username)
+            if outcome == "unreadable"
+            else WRONG_CODE
+        )
     _failed(user.username, user.username, reason)
     if pending.wrong_code(kv.client(), token):
         session.pop(PENDING_ID, None)

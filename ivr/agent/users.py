@@ -134,7 +134,7 @@ def enrol_totp(session: Session, user: AgentUser, secret_key: str) -> Enrolment:
     """Give the user a new TOTP secret and new recovery codes (old ones stop working);
     not committed, so the caller commits it with its audit record."""
     secret = totp.new_secret()
-    user.totp_secret = secret
+    user.totp_secret = totp.seal(secret_key, secret)
     user.totp_last_step = None
     session.flush()
     codes = recovery.replace(session, secret_key, user.id)

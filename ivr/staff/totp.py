@@ -5,13 +5,15 @@ A code is accepted from the current 30-second step or one either side
 (`valid_window=1`, for clock drift), compared in constant time, and only if its step is
 later than the last step accepted for that user: pyotp has no replay protection, so
 the step is compared-and-set in the database (one UPDATE), which also settles two
-sign-ins racing with one code. Secrets are never logged.
+sign-ins racing with one code. Secrets are never logged, and are stored sealed
+(`ivr.staff.sealing`) under a key derived from IVR_SECRET_KEY.
 """
 
 from __future__ import annotations
 
 import hmac
 import io
+import logging
 import re
 
 import pyotp
@@ -19,7 +21,10 @@ import segno
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from ivr.staff import sealing
 from ivr.storage.models import AgentUser
+
+log = logging.getLogger(__name__)
 
 ISSUER = "ivr"
 DIGITS = 6
@@ -49,15 +54,31 @@ def normalise(entered: str) -> str:
     return "".join(entered.split())
 
 
-def check(session: Session, user: AgentUser, entered: str, now: float) -> str:
+def seal(secret_key: str, secret: str) -> str:
+    """The secret as stored in `agent_users.totp_secret`."""
+    return sealing.seal(secret_key, secret)
+
+
+def check(session: Session, user: AgentUser, entered: str, now: float, secret_key: str) -> str:
     """Check a code of `user` at `now`: "ok" (and the step is now used), "wrong",
-    "reused" (right code, step already used), or "not_enrolled"."""
+    "reused" (right code, step already used), "not_enrolled", or "unreadable" (the
+    secret was sealed under another IVR_SECRET_KEY: `ivr users totp-reset` fixes it)."""
     if not user.totp_secret:
         return "not_enrolled"
     code = normalise(entered)
     if not CODE.fullmatch(code):
         return "wrong"
-    totp = pyotp.TOTP(user.totp_secret, digits=DIGITS)
+    try:
+        secret = sealing.unseal(secret_key, user.totp_secret)
+    except sealing.Unreadable:
+        log.error(
+            "the TOTP secret of staff user %s cannot be read with this IVR_SECRET_KEY;"
+            " run `ivr users totp-reset %s`",
+            user.username,
+            user.username,
+        )
+        return "unreadable"
+    totp = pyotp.TOTP(secret, digits=DIGITS)
     current = int(now // totp.interval)
     matched = None
     for step in range(current - VALID_WINDOW, current + VALID_WINDOW + 1):

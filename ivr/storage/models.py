@@ -140,9 +140,9 @@ class AgentUser(Base):
     the canonical form of `ivr.agent.transfers.canonical_target`. Only a password hash
     is stored (werkzeug's scrypt by default); a disabled user can no longer sign in.
 
-    `totp_secret` is the base32 TOTP secret of their authenticator app (None: no second
-    factor set up). It is stored as is: no well-kept encryption library is a dependency
-    (see docs/staff-login.md). `totp_last_step` is the time step of the last code
+    `totp_secret` is the base32 TOTP secret of their authenticator app, sealed (Fernet
+    under a key derived from IVR_SECRET_KEY, `ivr.staff.sealing`); None: no second
+    factor set up. `totp_last_step` is the time step of the last code
     accepted, so a code is never accepted twice (pyotp does not remember).
     """
 
@@ -155,7 +155,7 @@ class AgentUser(Base):
     target: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    totp_secret: Mapped[str | None] = mapped_column(String(255), default=None)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 

@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Nullable: existing accounts have no second factor until `ivr users totp-reset`.
-    op.add_column('agent_users', sa.Column('totp_secret', sa.String(length=64), nullable=True))
+    op.add_column('agent_users', sa.Column('totp_secret', sa.String(length=255), nullable=True))
     op.add_column('agent_users', sa.Column('totp_last_step', sa.BigInteger(), nullable=True))
     op.create_table('agent_recovery_codes',
     sa.Column('id', sa.Integer(), nullable=False),
