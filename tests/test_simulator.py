@@ -4,6 +4,7 @@ places (call-backs) from its outbox, and `ivr call` drives the service."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import secrets
 import subprocess
@@ -778,3 +779,35 @@ def test_ivr_call_interactive_keys_in_the_code_sent_on_this_call(
     assert "You press: 999999" not in result.output
     assert f"You press: {code}" in result.output
     assert "accepted; caller connected" in result.output
+
+
+def test_ivr_call_in_process_rings_the_new_phone_after_the_call(tmp_path: Path) -> None:
+    """The installed command, as a developer runs it (no test app): the caller changes
+    the number to the phone they are calling from; the call-back placed by the after-call
+    job once the call ends is answered and confirms the change."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("IVR_", "TWILIO_")) and name not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'ivr.sqlite3'}",
+        IVR_OUTBOX_PATH=str(tmp_path / "outbox.jsonl"),
+    )
+    ivr = [sys.executable, "-c", "from ivr.cli import main; main()"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*ivr, *args], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("db", "upgrade")
+    run("demo")
+    heard = run(
+        "call", "--from", "+14155550199",
+        "--digits", "1,10004321#,@code,1,4155550199#,1",
+        "--callee-digits", "@code",
+    )  # fmt: skip
+
+    assert "so we will call it back as soon as this call ends" in heard
+    assert "Call-back hears: Thank you. Your phone number has been changed. Goodbye." in heard

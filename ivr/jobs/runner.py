@@ -5,8 +5,10 @@
 - IVR_JOBS=worker: `ivr jobs worker` (the Procfile's `worker:`) runs RQ's worker.
 - IVR_JOBS=in-process: a daemon thread of the web process runs the same queue, with
   the same retries, so `make run` stays one command. It shares the app's Redis (the
-  in-process stand-in included). Under tests (`app.testing`) there is no thread:
-  the jobs a request queued run when it ends, and `run_pending` runs the rest.
+  in-process stand-in included). Under tests (`app.testing`), and when the call
+  simulator plays Twilio in the same process (`run_at_request_end`), there is no
+  thread: the jobs a request queued run when it ends — as a worker would have run
+  them by the time Twilio acts again — and `run_pending` runs the rest.
 """
 
 from __future__ import annotations
@@ -192,6 +194,19 @@ def run_pending(app: Flask, *, retries: bool = False) -> bool:
     return worked
 
 
+AT_REQUEST_END = "IVR_JOBS_AT_REQUEST_END"  # app.config flag, see run_at_request_end
+
+
+def run_at_request_end(app: Flask) -> None:
+    """Run the jobs a request queues when it ends, not on a thread: for `ivr call` in
+    process, whose next webhook must find what the job did (a call-back placed)."""
+    app.config[AT_REQUEST_END] = True
+
+
+def _at_request_end(app: Flask) -> bool:
+    return bool(app.testing or app.config.get(AT_REQUEST_END))
+
+
 class InProcessRunner:
     """A daemon thread of the web process running the queue (IVR_JOBS=in-process)."""
 
@@ -237,14 +252,14 @@ def init_app(app: Flask) -> None:
     app.extensions["ivr.jobs.runner"] = runner
 
     def queued() -> None:
-        if not app.testing:
+        if not _at_request_end(app):
             runner.notify()
 
     jobs.on_enqueue = queued
 
     @app.after_request
     def run_jobs_of_this_request(response: Response) -> Response:
-        if app.testing and g.pop("ivr_jobs_queued", False):
+        if _at_request_end(app) and g.pop("ivr_jobs_queued", False):
             try:
                 run_burst(app)
             except Exception:

@@ -45,6 +45,12 @@ class InProcess:
     """Calls the app directly; no server needed."""
 
     def __init__(self, app: Flask, auth_token: str, signed: bool = True):
+        # Twilio acts on what a job did (a call-back placed after the call) seconds
+        # later; in one process the simulator acts at once, so jobs run as requests end.
+        # (Imported here: the player runs over HTTP without Flask.)
+        from ivr.jobs.runner import run_at_request_end
+
+        run_at_request_end(app)
         self.client = app.test_client()
         self.validator = RequestValidator(auth_token)
         self.signed = signed
