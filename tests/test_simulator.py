@@ -9,6 +9,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -272,6 +273,7 @@ class CallingService:
         after_hangup: bool = False,
         answer_status: int = 200,
         chain: bool = False,
+        place_late: float = 0.0,
     ):
         self.outbox_path = outbox_path
         self.code = "".join(secrets.choice("0123456789") for _ in range(6))
@@ -319,7 +321,11 @@ class CallingService:
         @app.post("/voice/status")
         def status() -> Response:
             if after_hangup and request.form["CallStatus"] == "completed":
-                self.place(request.form["From"])
+                if place_late:  # as a server's job would: a moment after this answers
+                    to, sid = request.form["From"], request.form["CallSid"]
+                    threading.Timer(place_late, self.place, (to, sid)).start()
+                else:
+                    self.place(request.form["From"])
             return twiml("")
 
         @app.post("/cb/answer")
@@ -352,14 +358,14 @@ class CallingService:
 
         self.app = app
 
-    def place(self, to: str) -> str:
+    def place(self, to: str, call_sid: str | None = None) -> str:
         return Outbox(self.outbox_path).place(
             OutgoingCall(
                 to=to,
                 url=BASE + "/cb/answer?id=x1",
                 status_callback=BASE + "/cb/status?id=x1",
                 ring_seconds=20,
-                call_sid=request.form.get("CallSid"),
+                call_sid=call_sid or request.form.get("CallSid"),
                 purpose="verify",
             )
         )
@@ -368,7 +374,11 @@ class CallingService:
         return [form for p, form, _ in self.requests if p == path]
 
     def call(
-        self, keys: list[str], callee: Callee | None = None, caller: str = CALLER
+        self,
+        keys: list[str],
+        callee: Callee | None = None,
+        caller: str = CALLER,
+        after_call_wait: float = 0.0,
     ) -> CallResult:
         simulator = Simulator(
             InProcess(self.app, AUTH_TOKEN),
@@ -376,6 +386,7 @@ class CallingService:
             support_number=SUPPORT,
             outbox=lambda: outbox.read(self.outbox_path),
             callee=callee,
+            after_call_wait=after_call_wait,
         )
         result = simulator.call(caller, Scripted(keys))
         assert all(signed for _, _, signed in self.requests), "an unsigned request"
@@ -496,6 +507,21 @@ def test_a_call_placed_after_the_caller_hung_up_reaches_them(tmp_path: Path) -> 
     assert service.posted("/cb/answer")[0]["To"] == CALLER
     assert [f["CallStatus"] for f in service.posted("/cb/status")] == ["completed"]
     assert result.codes == [service.code]
+
+
+@pytest.mark.parametrize(("wait", "answered"), [(0.0, False), (3.0, True)])
+def test_a_call_placed_a_moment_after_the_call_is_awaited_when_asked(
+    tmp_path: Path, wait: float, answered: bool
+) -> None:
+    """A running server places the after-call call-back from a job, after the status
+    callback has answered: `after_call_wait` (ivr call --url) watches the outbox for it."""
+    service = CallingService(tmp_path / "outbox.jsonl", after_hangup=True, place_late=0.3)
+
+    result = service.call(
+        [], every_callee("answer", Scripted(["1", "@code"])), after_call_wait=wait
+    )
+
+    assert (result.heard("callee")[-1:] == ["Number confirmed."]) is answered
 
 
 def test_an_error_from_the_call_back_url_ends_that_call_without_a_fallback(

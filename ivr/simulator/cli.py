@@ -27,6 +27,8 @@ from ivr.simulator.player import (
 )
 from ivr.simulator.transport import InProcess, OverHttp, Reply, Transport
 
+AFTER_CALL_WAIT = 3.0  # seconds `ivr call --url` watches for a call-back after the call
+
 
 class Interactive(KeysCodes):
     """Asks the person at the terminal for the keys of each prompt (`label` says whose).
@@ -200,6 +202,9 @@ def call(
         support_number=settings.support_number,
         outbox=reader,
         callee=callee_of(callee, callee_digits, interactive=digits is None),
+        # A running server places the after-call call-back from its jobs, a moment
+        # after the status callback; in process it is placed before that answers.
+        after_call_wait=AFTER_CALL_WAIT if url else 0.0,
     )
     # An in-process service would interleave its log lines with the transcript.
     service_log = logging.getLogger("ivr")

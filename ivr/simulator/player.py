@@ -28,6 +28,7 @@ and TwiML through a Transport, and reads the outbox through a callable.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ __all__ = [
     "written_code",
 ]
 
+AFTER_CALL_POLL = 0.2  # seconds between looks at the outbox after the call
 MAX_CALLBACKS = 20  # placed calls one simulator answers; more means the service is looping
 VOICEMAIL_SECONDS = 120  # an answering machine records this long, then hangs up
 
@@ -180,6 +182,7 @@ class Simulator:
         support_number: str = "+15005550006",
         outbox: Callable[[], Sequence[OutboxMessage]] | None = None,
         callee: Callee | None = None,
+        after_call_wait: float = 0.0,
     ):
         if agent not in AGENT_BEHAVIOURS:
             raise ValueError(f"agent must be one of {', '.join(AGENT_BEHAVIOURS)}")
@@ -190,6 +193,9 @@ class Simulator:
         self.support_number = support_number
         self.outbox = outbox
         self.callee: Callee = callee or every_callee("answer")
+        # Seconds to watch the outbox after the call for calls the service places then
+        # (a server runs its jobs in its own time, a little after the status callback).
+        self.after_call_wait = after_call_wait
         self.codes: list[str] = []  # the codes delivered on the current (or last) call
         self._seen: set[str] = set()  # outbox entries already read
         self._sids: set[str] = set()  # the current call's legs: inbound and call-backs
@@ -246,6 +252,7 @@ class Simulator:
             leg.note(f"call ended ({result.ended_by})")
             status = _status_form(base, "completed", leg.seconds)
             self._post(self.public_url + "/voice/status", status)
+            self._await_calls_placed_after(time.monotonic() + self.after_call_wait)
         finally:
             self._result = None
         return result
@@ -258,6 +265,15 @@ class Simulator:
         self._collect()
         self._answer_placed_calls()
         return reply
+
+    def _await_calls_placed_after(self, until: float) -> None:
+        """Answer the first call placed before `until` (and what it places), if any."""
+        while self.outbox is not None and time.monotonic() < until:
+            self._collect()
+            if self._pending:
+                self._answer_placed_calls()
+                return
+            time.sleep(AFTER_CALL_POLL)
 
     def _begin(self, call_sid: str) -> None:
         """Start a call: what the outbox already holds (codes, placed calls) is not its."""
