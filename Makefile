@@ -56,4 +56,4 @@ test-services: install prism
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/artifacts
