@@ -9,7 +9,7 @@ import threading
 import pytest
 from flask import Flask
 
-from ivr.storage import kv
+from ivr.storage import keys, kv
 from ivr.verification import codes
 from ivr.verification.codes import (
     EXPIRED,
@@ -212,7 +212,7 @@ def test_a_reserved_code_exists_only_once_revealed_and_only_once(
 ) -> None:
     assert service.reserve(1, "verify", "ticket-1") is None
     with app.app_context():
-        assert kv.client().hget("ivr:{acct:1}:code:verify", "mac") is None
+        assert kv.client().hget(keys.code(1, "verify"), "mac") is None
     revealed = service.reveal(1, "verify", "ticket-1", CALL)
     assert isinstance(revealed, Issued) and len(revealed.code) == 6
     assert service.reveal(1, "verify", "ticket-1", CALL) == Refused("replaced")  # a second key

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from ivr.agent.api import context_signer
-from ivr.storage import db, kv
+from ivr.storage import db, keys, kv
 from ivr.storage.models import AuditEvent
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
@@ -77,7 +77,7 @@ def test_the_session_id_is_not_stored_in_redis_as_is(app: Flask) -> None:
         session_id = session["staff_session"]
     with app.app_context():
         store = kv.client()
-        stored = [key.decode() for key in store.scan_iter("ivr:*staff*")]
+        stored = [key.decode() for key in store.scan_iter(f"{keys.PREFIX}:*staff*")]
         read = {"hash": store.hgetall, "zset": lambda key: store.zrange(key, 0, -1)}
         values = [str(read[store.type(key).decode()](key)) for key in stored]
     assert {key.split("{")[1].split(":")[0] for key in stored} == {"staff-session", "staff-user"}

@@ -120,7 +120,7 @@ def update(callback_id: str, **fields: Any) -> Callback | None:
     and status webhooks and the placer may write at the same moment, and none of
     their facts may be lost. None when the record is gone."""
     key = keys.callback(callback_id)
-    with kv.unavailable_as_storage_error(), kv.client().pipeline() as pipe:
+    with kv.unavailable_as_storage_error(), kv.client().pipeline(transaction=True) as pipe:
         for _ in range(5):
             try:
                 pipe.watch(key)
