@@ -5,6 +5,7 @@ out: the right password and code from a clean client work once the delay has pas
 from __future__ import annotations
 
 import json
+import threading
 
 import fakeredis
 import pytest
@@ -12,6 +13,7 @@ from agent_kit import (
     PASSWORD,
     add_user,
     code_at,
+    csrf_of,
     enrol,
     secret_of,
     send_code,
@@ -24,7 +26,16 @@ from flask.testing import FlaskClient
 from kit import Clock
 from sqlalchemy import select
 
-from ivr.staff.throttle import CLIENT, USERNAME, WINDOW, LoginThrottle, Wait
+from ivr.staff.throttle import (
+    CLIENT,
+    USERNAME,
+    WINDOW,
+    Attempt,
+    LoginThrottle,
+    Scope,
+    Wait,
+    scopes_for,
+)
 from ivr.storage import db
 from ivr.storage.models import AuditEvent
 
@@ -56,52 +67,87 @@ def throttle() -> LoginThrottle:
     return LoginThrottle(fakeredis.FakeRedis(), Clock())
 
 
+def alice_from(client: str) -> list[Scope]:
+    return scopes_for("alice", client)
+
+
+def fail(throttle: LoginThrottle, scopes: list[Scope]) -> None:
+    """One failed attempt: counted when reserved, never undone."""
+    assert isinstance(throttle.attempt(scopes), Attempt)
+
+
 def test_the_wait_runs_from_the_last_failure(throttle: LoginThrottle) -> None:
     clock = throttle.clock
     assert isinstance(clock, Clock)
     for _ in range(USERNAME.free):
-        assert throttle.wait("alice", "10.0.0.1") is None
-        throttle.failed("alice", "10.0.0.1")
-    assert throttle.wait("alice", "10.0.0.9") == Wait(30, "username")
+        fail(throttle, alice_from("10.0.0.1"))
+    assert throttle.attempt(alice_from("10.0.0.9")) == Wait(30, "username")
     clock.ahead += 29
-    assert throttle.wait("alice", "10.0.0.9") == Wait(1, "username")
+    assert throttle.attempt(alice_from("10.0.0.9")) == Wait(1, "username")
     clock.ahead += 1
-    assert throttle.wait("alice", "10.0.0.9") is None
-    throttle.failed("alice", "10.0.0.1")  # the sixth: twice as long, from now
-    assert throttle.wait("alice", "10.0.0.9") == Wait(60, "username")
+    fail(throttle, alice_from("10.0.0.1"))  # the sixth: twice as long, from now
+    assert throttle.attempt(alice_from("10.0.0.9")) == Wait(60, "username")
 
 
 def test_asking_while_throttled_does_not_extend_the_wait(throttle: LoginThrottle) -> None:
     clock = throttle.clock
     assert isinstance(clock, Clock)
     for _ in range(USERNAME.free):
-        throttle.failed("alice", "10.0.0.1")
+        fail(throttle, alice_from("10.0.0.1"))
     for _ in range(100):  # hammering: refused, never counted
-        assert throttle.wait("alice", "10.0.0.1") is not None
+        assert isinstance(throttle.attempt(alice_from("10.0.0.1")), Wait)
     clock.ahead += 30
-    assert throttle.wait("alice", "10.0.0.1") is None
+    assert isinstance(throttle.attempt(alice_from("10.0.0.1")), Attempt)
 
 
 def test_failures_leave_the_sliding_window(throttle: LoginThrottle) -> None:
     clock = throttle.clock
     assert isinstance(clock, Clock)
     for _ in range(USERNAME.free - 1):
-        throttle.failed("alice", "10.0.0.1")
+        fail(throttle, alice_from("10.0.0.1"))
     clock.ahead += WINDOW - 10
-    throttle.failed("alice", "10.0.0.1")  # five in the window: a wait
-    assert throttle.wait("alice", "10.0.0.1") == Wait(30, "username")
-    clock.ahead += 11  # the first four are out of the window now
-    assert throttle.wait("alice", "10.0.0.1") is None
-    throttle.failed("alice", "10.0.0.1")
-    assert throttle.wait("alice", "10.0.0.1") is None  # two in the window
+    fail(throttle, alice_from("10.0.0.1"))  # five in the window: a wait
+    assert throttle.attempt(alice_from("10.0.0.1")) == Wait(30, "username")
+    clock.ahead += 31  # the first four are out of the window, the wait is over
+    fail(throttle, alice_from("10.0.0.1"))
+    assert isinstance(throttle.attempt(alice_from("10.0.0.1")), Attempt)  # three in it
 
 
 def test_a_success_clears_the_username_but_not_the_client(throttle: LoginThrottle) -> None:
-    for number in range(CLIENT.free):
-        throttle.failed(f"user{number % USERNAME.free}", "10.0.0.66")
-    throttle.succeeded("user0")
-    assert throttle.wait("user0", "10.0.0.1") is None
-    assert throttle.wait("mallory", "10.0.0.66") == Wait(30, "client")
+    for number in range(CLIENT.free - 1):
+        fail(throttle, scopes_for(f"user{number % USERNAME.free}", "10.0.0.66"))
+    right = throttle.attempt(scopes_for("user0", "10.0.0.66"))
+    assert isinstance(right, Attempt)
+    throttle.succeeded(right, forget=[Scope(USERNAME, "user0")])
+    assert isinstance(throttle.attempt(scopes_for("user0", "10.0.0.1")), Attempt)
+    fail(throttle, scopes_for("mallory", "10.0.0.66"))  # the tenth failure of the client
+    assert throttle.attempt(scopes_for("mallory", "10.0.0.66")) == Wait(30, "client")
+
+
+def test_attempts_fired_at_once_share_the_free_allowance(throttle: LoginThrottle) -> None:
+    """Each attempt is counted before it is checked: fifty at the same moment get the
+    five free ones between them, not fifty checks."""
+    barrier = threading.Barrier(50)
+    outcomes: list[object] = []
+
+    def guess() -> None:
+        barrier.wait()
+        outcomes.append(throttle.attempt(alice_from("203.0.113.9")))
+
+    threads = [threading.Thread(target=guess) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(outcome, Attempt) for outcome in outcomes) == USERNAME.free
+
+
+def test_a_known_device_is_counted_apart_from_the_username(throttle: LoginThrottle) -> None:
+    for _ in range(40):  # an attacker keeps alice's username throttled
+        throttle.attempt(alice_from("203.0.113.9"))
+    assert isinstance(throttle.attempt(alice_from("198.51.100.7")), Wait)
+    own = scopes_for("alice", "198.51.100.7", device="alices-laptop")
+    assert isinstance(throttle.attempt(own), Attempt)
 
 
 # --- through the sign-in --------------------------------------------------------------------
@@ -214,3 +260,56 @@ def test_behind_a_proxy_the_forwarded_client_is_throttled(
     colleague = browser(app, "10.0.0.1")
     colleague.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
     assert sign_in(colleague, "alice").status_code == (303 if separate else 429)
+
+
+def test_an_agent_is_never_kept_out_of_their_own_browser(app: Flask) -> None:
+    """An attacker who keeps alice's username throttled for hours — guessing again each
+    time the wait ends — slows other browsers, never the one she signed in from before."""
+    clock = staff_clock(app)
+    secret = secret_of(enrol(app, add_user(app)))
+    own = browser(app, "198.51.100.7")
+    assert sign_in_with_code(own, code_at(secret, clock())).status_code == 303
+    assert own.get_cookie("ivr_staff_device") is not None
+    own.post("/agent/logout", data={"csrf_token": csrf_of(own, "/agent/")})
+    attacker = browser(app, "203.0.113.9")
+    elsewhere = browser(app, "192.0.2.44")  # a browser alice never used
+    for _ in range(6 * 30):  # six hours, one guess each time the wait is over
+        if sign_in(attacker, "alice", WRONG).status_code == 401:
+            continue
+        clock.ahead += 120
+    assert sign_in(elsewhere).status_code == 429  # the username is throttled…
+    clock.ahead += 30  # (a code step later than the last one used)
+    answer = sign_in_with_code(own, code_at(secret, clock()))
+    assert answer.status_code == 303  # …but not for alice's own browser
+    assert own.get("/agent/calls.json").status_code == 200
+
+
+def test_a_device_cookie_counts_only_for_its_user_and_only_when_genuine(app: Flask) -> None:
+    clock = staff_clock(app)
+    add_user(app, "alice")
+    add_user(app, "bob")
+    bobs = browser(app, "198.51.100.8")
+    assert sign_in(bobs, "bob").status_code == 303  # bob's browser now has bob's cookie
+    attacker = browser(app, "203.0.113.9")
+    for _ in range(USERNAME.free):
+        sign_in(attacker, "alice", WRONG)
+    bobs_cookie = bobs.get_cookie("ivr_staff_device")
+    assert bobs_cookie is not None
+    with_bobs = browser(app, "198.51.100.8")  # bob's browser, signed out
+    with_bobs.set_cookie("ivr_staff_device", bobs_cookie.value)
+    assert sign_in(with_bobs, "alice").status_code == 429  # bob's cookie is no key to alice
+    forged = browser(app, "198.51.100.9")
+    forged.set_cookie("ivr_staff_device", "eyJ1IjoiYWxpY2UiLCJkIjoieCJ9.forged.sig")
+    assert sign_in(forged, "alice").status_code == 429
+    clock.ahead += USERNAME.delay(USERNAME.free)
+    assert sign_in(forged, "alice").status_code == 303
+
+
+def test_ipv6_clients_are_counted_by_their_64_prefix(app: Flask) -> None:
+    staff_clock(app)
+    add_user(app)
+    for host in range(CLIENT.free):  # a sprayer hopping addresses inside one /64
+        sprayer = browser(app, f"2001:db8:1:2::{host + 1:x}")
+        assert sign_in(sprayer, f"nobody{host:02d}", WRONG).status_code == 401
+    assert sign_in(browser(app, "2001:db8:1:2::ffff"), "somebody", WRONG).status_code == 429
+    assert sign_in(browser(app, "2001:db8:1:3::1"), "alice").status_code == 303

@@ -10,7 +10,9 @@ the page answers with a 503 — never a way in.
 
 Signing in is two steps when a second factor is asked: the password (a pending sign-in
 is remembered server-side, ivr.staff.pending), then a TOTP code or a recovery code.
-Both steps are throttled per username and per client address (ivr.staff.throttle).
+Both steps are throttled per username (or, for a browser that signed in as that user
+before, per device: ivr.staff.devices) and per client address (ivr.staff.throttle);
+each attempt is counted before it is checked.
 Every sign-in, refusal (with its reason, never what was typed), sign-out and expiry is
 audited, as is every action an agent takes (through `audit`, actor the signed-in agent).
 """
@@ -18,17 +20,19 @@ audited, as is every action an agent takes (through `audit`, actor the signed-in
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import g, jsonify, redirect, request, session, url_for
+from flask import Response, after_this_request, g, jsonify, redirect, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 
 from ivr.agent.forms import csrf_token
 from ivr.agent.users import authenticate
-from ivr.staff import pending, recovery, totp, wiring
+from ivr.staff import devices, pending, recovery, totp, wiring
+from ivr.staff.throttle import DEVICE, USERNAME, Attempt, Scope, scopes_for
 from ivr.storage import audit as audit_log
 from ivr.storage import db, kv
 from ivr.storage.models import Account, AgentUser
@@ -128,31 +132,49 @@ class NeedCode:
 
 
 def client_address() -> str:
-    """The address throttling counts a client by."""
-    return request.remote_addr or "unknown"
+    """The address throttling counts a client by: an IPv6 client by its /64 (one host
+    usually holds the whole prefix), an IPv4-mapped one by its IPv4 address."""
+    raw = request.remote_addr or "unknown"
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
-def _throttled(username: str, actor: str) -> Refused | None:
-    wait = wiring.login_throttle().wait(username, client_address())
-    if wait is None:
-        return None
+def _device(username: str) -> str | None:
+    """This browser's device id for `username`, if it signed in as them before."""
+    cookie = request.cookies.get(devices.COOKIE)
+    return devices.device_of(wiring.settings().secret_key, cookie, username)
+
+
+def _reserve(username: str, actor: str) -> Attempt | Refused:
+    """Count this attempt before checking it, or refuse it while a wait runs."""
+    scopes = scopes_for(username, client_address(), _device(username))
+    outcome = wiring.login_throttle().attempt(scopes)
+    if isinstance(outcome, Attempt):
+        return outcome
     audit(
         "agent.login_failed",
         actor=actor,
         details={
             "reason": "too_many_attempts",
-            "throttled": wait.scope,
-            "wait": wait.seconds,
+            "throttled": outcome.scope,
+            "wait": outcome.seconds,
             "client": client_address(),
         },
     )
-    minutes = -(-wait.seconds // 60)
-    when = f"{wait.seconds} seconds" if wait.seconds < 120 else f"{minutes} minutes"
+    minutes = -(-outcome.seconds // 60)
+    when = f"{outcome.seconds} seconds" if outcome.seconds < 120 else f"{minutes} minutes"
     return Refused(f"Too many failed sign-ins. Try again in {when}.", 429)
 
 
-def _failed(username: str, actor: str, reason: str) -> None:
-    wiring.login_throttle().failed(username, client_address())
+def _failed(actor: str, reason: str) -> None:
+    """Audit a failed step (its reserved attempt stays counted as a failure)."""
     audit(
         "agent.login_failed",
         actor=actor,
@@ -164,26 +186,28 @@ def sign_in(username: str, password: str) -> Refused | NeedCode | None:
     """Step one: check the password, throttled per username and client. None: signed in;
     NeedCode: a pending sign-in awaits the second factor."""
     actor = username or "(blank)"
-    throttled = _throttled(username, actor)
-    if throttled is not None:
-        return throttled
+    attempt = _reserve(username, actor)
+    if isinstance(attempt, Refused):
+        return attempt
     user, why = authenticate(db.session(), username, password)
     if user is None:
-        _failed(username, actor, why)
+        _failed(actor, why)
         return Refused(WRONG_CREDENTIALS, 401)
     if user.totp_secret:
+        wiring.login_throttle().succeeded(attempt)  # the code step counts on its own
         session.clear()
         session[PENDING_ID] = pending.start(kv.client(), user.id)
         csrf_token()
         return NeedCode()
     if wiring.settings().staff_2fa == "required":
+        wiring.login_throttle().succeeded(attempt)  # the password was no guess
         audit(
             "agent.login_failed",
             actor=actor,
             details={"reason": "no_second_factor", "client": client_address()},
         )
         return Refused(NO_SECOND_FACTOR.format(username=user.username), 403)
-    _start(user, "none")
+    _start(user, "none", attempt)
     return None
 
 
@@ -206,14 +230,14 @@ def sign_in_code(code: str, recovery_code: str) -> Refused | None:
     user = pending_user()
     if user is None or not isinstance(token, str):
         return Refused(START_AGAIN, 401)
-    throttled = _throttled(user.username, user.username)
-    if throttled is not None:
-        return throttled
+    attempt = _reserve(user.username, user.username)
+    if isinstance(attempt, Refused):
+        return attempt
     if recovery_code.strip():
         secret_key = wiring.settings().secret_key
         if recovery.use(db.session(), secret_key, user.id, recovery_code):
             pending.finish(kv.client(), token)
-            _start(user, "recovery_code")
+            _start(user, "recovery_code", attempt)
             left = recovery.remaining(db.session(), user.id)
             audit("agent.recovery_code_used", details={"username": user.username, "left": left})
             return None
@@ -223,7 +247,7 @@ def sign_in_code(code: str, recovery_code: str) -> Refused | None:
         outcome = totp.check(db.session(), user, code, wiring.clock()(), secret_key)
         if outcome == "ok":
             pending.finish(kv.client(), token)
-            _start(user, "totp")
+            _start(user, "totp", attempt)
             return None
         reason = f"{outcome}_code"
         message = (
@@ -231,16 +255,35 @@ def sign_in_code(code: str, recovery_code: str) -> Refused | None:
             if outcome == "unreadable"
             else WRONG_CODE
         )
-    _failed(user.username, user.username, reason)
+    _failed(user.username, reason)
     if pending.wrong_code(kv.client(), token):
         session.pop(PENDING_ID, None)
         return Refused(START_AGAIN, 401)
     return Refused(message, 401)
 
 
-def _start(user: AgentUser, second_factor: str) -> None:
-    """Open a server-side session for the user: a fresh cookie (and CSRF token)."""
-    wiring.login_throttle().succeeded(user.username)
+def _start(user: AgentUser, second_factor: str, attempt: Attempt) -> None:
+    """Open a server-side session for the user: a fresh cookie (and CSRF token), the
+    user's failures forgotten, and this browser remembered as their device."""
+    settings = wiring.settings()
+    device = _device(user.username)
+    forget = [Scope(USERNAME, user.username)] + ([Scope(DEVICE, device)] if device else [])
+    wiring.login_throttle().succeeded(attempt, forget)
+    if device is None:
+        cookie = devices.issue(settings.secret_key, user.username)
+
+        @after_this_request
+        def remember_device(response: Response) -> Response:
+            response.set_cookie(
+                devices.COOKIE,
+                cookie,
+                max_age=devices.MAX_AGE,
+                httponly=True,
+                secure=settings.is_production,
+                samesite="Strict",
+            )
+            return response
+
     session.clear()
     session[SESSION_ID] = wiring.session_store().start(user.id)
     session.permanent = True
