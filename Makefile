@@ -6,7 +6,7 @@ PORT ?= 5000
 
 PRISM := .cache/node/node_modules/.bin/prism
 
-.PHONY: install run test test-services lint typecheck validate prism clean
+.PHONY: install run test test-services lint typecheck validate prism bench clean
 
 $(BIN)/ivr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ test-services: install prism
 	IVR_TEST_DATABASE_URL=$${IVR_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	IVR_TEST_REDIS_URL=$${IVR_TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(BIN)/pytest
+
+# The benchmark (docs/capacity.md): the service under gunicorn as in the Procfile beside a
+# bare Flask app and a minimal stateful sample, complete signed journeys at 16 and 64
+# connections; PostgreSQL + Redis when IVR_BENCH_DATABASE_URL / IVR_BENCH_REDIS_URL are
+# set, else the embedded defaults. BENCH_ARGS passes options (e.g. --seconds 5).
+bench: install
+	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/artifacts
