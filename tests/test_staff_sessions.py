@@ -189,3 +189,32 @@ def test_redis_down_no_one_signs_in(app: Flask) -> None:
     assert response.status_code == 503
     with client.session_transaction() as session:
         assert "staff_session" not in session
+
+
+@pytest.mark.parametrize("command", ["disable", "signout", "totp-reset"])
+def test_sessions_end_even_when_redis_missed_it(
+    app: Flask, runner, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Redis unreachable while the command ran: its records could not be deleted, but
+    the database says when the user's sessions ended, and every request checks it — so
+    a copied cookie stays useless, also after `ivr users enable`."""
+    from ivr.errors import StorageUnavailable
+    from ivr.staff.sessions import SessionStore
+
+    add_user(app)
+    token = context_token(app)
+    stolen = signed_in_client(app)
+
+    def redis_down(*_args: object, **_kwargs: object) -> int:
+        raise StorageUnavailable("redis unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SessionStore, "end_all", redis_down)
+        result = runner.invoke(args=["users", command, "alice"])
+    assert result.exit_code == 0, result.output
+    assert "sessions end at their next request" in result.output
+    if command == "disable":
+        assert runner.invoke(args=["users", "enable", "alice"]).exit_code == 0
+    assert is_let_in(stolen, token) == SIGNED_OUT
+    if command != "totp-reset":  # (a reset account signs in with its new code)
+        assert is_let_in(signed_in_client(app), token) == SIGNED_IN

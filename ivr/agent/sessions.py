@@ -85,7 +85,11 @@ def signed_in_user() -> AgentUser | None:
         return None
     with db.unavailable_as_storage_error():
         user = db.session().get(AgentUser, checked.session.user_id)
-    if user is None or user.disabled:  # disabled since: end it here too
+    ended_since = user is not None and (
+        user.sessions_valid_after is not None
+        and checked.session.created <= user.sessions_valid_after
+    )
+    if user is None or user.disabled or ended_since:  # disabled or signed out since
         store.end(token)
         session.pop(SESSION_ID, None)
         return None

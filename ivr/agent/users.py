@@ -170,13 +170,16 @@ def _show_enrolment(user: AgentUser, enrolment: Enrolment, qr: bool | None) -> N
         click.echo(f"  {code}")
 
 
-def _end_sessions(user: AgentUser) -> int | None:
-    """End every session of a user; None when Redis is down (the database still refuses
-    a disabled account on every request, so nothing stays open in that case)."""
+def _end_sessions(session: Session, user: AgentUser) -> int | None:
+    """End every session of a user: first in the database (every request compares its
+    session's start with `sessions_valid_after`, so this holds even when Redis cannot
+    be reached now), then their records in Redis; None when Redis is down."""
+    user.sessions_valid_after = wiring.clock()()
+    session.commit()
     try:
         return wiring.session_store().end_all(user.id)
     except StorageUnavailable:
-        click.echo("warning: Redis is unreachable; sessions were not ended", err=True)
+        click.echo("warning: Redis is unreachable; sessions end at their next request", err=True)
         return None
 
 
@@ -295,8 +298,7 @@ def disable_command(username: str) -> None:
         click.echo(f"{user.username} was already disabled")
         return
     user.disabled = True
-    session.commit()  # first: every request checks it, even if Redis cannot be reached now
-    ended = _end_sessions(user)
+    ended = _end_sessions(session, user)  # commits the flag first: every request checks it
     audit.record(
         session,
         "agent_user.disabled",
@@ -337,8 +339,7 @@ def totp_reset_command(username: str, qr: bool | None) -> None:
     user = _user_or_fail(session, username)
     had = user.totp_secret is not None
     enrolment = enrol_totp(session, user, wiring.settings().secret_key)
-    session.commit()
-    ended = _end_sessions(user)
+    ended = _end_sessions(session, user)  # commits the new secret too
     audit.record(
         session,
         "agent_user.totp_reset",
@@ -381,17 +382,14 @@ def signout_command(username: str) -> None:
     """End all of an account's sessions now (the account stays enabled)."""
     session = db.session()
     user = _user_or_fail(session, username)
-    try:
-        ended = wiring.session_store().end_all(user.id)
-    except StorageUnavailable as exc:
-        raise click.ClickException("Redis is unreachable: sessions were not ended") from exc
+    ended = _end_sessions(session, user)
     audit.record(
         session,
         "agent_user.signed_out",
         actor="cli",
         details={"user_id": user.id, "username": user.username, "sessions_ended": ended},
     )
-    click.echo(f"signed out {user.username}: {ended} session(s) ended")
+    click.echo(f"signed out {user.username}: {ended or 0} session(s) ended")
 
 
 def _utc(epoch: float) -> str:

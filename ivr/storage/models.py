@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     String,
@@ -157,6 +158,9 @@ class AgentUser(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     totp_secret: Mapped[str | None] = mapped_column(String(255), default=None)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Sessions started at or before this time (epoch seconds) are over: set by disable,
+    # signout and totp-reset, so revocation holds even when Redis missed the deletion.
+    sessions_valid_after: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class StaffRecoveryCode(Base):

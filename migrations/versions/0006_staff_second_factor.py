@@ -1,4 +1,5 @@
-"""staff second factor: TOTP secret and last accepted step on agent users, recovery codes
+"""staff second factor: TOTP secret and last accepted step on agent users, recovery codes;
+when their sessions were last ended
 
 Revision ID: 0006
 Revises: 0005
@@ -19,6 +20,7 @@ def upgrade() -> None:
     # Nullable: existing accounts have no second factor until `ivr users totp-reset`.
     op.add_column('agent_users', sa.Column('totp_secret', sa.String(length=255), nullable=True))
     op.add_column('agent_users', sa.Column('totp_last_step', sa.BigInteger(), nullable=True))
+    op.add_column('agent_users', sa.Column('sessions_valid_after', sa.Float(), nullable=True))
     op.create_table('agent_recovery_codes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -36,5 +38,6 @@ def downgrade() -> None:
     op.drop_table('agent_recovery_codes')
     # batch mode: SQLite cannot drop a column in place.
     with op.batch_alter_table('agent_users') as batch:
+        batch.drop_column('sessions_valid_after')
         batch.drop_column('totp_last_step')
         batch.drop_column('totp_secret')
