@@ -506,6 +506,23 @@ class MemoryDigitLimits:
             self.callers[caller] = self.callers.get(caller, 0) + 1
         return self.locked(account_ids, None if account_ids else caller)
 
+    def attempt(self, account_ids: Sequence[int], caller: str | None) -> MemoryAttempt:
+        return MemoryAttempt(self, list(account_ids), caller)
+
+
+class MemoryAttempt:
+    """A reserved entry of MemoryDigitLimits: counted only once found wrong."""
+
+    def __init__(self, limits: MemoryDigitLimits, account_ids: list[int], caller: str | None):
+        self.limits, self.account_ids, self.caller = limits, account_ids, caller
+        self.refused = limits.locked(account_ids, None if account_ids else caller)
+
+    def matched(self) -> None:
+        pass
+
+    def wrong(self, call_sid: str, mode: str) -> bool:
+        return self.limits.failed(call_sid, self.account_ids, self.caller, mode)
+
 
 def limited(*accounts: AccountView, limits: MemoryDigitLimits) -> Engine:
     eng = engine(*accounts)

@@ -44,6 +44,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -111,40 +112,85 @@ class DigitFailures:
         """Whether any of the accounts, or the calling number, takes no more digit attempts."""
         return any(count >= self.max_failures for count in self.counts(account_ids, caller))
 
+    def attempt(self, account_ids: Sequence[int], caller: str | None) -> Attempt:
+        """Reserve one entry before it is compared: add it to each counter and read the
+        counts in one round trip. Refused (and given back) when any counter already held
+        the limit without it, so entries made at the same moment on several calls get no
+        more guesses between them than one call would. (Of entries racing at the limit,
+        one may be refused that came in just below it: the safe side.)"""
+        ids = list(dict.fromkeys(account_ids))
+        keys = self._keys(ids, None if ids else caller)
+        now = self.clock()
+        attempt = Attempt(self, ids, caller, keys, f"{now}:{secrets.token_hex(4)}")
+        if keys:
+            with unavailable_as_storage_error():
+                # Keys of several accounts lie in different cluster slots: no transaction.
+                # Each counter is added to before it is read, so of two entries the later
+                # one's count holds the earlier's reservation.
+                pipe = self.redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zremrangebyscore(key, "-inf", now - WINDOW)
+                    pipe.zadd(key, {attempt.member: now})
+                    pipe.zcard(key)
+                    pipe.expire(key, WINDOW)
+                results = pipe.execute()
+            attempt.counts = [int(results[index * 4 + 2]) for index in range(len(keys))]
+        if any(count - 1 >= self.max_failures for count in attempt.counts):
+            attempt.refused = True
+            attempt.give_back()
+        return attempt
+
     def failed(
         self, call_sid: str, account_ids: Sequence[int], caller: str | None, mode: str
     ) -> bool:
         """Count one wrong entry against each account, or the calling number when there is
         no account (full mode), and audit it once; True when it reached the limit."""
-        ids = list(dict.fromkeys(account_ids))
-        keys = self._keys(ids, None if ids else caller)
-        now = self.clock()
-        counts: list[int] = []
-        if keys:
-            member = f"{now}:{secrets.token_hex(4)}"
-            with unavailable_as_storage_error():
-                pipe = self.redis.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zremrangebyscore(key, "-inf", now - WINDOW)
-                    pipe.zadd(key, {member: now})
-                    pipe.zcard(key)
-                    pipe.expire(key, WINDOW)
-                results = pipe.execute()
-            counts = [int(results[index * 4 + 2]) for index in range(len(keys))]
-        reached = any(count >= self.max_failures for count in counts)
+        return self.attempt(account_ids, caller).wrong(call_sid, mode)
+
+
+@dataclass
+class Attempt:
+    """One digit entry reserved in the counters (the engine's DigitAttempt)."""
+
+    limits: DigitFailures
+    ids: list[int]
+    caller: str | None
+    keys: list[str]
+    member: str
+    counts: list[int] = field(default_factory=list)  # each counter, this entry included
+    refused: bool = False
+
+    def give_back(self) -> None:
+        """Take the reservation out of every counter (it was no failure)."""
+        if not self.keys:
+            return
+        with unavailable_as_storage_error():
+            pipe = self.limits.redis.pipeline(transaction=False)
+            for key in self.keys:
+                pipe.zrem(key, self.member)
+            pipe.execute()
+
+    def matched(self) -> None:
+        """A right (or ambiguous) entry is no failure."""
+        self.give_back()
+
+    def wrong(self, call_sid: str, mode: str) -> bool:
+        """The entry stays counted; audit it once. True when it reached the limit."""
+        limits, ids, counts = self.limits, self.ids, self.counts
+        reached = any(count >= limits.max_failures for count in counts)
         details: dict[str, Any] = {
             "mode": mode,
-            "caller": mask(caller),
-            "counted": "accounts" if ids else "caller" if keys else "nothing",
+            "caller": mask(self.caller),
+            "counted": "accounts" if ids else "caller" if self.keys else "nothing",
             "count": max(counts) if counts else None,
-            "limit": self.max_failures,
+            "limit": limits.max_failures,
         }
         if len(ids) > 1:
             details["accounts"] = ids
             details["counts"] = {str(i): count for i, count in zip(ids, counts, strict=True)}
         with db.unavailable_as_storage_error():
             audit.record(
-                self.session,
+                limits.session,
                 LOCKED if reached else FAILED,
                 actor="caller",
                 call_sid=call_sid,
@@ -158,6 +204,4 @@ class DigitFailures:
                 details["count"],
                 details["counted"],
             )
-        else:
-            log.info("call %s: wrong account digits (%s so far)", call_sid, details["count"])
         return reached

@@ -9,6 +9,7 @@ from ivr.flow.engine.context import Turn
 from ivr.flow.engine.core import LIMIT_TRANSFER, DialResult, Engine, Input
 from ivr.flow.engine.ports import (
     AccountView,
+    DigitAttempt,
     DigitLimits,
     Directory,
     NumberChanger,
@@ -20,6 +21,7 @@ __all__ = [
     "LIMIT_TRANSFER",
     "AccountView",
     "DialResult",
+    "DigitAttempt",
     "DigitLimits",
     "Directory",
     "Engine",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 
 from ivr.flow.engine.context import INVALID, EngineContext, Invalid, Turn, flag
+from ivr.flow.engine.ports import DigitAttempt
 from ivr.flow.model import CheckAccountDigitsNode, IdentifyCallerNode
 from ivr.flow.state import MAX_CANDIDATES, CallState
 
@@ -49,30 +50,43 @@ def input_account_digits(
     state = turn.state
     if not (digits.isascii() and digits.isdigit()):
         return INVALID
-    if _is_locked(engine, state, node):  # locked by another call while this one was asked
-        return _locked(state, node)
+    limits = engine.digit_limits
     if node.mode == "last4":
         if len(digits) != 4 or not state.candidates:
             return INVALID
         accounts = engine.directory.accounts_by_ids(state.candidates)
+        ids = [a.id for a in accounts]
+        # Reserved before comparing: calls made at the same moment cannot all get a
+        # guess at the last try (locked by another call meanwhile: not compared).
+        attempt = limits.attempt(ids, state.caller) if limits else None
+        if attempt is not None and attempt.refused:
+            return _locked(state, node)
         # Compare against every candidate, in constant time each.
         matches = [
             a for a in accounts if hmac.compare_digest(a.number[-4:].encode(), digits.encode())
         ]
+        if matches and attempt is not None:
+            attempt.matched()  # right (or ambiguous): no failure
         if len(matches) > 1:
             assert node.ambiguous is not None  # validation requires it in last4 mode
             return node.ambiguous
         if not matches:
-            return _wrong(engine, state, node, [a.id for a in accounts])
+            return _wrong(attempt, state, node)
         account, method = matches[0], "account_digits"
     else:
         if not 4 <= len(digits) <= 32:
             return INVALID
         found = engine.directory.account_by_number(digits)
         if found is None:
-            return _wrong(engine, state, node, [])
-        if engine.digit_limits is not None and engine.digit_limits.locked([found.id], None):
-            return _locked(state, node)  # right number, but that account takes no digits now
+            # A number that matches nothing counts against the calling number.
+            attempt = limits.attempt([], state.caller) if limits else None
+            if attempt is not None and attempt.refused:
+                return _locked(state, node)
+            return _wrong(attempt, state, node)
+        # A right number is no failure: nothing to reserve, but a locked account (or a
+        # calling number locked for wrong numbers) takes no digits now.
+        if limits is not None and limits.locked([found.id], state.caller):
+            return _locked(state, node)
         account, method = found, "account_number"
     state.account_id = account.id
     state.failure = None
@@ -95,13 +109,12 @@ def _is_locked(engine: EngineContext, state: CallState, node: CheckAccountDigits
 
 
 def _wrong(
-    engine: EngineContext, state: CallState, node: CheckAccountDigitsNode, account_ids: list[int]
+    attempt: DigitAttempt | None, state: CallState, node: CheckAccountDigitsNode
 ) -> str | Invalid:
-    """A well-formed entry that matched nothing: count it across calls (against the
-    accounts compared, or else the calling number); at the limit, the locked exit."""
-    limits = engine.digit_limits
+    """A well-formed entry that matched nothing: its reservation stays, counted (against
+    the accounts compared, or else the calling number); at the limit, the locked exit."""
     mode = "last4" if node.mode == "last4" else "account_number"
-    if limits is not None and limits.failed(state.call_sid, account_ids, state.caller, mode):
+    if attempt is not None and attempt.wrong(state.call_sid, mode):
         return _locked(state, node)
     return INVALID
 

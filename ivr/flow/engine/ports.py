@@ -67,10 +67,25 @@ class DigitLimits(Protocol):
         """Whether any of the accounts, or the calling number, takes no more digit attempts."""
         ...
 
-    def failed(
-        self, call_sid: str, account_ids: Sequence[int], caller: str | None, mode: str
-    ) -> bool:
-        """Count (and audit) one wrong entry; True when it reached the limit."""
+    def attempt(self, account_ids: Sequence[int], caller: str | None) -> DigitAttempt:
+        """Reserve one entry against the accounts (or, with none, the calling number;
+        the caller is audited either way) before it is compared, reading the counts in
+        the same round trip, so calls made at the same moment cannot all get a guess at
+        the last try: refused when the limit was already reached (nothing then counts)."""
+        ...
+
+
+class DigitAttempt(Protocol):
+    """One reserved digit entry: it counts as wrong unless `matched` gives it back."""
+
+    refused: bool  # the limit was reached before this entry: it must not be compared
+
+    def matched(self) -> None:
+        """A right (or ambiguous) entry is no failure: give the reservation back."""
+        ...
+
+    def wrong(self, call_sid: str, mode: str) -> bool:
+        """Keep the entry as a failure and audit it; True when it reached the limit."""
         ...
 
 
