@@ -47,6 +47,7 @@ ACCOUNT_SID = "AC" + "b" * 32
 SUPPORT_NUMBER = "+15005550006"
 CODE_IN_TEXT = re.compile(r"\b(\d{6,10})\b")
 CODE_READ_OUT = re.compile(r"(\d(?:, \d){5,9})")
+SAY = re.compile(r"<Say[^>]*>([^<]*)</Say>")
 DOUBLE_WAIT = 2.0  # seconds to wait for a send the service reported done to show up
 
 
@@ -211,7 +212,10 @@ class Journey:
         ok = status == 200 and (not self.live or expect in body)
         self.record(elapsed, ok)
         if not ok:
-            raise JourneyError(f"{path.split('?')[0]}: HTTP {status}, expected {expect!r}")
+            # The answer's start says where the journey went (no code: a read-out is
+            # only ever expected, never reported).
+            heard = "" if "/callback/key" in path else " " + " ".join(re.findall(SAY, body))[:160]
+            raise JourneyError(f"{path.split('?')[0]}: HTTP {status}, expected {expect!r};{heard}")
         return body
 
 

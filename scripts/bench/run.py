@@ -16,6 +16,7 @@ import contextlib
 import os
 import platform
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -34,6 +35,9 @@ from scripts.bench.journeys import ACCOUNT_SID, PLAYERS, Pools
 
 PUBLIC_URL = "https://ivr.bench.invalid"  # what Twilio would request; only signed, never resolved
 DEFAULT_JSON = launcher.ROOT / "tests" / "artifacts" / "bench.json"
+# Each process's stderr (the service's log lines), kept after the run for a look.
+LOGS = launcher.ROOT / "tests" / "artifacts" / "bench-logs"
+REDIS_PREFIX = f"ivrbench{secrets.token_hex(3)}"  # this run's Redis keys
 # Settings of the person running the bench that must not leak into the apps under test.
 _OWN_PREFIXES = ("IVR_", "TWILIO_", "BENCH_")
 _OWN_NAMES = ("DATABASE_URL", "REDIS_URL")
@@ -82,6 +86,10 @@ def database(workdir: Path) -> Iterator[str]:
         yield f"sqlite:///{workdir / 'bench.sqlite3'}"
 
 
+def _claimed(redis_url: str | None) -> contextlib.AbstractContextManager[None]:
+    return seed.claimed_redis(redis_url) if redis_url else contextlib.nullcontext()
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
@@ -102,17 +110,19 @@ def bench(options: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--instances 2 needs IVR_BENCH_DATABASE_URL and IVR_BENCH_REDIS_URL")
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         workdir = Path(tmp)
-        processes = launcher.Processes(workdir)
+        shutil.rmtree(LOGS, ignore_errors=True)
+        LOGS.mkdir(parents=True)
+        processes = launcher.Processes(LOGS)
         try:
-            with database(workdir) as database_url:
+            with database(workdir) as database_url, _claimed(redis_url):
                 if redis_url:
-                    seed.clear_redis(redis_url)
+                    seed.clear_redis(redis_url, REDIS_PREFIX)
                 try:
                     return _bench(options, processes, workdir, database_url, redis_url)
                 finally:
                     processes.stop_all()
                     if redis_url:
-                        seed.clear_redis(redis_url)
+                        seed.clear_redis(redis_url, REDIS_PREFIX)
         finally:
             processes.stop_all()
 
@@ -148,6 +158,7 @@ def _bench(
         "IVR_PUBLIC_URL": PUBLIC_URL,
         "IVR_TWILIO_API_URL": f"http://127.0.0.1:{double_port}",
         "IVR_DELIVERY": "twilio",
+        "IVR_REDIS_PREFIX": REDIS_PREFIX,
     }
     if redis_url:
         service_env["REDIS_URL"] = redis_url
@@ -193,7 +204,7 @@ def _bench(
         raise SystemExit(
             "the service did not play the journeys: "
             + "; ".join(check.error_samples)
-            + f" (logs in {workdir}: run again to keep them? see the service log)"
+            + f" (the service's log: {LOGS / 'service1.log'})"
         )
     for target in targets:
         if options.warmup > 0:

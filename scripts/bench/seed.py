@@ -8,8 +8,11 @@ upgrade`, `ivr demo`, `ivr customers import` of a generated CSV file).
 
 With `IVR_BENCH_DATABASE_URL` the bench creates a scratch database next to the one
 named (`ivr_bench_<random>`) and drops it at the end: no existing database is written.
-With `IVR_BENCH_REDIS_URL` it deletes the service's keys (`ivr:*`) and the job queue's
-(`rq:*`) in that Redis before and after the run: give it a database of its own.
+With `IVR_BENCH_REDIS_URL` the service's keys get a prefix of their own
+(`IVR_REDIS_PREFIX`), and the bench deletes them, any under the default prefix `ivr:`
+and the job queue's (`rq:*`) in that Redis before and after the run: give it a
+database of its own (it is claimed the way test runs claim theirs, so a parallel test
+run on the same server leaves it alone).
 """
 
 from __future__ import annotations
@@ -110,16 +113,55 @@ def scratch_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def clear_redis(url: str) -> int:
-    """Delete the service's and the job queue's keys in the bench's Redis; how many."""
+def clear_redis(url: str, prefix: str) -> int:
+    """Delete the service's keys (under `prefix`, or the default `ivr`) and the job
+    queue's in the bench's Redis; how many."""
     from ivr.storage import kv
 
     client = kv.connect(url, 5.0)
     deleted = 0
     try:
-        for pattern in ("ivr:*", "rq:*"):
+        for pattern in (f"{prefix}:*", "ivr:*", "rq:*"):
             for key in client.scan_iter(match=pattern, count=1000):
                 deleted += int(client.delete(key))
     finally:
         client.close()
     return deleted
+
+
+TEST_CLAIM = "ivr-tests:claim:{number}"  # tests/conftest.py's claims, in Redis database 0
+CLAIM_SECONDS = 2 * 3600
+
+
+@contextmanager
+def claimed_redis(url: str) -> Iterator[None]:
+    """Hold the bench's Redis database number the way test runs claim theirs, so a test
+    run on the same server (which empties the database it claims) picks another one.
+    A cluster has only database 0 and nothing to claim."""
+    import redis
+
+    from ivr.storage import kv
+
+    if kv.is_cluster_url(url):
+        yield
+        return
+    number = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    if not number:
+        yield
+        return
+    claims = redis.Redis.from_url(url, db=0, socket_connect_timeout=3)
+    key = TEST_CLAIM.format(number=number)
+    token = f"bench-{secrets.token_hex(4)}"
+    try:
+        if not claims.set(key, token, nx=True, ex=CLAIM_SECONDS):
+            raise SystemExit(
+                f"Redis database {number} is in use by a test run: "
+                "point IVR_BENCH_REDIS_URL at another database number"
+            )
+        try:
+            yield
+        finally:
+            if claims.get(key) == token.encode():
+                claims.delete(key)
+    finally:
+        claims.close()
