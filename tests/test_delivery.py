@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -487,6 +488,8 @@ class SinkOptions:
     implicit_tls: bool = False
     credentials: tuple[str, str] | None = None
     refuse_recipients: bool = False
+    reply_delay: float = 0.0  # seconds before each answer: a slow server
+    silent_after_data: bool = False  # takes the message, never says so
     received: list[Received] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
 
@@ -512,6 +515,7 @@ class SmtpHandler(socketserver.BaseRequestHandler):
                 command = line.decode("utf-8", "replace").rstrip("\r\n")
                 verb = command.split(" ", 1)[0].upper()
                 options.commands.append(verb)
+                time.sleep(options.reply_delay)
                 if verb in ("EHLO", "HELO"):
                     extensions = ["sink.test"]
                     if options.starttls and not tls:
@@ -551,6 +555,9 @@ class SmtpHandler(socketserver.BaseRequestHandler):
                     while (chunk := reader.readline()) not in (b".\r\n", b""):
                         data += chunk[1:] if chunk.startswith(b"..") else chunk
                     options.received.append(Received(mail_from, recipients, data, tls, login))
+                    if options.silent_after_data:
+                        time.sleep(5)  # (the client cuts the line long before)
+                        break
                     conn.sendall(b"250 queued\r\n")
                 elif verb == "QUIT":
                     conn.sendall(b"221 bye\r\n")
@@ -760,6 +767,28 @@ def test_smtp_server_down_is_a_plain_failure() -> None:
     mailer = SmtpEmail(f"smtp://127.0.0.1:{unused_port()}", "support@example.com", 5)
     with pytest.raises(DeliveryFailed, match=r"could not reach the mail server \(Connection"):
         mailer.send(code_email())
+
+
+def test_a_slow_mail_server_costs_the_timeout_in_all(smtp_sink: SinkFactory) -> None:
+    """Each answer within the per-step timeout, but the conversation longer than it: the
+    caller's webhook must not wait for every step in turn."""
+    sink = smtp_sink(reply_delay=0.3)  # each answer well within 0.5 s; all of them not
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{sink.port}", "support@example.com", 0.5)
+    with pytest.raises(DeliveryFailed) as failed:
+        mailer.send(code_email())
+    assert not isinstance(failed.value, DeliveryUncertain)
+    assert sink.options.received == []
+    assert "DATA" not in sink.options.commands
+
+
+def test_silence_after_the_message_is_uncertain_not_failed(smtp_sink: SinkFactory) -> None:
+    """The server took the message and went quiet: it may deliver it, so a job must not
+    send it again (DeliveryUncertain is never retried)."""
+    sink = smtp_sink(silent_after_data=True)
+    mailer = SmtpEmail(f"smtp://127.0.0.1:{sink.port}", "support@example.com", 0.5)
+    with pytest.raises(DeliveryUncertain, match="went silent after taking the message"):
+        mailer.send(code_email())
+    assert len(sink.options.received) == 1
 
 
 def test_smtp_server_that_never_answers_times_out(silent_port: int) -> None:

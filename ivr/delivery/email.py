@@ -4,20 +4,26 @@ URL forms: `smtps://user:pass@host:465` (TLS from the first byte),
 `smtp+starttls://user:pass@host:587` or any `smtp://…:587` (STARTTLS, refused to
 go on in plain when the server does not offer it), `smtp://host:25` (plain, for
 a local catcher). Server replies are not repeated in reasons: they often quote
-the address.
+the address. The whole conversation is bounded by the timeout (a watchdog cuts it),
+and a server that goes silent once the message was handed over is reported as
+"uncertain" (it may have taken it), never as a failure a retry would repeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ivr.delivery import DeliveryFailed, Outgoing
+from ivr.delivery import DeliveryFailed, DeliveryUncertain, Outgoing
 from ivr.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -111,7 +117,9 @@ class SmtpEmail:
         return email
 
     def send(self, message: Outgoing) -> str:
-        """Send through the SMTP server and return the Message-ID; raise DeliveryFailed."""
+        """Send through the SMTP server and return the Message-ID; raise DeliveryFailed,
+        or DeliveryUncertain when the server went silent after the message was handed
+        over (it may have taken it: a job must not send it again)."""
         email = self.build(message)
         try:
             self._deliver(email)
@@ -128,11 +136,14 @@ class SmtpEmail:
         log.info("email sent call_sid=%s", message.call_sid)
         return str(email["Message-ID"])
 
-    def _deliver(self, email: EmailMessage) -> None:
+    def _deliver(self, email: EmailMessage) -> _Tracked:
+        """The whole SMTP conversation, over by `timeout` from its start: a watchdog cuts
+        the connection then, so a server answering each command slowly cannot hold a
+        webhook (the caller waits) past it."""
         server = self.server
-        smtp: smtplib.SMTP
+        smtp: _Tracked
         if server.tls == "implicit":
-            smtp = smtplib.SMTP_SSL(
+            smtp = _TrackedSSL(
                 server.host,
                 server.port,
                 local_hostname=self.local_hostname,
@@ -140,20 +151,62 @@ class SmtpEmail:
                 context=self.ssl_context,
             )
         else:
-            smtp = smtplib.SMTP(
+            smtp = _TrackedPlain(
                 server.host, server.port, local_hostname=self.local_hostname, timeout=self.timeout
             )
-        with smtp:
-            smtp.ehlo()
-            if server.tls == "starttls":
-                if not smtp.has_extn("starttls"):
-                    # Never fall back to plain when the URL asked for TLS.
-                    raise DeliveryFailed("email", "the mail server does not offer STARTTLS")
-                smtp.starttls(context=self.ssl_context)
+        watchdog = threading.Timer(self.timeout, _cut, (smtp,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            with smtp:
                 smtp.ehlo()
-            if server.username:
-                smtp.login(server.username, server.password or "")
-            smtp.send_message(email)
+                if server.tls == "starttls":
+                    if not smtp.has_extn("starttls"):
+                        # Never fall back to plain when the URL asked for TLS.
+                        raise DeliveryFailed("email", "the mail server does not offer STARTTLS")
+                    smtp.starttls(context=self.ssl_context)
+                    smtp.ehlo()
+                if server.username:
+                    smtp.login(server.username, server.password or "")
+                try:
+                    smtp.send_message(email)
+                except smtplib.SMTPResponseException:
+                    raise  # refused in words: not taken
+                except OSError as exc:  # silence or a cut line (SMTPServerDisconnected too)
+                    if smtp.handed_over:
+                        raise DeliveryUncertain(
+                            "email", "the mail server went silent after taking the message"
+                        ) from exc
+                    raise
+        finally:
+            watchdog.cancel()
+        return smtp
+
+
+class _Tracked(smtplib.SMTP):
+    """An SMTP client that remembers whether the message itself was sent (DATA)."""
+
+    handed_over = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.handed_over = True
+        return super().data(msg)
+
+
+class _TrackedPlain(_Tracked):
+    pass
+
+
+class _TrackedSSL(_Tracked, smtplib.SMTP_SSL):
+    pass
+
+
+def _cut(smtp: smtplib.SMTP) -> None:
+    """The watchdog: end the conversation now; whatever was waiting fails at once."""
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _smtp_reason(exc: smtplib.SMTPException) -> str:

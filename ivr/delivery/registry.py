@@ -26,8 +26,8 @@ DIALER_KEY = "ivr.dialer"
 BACKGROUND_KEY = "ivr.delivery.background"
 BACKGROUND_DIALER_KEY = "ivr.dialer.background"
 
-# Seconds to wait for the mail server per step: the caller is on the line.
-SMTP_TIMEOUT = 5.0
+# Seconds the whole SMTP conversation may take: the caller is on the line.
+SMTP_TIMEOUT = 2.0
 # In a background job nobody waits.
 SMTP_JOB_TIMEOUT = 30.0
 
