@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from caller import sent
 from flask import Flask
 from kit import JANE_PHONE, add_account, call_ended_rows, new_sid
@@ -97,6 +98,31 @@ def test_a_key_is_queued_once_and_done_once(app: Flask) -> None:
     assert queue_notice(app, "notice:chg2:sms") is True  # another key is another job
     runner.run_pending(app)
     assert len(sent(app)) == 2
+
+
+def test_a_hiccup_marking_a_job_done_does_not_send_it_again(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text went out; Redis then failed twice to take the done marker. The job is
+    still done (marked on a later try), and running the queue again sends nothing."""
+    connection = jobqueue.get(app).connection
+    original_set = type(connection).set
+    refusals = {"left": 2}
+
+    def flaky_set(self: Any, name: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(name).startswith(jobqueue.done_key("")[:-40]) and refusals["left"]:
+            refusals["left"] -= 1
+            raise redis.exceptions.ConnectionError("Redis went away for a moment")
+        return original_set(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "MARK_DONE_PAUSES", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(type(connection), "set", flaky_set)
+    queue_notice(app)
+    runner.run_pending(app, retries=True)
+    assert refusals["left"] == 0 and len(sent(app)) == 1
+    assert connection.exists(jobqueue.done_key("notice:chg1:sms"))
+    runner.run_pending(app, retries=True)
+    assert len(sent(app)) == 1
 
 
 def test_unknown_job_name_is_refused(app: Flask) -> None:

@@ -70,8 +70,32 @@ def perform(name: str, payload: Mapping[str, Any], key: str) -> str:
         except Exception as exc:
             _failed(job, name, payload, key, exc)
             raise
-        jobs.connection.set(jobqueue.done_key(key), "1", ex=jobqueue.KEY_TTL)
+        _mark_done(jobs.connection, name, key)
     return "done"
+
+
+# Tries of the done marker after the work succeeded, with these pauses (seconds).
+MARK_DONE_PAUSES = (0.2, 1.0, 3.0)
+
+
+def _mark_done(connection: Any, name: str, key: str) -> None:
+    """Record that `key` did its work. It already did: a Redis hiccup here must not make
+    RQ run it (and send) again, so the idempotent SET is tried a few times and a final
+    failure is logged, not raised."""
+    for pause in (*MARK_DONE_PAUSES, None):
+        try:
+            connection.set(jobqueue.done_key(key), "1", ex=jobqueue.KEY_TTL)
+            return
+        except Exception as exc:  # redis-py's ConnectionError/TimeoutError, the stand-in's
+            if pause is None:
+                log.error(
+                    "job %s %s done, but not marked (%s): a retry of it could repeat it",
+                    name,
+                    jobqueue.job_id(key),
+                    one_line(exc),
+                )
+                return
+            time.sleep(pause)
 
 
 def _failed(
