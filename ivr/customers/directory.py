@@ -11,15 +11,22 @@ from sqlalchemy.orm import Session
 from ivr.flow.engine import AccountView
 from ivr.flow.state import MAX_CANDIDATES
 from ivr.numberchange.onfile import as_utc
-from ivr.storage.db import unavailable_as_storage_error
+from ivr.storage.db import read_rows, unavailable_as_storage_error
 from ivr.storage.models import Account, Customer, PhoneNumber
 
 
 class SqlDirectory:
-    """The engine's Directory, backed by SQLAlchemy."""
+    """The engine's Directory, backed by SQLAlchemy.
 
-    def __init__(self, session: Session):
+    With `autocommit`, lookups run outside the session, without a transaction around
+    them (one statement each instead of BEGIN, SELECT, ROLLBACK): for the webhooks,
+    which only read accounts here. Not where the session has written an account it then
+    reads back (number changes).
+    """
+
+    def __init__(self, session: Session, *, autocommit: bool = False):
         self.session = session
+        self.autocommit = autocommit
 
     def accounts_for_phone(self, e164: str) -> list[AccountView]:
         return self._views(_base().where(PhoneNumber.e164 == e164).limit(MAX_CANDIDATES))
@@ -37,7 +44,7 @@ class SqlDirectory:
         self, query: Select[int, str, str, str, str | None, datetime | None]
     ) -> list[AccountView]:
         with unavailable_as_storage_error():
-            rows = self.session.execute(query).all()
+            rows = read_rows(query) if self.autocommit else self.session.execute(query).all()
         return [
             AccountView(
                 id=r[0],

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, ExceptionContext, create_engine, event
+from sqlalchemy import Engine, ExceptionContext, Executable, create_engine, event
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -220,6 +220,15 @@ def _close_session(_exc: BaseException | None) -> None:
     db_session = g.pop("ivr_db_session", None)
     if db_session is not None:
         db_session.close()
+
+
+def read_rows(query: Executable) -> Sequence[Any]:
+    """Rows of a read-only query on a pooled connection in autocommit: the driver sends
+    the query alone, without the BEGIN and ROLLBACK a session wraps around it. For plain
+    lookups only: it does not see the request session's uncommitted writes."""
+    with engine().connect() as connection:
+        reading = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return reading.execute(query).all()
 
 
 @contextmanager

@@ -56,9 +56,9 @@ def engine(loaded: LoadedFlow) -> Engine:
     """An engine for this request on one version of the flow, with the database directory,
     codes and number changes speaking that version's prompts, and the digit limits."""
     rt = runtime.get()
-    directory = SqlDirectory(db.session())
+    directory = SqlDirectory(db.session(), autocommit=True)  # lookups only: no transaction
     verifier = CodeVerifier(codes(VERIFY), delivery.get(), directory, loaded.catalog, placer())
-    built = rt.engine(loaded, directory, verifier, number_changes(directory, loaded.catalog))
+    built = rt.engine(loaded, directory, verifier, number_changes(catalog=loaded.catalog))
     built.digit_limits = digit_limits()
     return built
 

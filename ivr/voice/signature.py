@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from functools import cache
 
 from flask import abort, current_app, request
 from twilio.request_validator import RequestValidator
@@ -43,13 +44,19 @@ def _shown_account(value: str) -> str:
     return f"AC…{value[-4:]}" if ACCOUNT_SID.fullmatch(value) else "malformed"
 
 
+@cache
+def _validator(auth_token: str) -> RequestValidator:
+    """One validator per process and token (building one per request was measurable)."""
+    return RequestValidator(auth_token)
+
+
 def require_twilio_signature() -> None:
     """before_request hook: 403 unless the request carries Twilio's valid signature and
     our AccountSid."""
     settings: Settings = current_app.config["IVR_SETTINGS"]
     if not settings.validate_signatures:
         return
-    validator = RequestValidator(settings.twilio_auth_token)
+    validator = _validator(settings.twilio_auth_token)
     signature = request.headers.get("X-Twilio-Signature", "")
     call_sid = request.form.get("CallSid", "")
     call_sid = call_sid if CALL_SID.fullmatch(call_sid) else "-"

@@ -140,7 +140,7 @@ def dial_result() -> Response:
     call = webhook.parse(request.form)
     step = webhook.step(request.args)
     status = webhook.dial_status(request.form)
-    log.info("call %s transfer ended: %s", call.call_sid, status)
+    log.debug("call %s transfer ended: %s", call.call_sid, status)  # the timeline has it
     return _step(call.call_sid, f"dial:{step}", step, lambda: DialResult(status, step))
 
 
@@ -201,7 +201,7 @@ def whisper() -> Response:
     try:  # storage trouble must not stop the agent taking the call: say "unverified"
         state = store.load(call.parent_call_sid) if call.parent_call_sid else None
         if state is not None and state.account_id is not None:
-            found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
+            found = SqlDirectory(db.session(), autocommit=True).accounts_by_ids([state.account_id])
             account = found[0] if found else None
     except StorageUnavailable as exc:
         log.error("whisper for call %s: %s; announcing unverified", call.call_sid, exc)
@@ -231,7 +231,7 @@ def whisper_answer() -> Response:
     """The agent's key: 1 bridges the call (an empty document), anything else declines."""
     call = webhook.parse(request.form)
     if call.digits == "1":
-        log.info("agent leg %s accepted", call.call_sid)
+        log.debug("agent leg %s accepted", call.call_sid)
         return _answer(twiml.document())
     return _answer(twiml.document(Hangup()))
 
