@@ -130,6 +130,35 @@ def run_round(
     return result
 
 
+def check_journeys(
+    target: Target, *, auth_token: str, public_url: str, double_port: int, pools: Pools
+) -> list[str]:
+    """Play one journey of each shape, one after another; what went wrong (empty: none)."""
+    validator = RequestValidator(auth_token)
+    transport = HttpTransport(target.ports[0])
+    double = DoubleClient(double_port)
+    problems = []
+    try:
+        for shape, player in PLAYERS.items():
+            journey = Journey(
+                transport=transport,
+                validator=validator,
+                public_url=public_url,
+                record=lambda elapsed, ok: None,
+                deadline=time.monotonic() + 60,
+                live=True,
+                double=double,
+            )
+            try:
+                player(journey, pools.take(shape))
+            except JourneyError as exc:
+                problems.append(f"{shape}: {exc}")
+    finally:
+        transport.close()
+        double.close()
+    return problems
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The value below which `fraction` of `values` lie (nearest rank); 0 when empty."""
     if not values:

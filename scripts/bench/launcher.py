@@ -93,7 +93,7 @@ class Processes:
 
     def start(self, name: str, command: list[str], env: Mapping[str, str]) -> Started:
         log = self.logs / f"{name}.log"
-        with log.open("ab") as out:
+        with log.open("wb") as out:  # this run's lines only
             process = subprocess.Popen(
                 command,
                 cwd=ROOT,

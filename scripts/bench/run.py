@@ -16,7 +16,6 @@ import contextlib
 import os
 import platform
 import secrets
-import shutil
 import signal
 import sys
 import tempfile
@@ -30,8 +29,8 @@ if not __package__:  # run as a file: make `scripts.bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench import counting, launcher, report, seed
-from scripts.bench.driver import RoundResult, Target, run_round
-from scripts.bench.journeys import ACCOUNT_SID, PLAYERS, Pools
+from scripts.bench.driver import RoundResult, Target, check_journeys, run_round
+from scripts.bench.journeys import ACCOUNT_SID, Pools
 
 PUBLIC_URL = "https://ivr.bench.invalid"  # what Twilio would request; only signed, never resolved
 DEFAULT_JSON = launcher.ROOT / "tests" / "artifacts" / "bench.json"
@@ -52,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="16,64", help="comma-separated (default 16,64)")
     parser.add_argument("--instances", type=int, choices=(1, 2), default=1)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write")
+    parser.add_argument("--logs", type=Path, default=LOGS, help="where each process logs")
     parser.add_argument("--customers", type=int, default=9000, help="generated customers")
     parser.add_argument("--worker-class", help="instead of the Procfile's (sync, gevent...)")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: Procfile's)")
@@ -110,9 +110,8 @@ def bench(options: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--instances 2 needs IVR_BENCH_DATABASE_URL and IVR_BENCH_REDIS_URL")
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         workdir = Path(tmp)
-        shutil.rmtree(LOGS, ignore_errors=True)
-        LOGS.mkdir(parents=True)
-        processes = launcher.Processes(LOGS)
+        options.logs.mkdir(parents=True, exist_ok=True)
+        processes = launcher.Processes(options.logs)
         try:
             with database(workdir) as database_url, _claimed(redis_url):
                 if redis_url:
@@ -199,12 +198,12 @@ def _bench(
 
     pools = Pools(options.customers)
     common = {"auth_token": auth_token, "public_url": PUBLIC_URL, "double_port": double_port}
-    check = run_round(targets[2], 1, 2.0 * len(PLAYERS), **common, pools=pools)  # type: ignore[arg-type]
-    if check.errors:
+    problems = check_journeys(targets[2], **common, pools=pools)  # type: ignore[arg-type]
+    if problems:
         raise SystemExit(
             "the service did not play the journeys: "
-            + "; ".join(check.error_samples)
-            + f" (the service's log: {LOGS / 'service1.log'})"
+            + "; ".join(problems)
+            + f" (the service's log: {options.logs / 'service1.log'})"
         )
     for target in targets:
         if options.warmup > 0:
