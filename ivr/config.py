@@ -9,6 +9,7 @@ names every missing variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import phonenumbers
 
 from ivr.errors import ConfigError
 from ivr.phone import LINE_TYPES, WHY_NEVER_ALLOWED
+from ivr.storage.kv import is_cluster_url
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -61,6 +63,9 @@ DEFAULT_DIGITS_MAX_FAILURES = 10
 JOBS_IN_PROCESS = "in-process"
 JOBS_WORKER = "worker"
 JOBS_MODES = (JOBS_IN_PROCESS, JOBS_WORKER)
+
+# IVR_REDIS_PREFIX: no braces (they would make the prefix every key's hash tag), no spaces.
+REDIS_PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # Line types a new phone number may have unless IVR_ALLOWED_LINE_TYPES says otherwise.
 DEFAULT_LINE_TYPES = frozenset({"mobile", "fixed_line", "fixed_line_or_mobile"})
@@ -234,6 +239,7 @@ class Settings:
         )
 
         proxy_hops = _count_setting(get("IVR_PROXY_HOPS"), "IVR_PROXY_HOPS", problems)
+        _check_redis(get("REDIS_URL"), get("IVR_JOBS_REDIS_URL"), get("IVR_REDIS_PREFIX"), problems)
 
         if problems:
             raise ConfigError("Cannot start ivr: " + "; ".join(problems))
@@ -276,6 +282,25 @@ class Settings:
             jobs=jobs,
             jobs_redis_url=get("IVR_JOBS_REDIS_URL"),
             proxy_hops=proxy_hops,
+        )
+
+
+def _check_redis(
+    redis_url: str | None, jobs_redis_url: str | None, prefix: str | None, problems: list[str]
+) -> None:
+    """A Redis Cluster needs a single Redis for the job queue (RQ cannot use a cluster),
+    and the key prefix must not hold a hash tag (ivr.storage.keys reads it)."""
+    if is_cluster_url(redis_url) and jobs_redis_url is None:
+        problems.append(
+            "REDIS_URL names a Redis Cluster, which the job queue (RQ) cannot use: "
+            "set IVR_JOBS_REDIS_URL to a single Redis"
+        )
+    if is_cluster_url(jobs_redis_url):
+        problems.append("IVR_JOBS_REDIS_URL must name a single Redis, not a Redis Cluster")
+    if prefix is not None and not REDIS_PREFIX.fullmatch(prefix):
+        problems.append(
+            "IVR_REDIS_PREFIX may hold only letters, digits and . _ - : (at most 64), "
+            f"not {prefix!r}"
         )
 
 

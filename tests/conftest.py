@@ -2,7 +2,9 @@
 
 IVR_TEST_DATABASE_URL / IVR_TEST_REDIS_URL switch the whole suite to real
 services; when they are set but unreachable the run stops with an error rather
-than skipping, so CI can never go green without them.
+than skipping, so CI can never go green without them. IVR_TEST_REDIS_URL may name a
+Redis Cluster (`redis+cluster://host:port,…`); the job queue then needs a single
+Redis, IVR_TEST_JOBS_REDIS_URL (as production needs IVR_JOBS_REDIS_URL).
 """
 
 from __future__ import annotations
@@ -14,33 +16,43 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-import redis
-import sqlalchemy as sa
-from flask import Flask
-from flask.testing import FlaskCliRunner
-from sqlalchemy.orm import Session
+# Two runs against one server at once must not see (or empty) each other's data: each
+# run gets a database of its own on PostgreSQL, a Redis database number of its own on a
+# single Redis, and a key prefix of its own everywhere (a cluster has only database 0).
+# The prefix is read when ivr.storage.keys is imported, so it is set before any ivr import.
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+RUN_PREFIX = f"ivr-test-{RUN_ID}"
+os.environ["IVR_REDIS_PREFIX"] = RUN_PREFIX
 
-import ivr.storage.models  # noqa: F401  (the tables must be on the metadata _empty_storage reads)
-from ivr.app import create_app
-from ivr.config import _normalise_database_url
-from ivr.storage import db as ivr_db
-from ivr.storage import kv
-from ivr.storage.db import Base
-from ivr.storage.migrate import upgrade
+import pytest  # noqa: E402
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskCliRunner  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+import ivr.storage.models  # noqa: E402, F401  (the tables must be on the metadata _empty_storage reads)
+from ivr.app import create_app  # noqa: E402
+from ivr.config import _normalise_database_url  # noqa: E402
+from ivr.jobs import queue as jobs_queue  # noqa: E402
+from ivr.storage import db as ivr_db  # noqa: E402
+from ivr.storage import keys, kv  # noqa: E402
+from ivr.storage.db import Base  # noqa: E402
+from ivr.storage.migrate import upgrade  # noqa: E402
 
 TEST_DATABASE_URL = os.environ.get("IVR_TEST_DATABASE_URL", "").strip()
 TEST_REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "").strip()
+TEST_JOBS_REDIS_URL = os.environ.get("IVR_TEST_JOBS_REDIS_URL", "").strip()
+TEST_REDIS_IS_CLUSTER = kv.is_cluster_url(TEST_REDIS_URL)
 
 PUBLIC_URL = "https://ivr.example.test"
 AUTH_TOKEN = "test-auth-token"
 
-# Two runs against one server at once must not see (or empty) each other's data: each
-# run gets a database of its own on PostgreSQL and a Redis database number of its own.
-RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+if keys.PREFIX != RUN_PREFIX:  # something imported ivr before this file set the prefix
+    raise RuntimeError(f"ivr.storage.keys.PREFIX is {keys.PREFIX!r}, not this run's")
 REDIS_CLAIM = "ivr-tests:claim:{number}"  # kept in Redis database 0, which no run empties
 REDIS_CLAIM_SECONDS = 2 * 3600  # a crashed run's claim lapses on its own
-_run: dict[str, str] = {}  # what this run created: "database_url", "redis_url"
+_run: dict[str, str] = {}  # what this run created: "database_url", "redis_url", "jobs_redis_url"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -54,9 +66,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             problems.append(f"IVR_TEST_DATABASE_URL is set but unusable: {exc}")
     if TEST_REDIS_URL:
         try:
-            _run["redis_url"] = _claim_redis_database(TEST_REDIS_URL)
+            if TEST_REDIS_IS_CLUSTER:
+                _check_cluster(TEST_REDIS_URL)
+                _run["redis_url"] = TEST_REDIS_URL
+            else:
+                _run["redis_url"] = _claim_redis_database(TEST_REDIS_URL)
         except Exception as exc:
             problems.append(f"IVR_TEST_REDIS_URL is set but unusable: {exc}")
+    if TEST_REDIS_IS_CLUSTER and not TEST_JOBS_REDIS_URL:
+        problems.append(
+            "IVR_TEST_REDIS_URL names a Redis Cluster: set IVR_TEST_JOBS_REDIS_URL to a "
+            "single Redis for the job queue"
+        )
+    if TEST_JOBS_REDIS_URL:
+        try:
+            _run["jobs_redis_url"] = _claim_redis_database(TEST_JOBS_REDIS_URL)
+        except Exception as exc:
+            problems.append(f"IVR_TEST_JOBS_REDIS_URL is set but unusable: {exc}")
     if problems:
         pytest.exit("; ".join(problems), returncode=3)
 
@@ -73,7 +99,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if "database_url" in _run:
         _drop_run_database(TEST_DATABASE_URL, _run.pop("database_url"))
     if "redis_url" in _run:
-        _release_redis_database(TEST_REDIS_URL, _run.pop("redis_url"))
+        run_url = _run.pop("redis_url")
+        if TEST_REDIS_IS_CLUSTER:
+            _delete_run_keys(kv.connect(run_url, 5.0))
+        else:
+            _release_redis_database(TEST_REDIS_URL, run_url)
+    if "jobs_redis_url" in _run:
+        _release_redis_database(TEST_JOBS_REDIS_URL, _run.pop("jobs_redis_url"))
 
 
 def _create_run_database(admin_url: str) -> str:
@@ -135,10 +167,32 @@ def _with_redis_db(url: str, number: int) -> str:
     return urlsplit(url)._replace(path=f"/{number}").geturl()
 
 
+def _check_cluster(url: str) -> None:
+    """A cluster every slot of which is served (the client reads the slot map)."""
+    client = kv.connect(url, 3.0)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _delete_run_keys(client: redis.Redis) -> None:
+    """Delete this run's keys (its prefix) on every node, one by one: they span slots."""
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(match=keys.pattern(), count=1000):
+        pipe.delete(key)
+    pipe.execute()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     database = "PostgreSQL (IVR_TEST_DATABASE_URL)" if TEST_DATABASE_URL else "SQLite"
-    cache = "Redis (IVR_TEST_REDIS_URL)" if TEST_REDIS_URL else "in-process Redis stand-in"
-    return f"ivr test backends: {database}, {cache} (run {RUN_ID})"
+    if TEST_REDIS_IS_CLUSTER:
+        cache = "Redis Cluster (IVR_TEST_REDIS_URL), jobs on IVR_TEST_JOBS_REDIS_URL"
+    elif TEST_REDIS_URL:
+        cache = "Redis (IVR_TEST_REDIS_URL)"
+    else:
+        cache = "in-process Redis stand-in"
+    return f"ivr test backends: {database}, {cache} (run {RUN_ID}, keys {RUN_PREFIX}:*)"
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +216,8 @@ def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
     }
     if "redis_url" in _run:
         environ["REDIS_URL"] = _run["redis_url"]
+    if "jobs_redis_url" in _run:
+        environ["IVR_JOBS_REDIS_URL"] = _run["jobs_redis_url"]
     environ.update(overrides)
     return environ
 
@@ -171,7 +227,14 @@ def _empty_storage(app: Flask) -> None:
         with ivr_db.engine().begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
-        kv.client().flushdb()
+        client = kv.client()
+        if isinstance(client, kv.ClusterClient):
+            _delete_run_keys(client)  # database 0 is shared: only this run's keys
+        else:
+            client.flushdb()  # this run's own database (or in-process stand-in)
+        jobs = jobs_queue.get(app).connection
+        if jobs is not client:
+            jobs.flushdb()  # the job queue's own Redis: this run's database there
 
 
 @pytest.fixture

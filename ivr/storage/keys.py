@@ -2,12 +2,30 @@
 
 Keys of one call share the hash tag `{call:<CallSid>}` and keys of one account
 share `{acct:<id>}`, so each group lands in one Redis Cluster slot and can be
-used together in a transaction or script.
+used together in a transaction or script. Keys used alone (the live-flow pointer, the
+job markers) need no tag. Any key built elsewhere (ivr.staff.keys, ivr.jobs.queue,
+ivr.verification.digits, ivr.agent.transfers) starts with PREFIX and tags its groups
+the same way.
+
+PREFIX comes from IVR_REDIS_PREFIX (default "ivr"), read from the process environment
+when this module is first imported: key names are built by plain functions with no app
+at hand, and one process serves one deployment. It lets several deployments share one
+Redis or Redis Cluster, which has only database 0, and gives each test run its own
+keys. ivr.config checks the value at boot: it may not contain braces, which would
+become the hash tag of every key.
 """
 
 from __future__ import annotations
 
-PREFIX = "ivr"
+import os
+
+DEFAULT_PREFIX = "ivr"
+PREFIX = os.environ.get("IVR_REDIS_PREFIX", "").strip() or DEFAULT_PREFIX
+
+
+def pattern() -> str:
+    """A SCAN pattern matching every key of this deployment (and nothing of another)."""
+    return f"{PREFIX}:*"
 
 
 def call_state(call_sid: str) -> str:

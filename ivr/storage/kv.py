@@ -14,37 +14,106 @@ depends on how the client is built: ten retries with backoff for `Redis(...)`, n
 connection the server closed (a restart) is noticed when the pool lends it and replaced
 before the command is sent, and one idle for a while is checked with a PING first
 (`health_check_interval`).
+
+REDIS_URL may name a Redis Cluster: `redis+cluster://[user:password@]host:port[,host:port…]`
+(`rediss+cluster://` for TLS) gives a `redis.cluster.RedisCluster` started from those
+nodes, with the same timeouts and no retries (its own retry, which reinitialises the
+slot map and sends the command again, is set to none for the same reason). Following a
+MOVED or ASK redirect is not a retry: the node that answered it did not run the
+command. Keys that are used together carry one hash tag (see `ivr.storage.keys`), so
+transactions stay on one node. A cluster client's `pipeline()` is a MULTI/EXEC
+transaction by default, as redis.Redis's is (redis-py's cluster client would otherwise
+quietly send the commands one by one), so code written for one Redis means the same on a
+cluster. The job queue cannot use a cluster (RQ needs one server): see ivr.config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 from flask import Flask, current_app
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
 from ivr.errors import ConfigError, StorageUnavailable
 
 HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING precedes use
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme → TLS
+
+
+def is_cluster_url(url: str | None) -> bool:
+    """Whether a Redis URL names a Redis Cluster (`redis+cluster://…`)."""
+    return url is not None and urlsplit(url.strip()).scheme.lower() in CLUSTER_SCHEMES
 
 
 def connect(url: str | None, timeout: float) -> redis.Redis:
-    """Open a client that fails fast: a caller is waiting on every round trip."""
+    """Open a client that fails fast: a caller is waiting on every round trip.
+
+    A cluster client is returned as a redis.Redis: it answers the same commands.
+    """
     if url is None:
         import fakeredis
 
         return fakeredis.FakeRedis()
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(NoBackoff(), 0),
-    )
+    fail_fast: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+    }
+    if is_cluster_url(url):
+        nodes, options = cluster_nodes(url)
+        try:
+            client = ClusterClient(
+                startup_nodes=nodes, retry=Retry(NoBackoff(), 0), **options, **fail_fast
+            )
+        except (RedisClusterException, redis.exceptions.RedisError) as exc:
+            # The client reads the slot map when built: no node answering is an outage.
+            raise StorageUnavailable(f"redis cluster unavailable: {exc}") from exc
+        return cast(redis.Redis, client)
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **fail_fast)
+
+
+def cluster_nodes(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
+    """The startup nodes of a `redis+cluster://` URL and its credentials and TLS; ValueError
+    (redis-py's word for an unusable URL) when it names none or names a database."""
+    parts = urlsplit(url.strip())
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    options: dict[str, Any] = {"ssl": CLUSTER_SCHEMES[parts.scheme.lower()]}
+    if userinfo:
+        username, has_password, password = userinfo.partition(":")
+        if has_password:
+            options["password"] = unquote(password)
+        if username:
+            options["username"] = unquote(username)
+    if parts.path not in ("", "/", "/0") or parts.query:
+        raise ValueError("a cluster URL has only database 0 and takes no options")
+    nodes = []
+    for node in hosts.split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not host or not (port.isascii() and port.isdigit()):
+            raise ValueError(f"a cluster node must be host:port, not {node.strip()!r}")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    return nodes, options
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client whose pipeline() is a transaction unless told otherwise,
+    as redis.Redis's is: code that relies on MULTI/EXEC must not silently lose it.
+
+    redis-py splits a multi-key command (DEL, MGET…) over several slots into such a
+    default pipeline; here that fails with CrossSlotTransactionError instead, as the
+    command itself would on a cluster: keys used together share a hash tag.
+    """
+
+    def pipeline(self, transaction: bool | None = True, shard_hint: Any = None) -> ClusterPipeline:
+        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
 
 
 def init_app(app: Flask) -> None:
@@ -52,7 +121,7 @@ def init_app(app: Flask) -> None:
     settings = app.config["IVR_SETTINGS"]
     try:
         app.extensions["ivr.redis"] = connect(settings.redis_url, settings.storage_timeout)
-    except ValueError as exc:  # redis-py's word for a URL it cannot use
+    except (ValueError, RedisClusterException) as exc:  # redis-py's words for a bad URL
         raise ConfigError(f"Cannot start ivr: REDIS_URL is not usable: {exc}") from None
 
 
@@ -62,10 +131,20 @@ def client() -> redis.Redis:
     return connection
 
 
+# What a Redis outage looks like to the client: no connection, no reply in time, and on a
+# cluster a slot no node serves (CLUSTERDOWN, a failover under way) or an unknown slot map.
+OUTAGES = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ClusterError,
+    SlotNotCoveredError,
+)
+
+
 @contextmanager
 def unavailable_as_storage_error() -> Iterator[None]:
     """Turn a Redis outage into StorageUnavailable so the call fails closed."""
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except OUTAGES as exc:
         raise StorageUnavailable("redis unavailable") from exc

@@ -1,0 +1,1 @@
+"""A local Redis Cluster for the tests and for developers (see local.py)."""
