@@ -111,23 +111,23 @@ class LocalCluster:
     def _server(self, binary: str, port: int) -> subprocess.Popen[bytes]:
         node_dir = self.directory / str(port)
         node_dir.mkdir(exist_ok=True)
-        log = open(node_dir / "redis.log", "wb")  # noqa: SIM115 (the server holds it)
-        return subprocess.Popen(
-            [
-                binary,
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(node_dir / "nodes.conf"),
-                "--cluster-node-timeout", "2000",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(node_dir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives `local.py start`; stopped by pid
-        )  # fmt: skip
+        with open(node_dir / "redis.log", "wb") as log:  # the server keeps its own copy
+            return subprocess.Popen(
+                [
+                    binary,
+                    "--bind", "127.0.0.1",
+                    "--port", str(port),
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(node_dir / "nodes.conf"),
+                    "--cluster-node-timeout", "2000",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(node_dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives `local.py start`; stopped by pid
+            )  # fmt: skip
 
     def stop(self) -> None:
         """Stop every server this object started."""
