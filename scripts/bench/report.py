@@ -105,9 +105,10 @@ def print_report(result: dict[str, Any]) -> None:
     print()
     print(f"backend: {result['backend']['description']}")
     settings = result["settings"]
+    threads = f" x {settings['threads']} threads" if settings["threads"] else ""
     print(
-        f"gunicorn: {settings['worker_class']}, {settings['workers']} worker(s) x "
-        f"{settings['threads']} threads; {settings['rounds']} round(s) of "
+        f"gunicorn: {settings['worker_class']}, {settings['workers']} worker(s){threads}; "
+        f"{settings['rounds']} round(s) of "
         f"{settings['seconds']} s per target and connection count"
     )
     for connections, table in result["results"].items():

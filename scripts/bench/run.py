@@ -256,7 +256,11 @@ def _bench(
             "instances": options.instances,
             "worker_class": worker_class,
             "workers": workers or int(env.get("WEB_CONCURRENCY") or _procfile_value("--workers")),
-            "threads": int(env.get("GUNICORN_THREADS") or _procfile_value("--threads")),
+            # Only gthread workers run threads; sync serves one request at a time, gevent
+            # one greenlet per connection.
+            "threads": int(env.get("GUNICORN_THREADS") or _procfile_value("--threads"))
+            if worker_class == "gthread"
+            else None,
             "customers": options.customers,
             "pools_wrapped": wrapped,
         },
