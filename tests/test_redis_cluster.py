@@ -33,7 +33,7 @@ from kit import (
     twiml,
     verified_whisper,
 )
-from outage.redis_server import RedisServer, redis_server_binary
+from outage.redis_server import RedisServer, free_port, redis_server_binary
 from redis.cluster import key_slot
 from test_step_once import (
     add_jane,
@@ -45,7 +45,7 @@ from test_step_once import (
 
 from ivr.agent import transfers
 from ivr.config import Settings
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, StorageUnavailable
 from ivr.jobs import queue
 from ivr.staff import keys as staff_keys
 from ivr.storage import keys, kv
@@ -267,3 +267,17 @@ def test_the_job_queue_is_on_its_own_single_redis(cluster_app: Flask, jobs_redis
     assert jobs.connection is not cluster_app.extensions["ivr.redis"]
     port = jobs.connection.connection_pool.connection_kwargs["port"]
     assert f":{port}/" in jobs_redis_url
+
+
+def test_a_cluster_no_node_of_which_answers_is_a_storage_outage() -> None:
+    """The client reads the slot map when built: no answer is StorageUnavailable (the
+    boot stops with it), not a hang or a retry loop."""
+    port = free_port()  # nothing listens there
+    with pytest.raises(StorageUnavailable, match="redis cluster unavailable"):
+        kv.connect(f"redis+cluster://127.0.0.1:{port}", 0.5)
+
+
+def test_an_unusable_cluster_url_stops_the_boot(make_app: Any) -> None:
+    url = "redis+cluster://127.0.0.1:7000/2"
+    with pytest.raises(ConfigError, match="REDIS_URL is not usable: a cluster URL has only"):
+        make_app(REDIS_URL=url, IVR_JOBS_REDIS_URL="redis://127.0.0.1:6379/0")
