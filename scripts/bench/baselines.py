@@ -10,7 +10,8 @@ small per-call state, and a `VoiceResponse` with a `Gather` built by the `twilio
 library. The issue's target is the service at 1.0 times this sample or better.
 
 Both read their settings from the environment the launcher gives them:
-`BENCH_AUTH_TOKEN`, `BENCH_PUBLIC_URL`, and `BENCH_REDIS_URL` (absent: an in-process
+`BENCH_AUTH_TOKEN`, `BENCH_PUBLIC_URL`, `BENCH_KEY_PREFIX` (the run's Redis key prefix), and
+`BENCH_REDIS_URL` (absent: an in-process
 fakeredis, as the service's embedded default; one worker then).
 """
 
@@ -55,6 +56,7 @@ sample = Flask("bench_sample")
 _validator = RequestValidator(os.environ.get("BENCH_AUTH_TOKEN", ""))
 _public_url = os.environ.get("BENCH_PUBLIC_URL", "").rstrip("/")
 _store = _redis()
+_prefix = os.environ.get("BENCH_KEY_PREFIX") or "bench"  # the run's, deleted after it
 
 
 @sample.post("/<path:path>")
@@ -65,7 +67,7 @@ def sample_answer(path: str) -> Response:
     if not _validator.validate(url, request.form, signature):
         abort(403)
     call_sid = request.form.get("CallSid", "")
-    key = f"bench:{{call:{call_sid}}}:state"
+    key = f"{_prefix}:sample:{{call:{call_sid}}}:state"
     raw = _store.get(key)
     state: dict[str, Any] = json.loads(raw) if raw else {"step": 0, "node": "welcome"}
     state["step"] += 1

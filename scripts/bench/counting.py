@@ -18,7 +18,7 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-from scripts.bench.journeys import PLAYERS, DoubleClient, Journey, Pools
+from scripts.bench.journeys import PLAYERS, DoubleClient, Journey, JourneyError, Pools
 from scripts.bench.seed import SHAPES
 
 
@@ -102,7 +102,17 @@ def count(
                     live=True,
                     double=double,
                 )
-                PLAYERS[shape](journey, pools.take(shape))
+                try:
+                    PLAYERS[shape](journey, pools.take(shape))
+                except JourneyError as exc:
+                    raise SystemExit(
+                        f"counting pass, {shape} journey: {exc}"
+                        + (
+                            " (customers used up: raise --customers)"
+                            if pools.wrapped[shape]
+                            else ""
+                        )
+                    ) from None
             webhooks = transport.webhooks - before[0]
             result.per_shape[shape] = {
                 "webhooks_per_call": webhooks / calls_per_shape,

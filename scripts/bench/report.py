@@ -111,6 +111,12 @@ def print_report(result: dict[str, Any]) -> None:
         f"{settings['rounds']} round(s) of "
         f"{settings['seconds']} s per target and connection count"
     )
+    if settings["pools_wrapped"]:
+        print(
+            "warning: customers used up for "
+            + ", ".join(settings["pools_wrapped"])
+            + " journeys (reused ones hit per-account limits): raise --customers"
+        )
     for connections, table in result["results"].items():
         print()
         print(f"{connections} connections")

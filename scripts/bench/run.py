@@ -168,7 +168,12 @@ def _bench(
     print(f"seeded {options.customers} customers in {time.monotonic() - started:.1f} s")
 
     ports: dict[str, tuple[int, ...]] = {}
-    sample_env = {**env, "BENCH_AUTH_TOKEN": auth_token, "BENCH_PUBLIC_URL": PUBLIC_URL}
+    sample_env = {
+        **env,
+        "BENCH_AUTH_TOKEN": auth_token,
+        "BENCH_PUBLIC_URL": PUBLIC_URL,
+        "BENCH_KEY_PREFIX": REDIS_PREFIX,
+    }
     if redis_url:
         sample_env["BENCH_REDIS_URL"] = redis_url
     apps = [
