@@ -69,12 +69,10 @@ def ended_details(state: CallState) -> dict[str, Any]:
 def _audit_now_or_later(record: dict[str, Any]) -> bool:
     """Write the record; if the database cannot, queue it (same dedupe key) and carry
     on as if first: what follows is idempotent too."""
-    session = db.session()
     try:
         with db.unavailable_as_storage_error():
-            return audit.record(session, **record)
+            return audit.record_alone(db.engine(), **record)
     except (StorageUnavailable, SQLAlchemyError) as exc:
-        session.rollback()
         log.error(
             "call %s: %s not written now (%s); queued", record["call_sid"], record["action"], exc
         )

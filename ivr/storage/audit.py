@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,6 +67,54 @@ def record(
             dedupe_key=dedupe_key,
         )
     return True
+
+
+def record_alone(
+    engine: Engine,
+    action: str,
+    *,
+    actor: str,
+    call_sid: str | None = None,
+    account_id: int | None = None,
+    details: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Append an audit event on its own, in ONE statement in autocommit (no BEGIN,
+    savepoint or COMMIT around it); False when `dedupe_key` was already recorded.
+
+    For a record that goes with nothing else the request writes (a webhook's own
+    event): `INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id`, which tells a
+    duplicate by the missing row. An account erased meanwhile drops the link, as in
+    `record`.
+    """
+    values: dict[str, Any] = {
+        "action": action,
+        "actor": actor,
+        "call_sid": call_sid,
+        "account_id": account_id,
+        "details": details or {},
+        "dedupe_key": dedupe_key,
+    }
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(AuditEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(AuditEvent.id)
+    )
+    try:
+        with engine.connect() as connection:
+            writing = connection.execution_options(isolation_level="AUTOCOMMIT")
+            written = writing.execute(statement).first() is not None
+    except IntegrityError:
+        if account_id is None:
+            raise
+        log.info("audit %s: account %s no longer exists; recorded without it", action, account_id)
+        values.pop("account_id")
+        return record_alone(engine, action, **values)
+    if not written:
+        log.info("audit %s already recorded (call %s); duplicate ignored", action, call_sid)
+    return written
 
 
 def _recorded(db: Session, dedupe_key: str) -> bool:

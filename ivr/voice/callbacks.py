@@ -166,8 +166,8 @@ def status() -> Response:
             outcome=callback.outcome,
             placed_for=callback.placed_for,
         )
-    first = audit.record(
-        db.session(),
+    first = audit.record_alone(
+        db.engine(),
         "callback.ended",
         actor="twilio",
         call_sid=call.call_sid,
