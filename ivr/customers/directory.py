@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, event, select
 from sqlalchemy.orm import Session
 
 from ivr.flow.engine import AccountView
@@ -22,11 +22,22 @@ class SqlDirectory:
     them (one statement each instead of BEGIN, SELECT, ROLLBACK): for the webhooks,
     which only read accounts here. Not where the session has written an account it then
     reads back (number changes).
+
+    An autocommit directory lives for one request and remembers the accounts it read,
+    so the several parts of one step that need the same account (the digits check, then
+    the code it sends) read it once. Anything the request's session commits (a number
+    change) makes it forget them: a check after a change reads the account again.
     """
 
     def __init__(self, session: Session, *, autocommit: bool = False):
         self.session = session
         self.autocommit = autocommit
+        self._seen: dict[int, AccountView] = {}
+        if autocommit:
+            event.listen(session, "after_commit", self._forget)
+
+    def _forget(self, _session: Session) -> None:
+        self._seen.clear()
 
     def accounts_for_phone(self, e164: str) -> list[AccountView]:
         return self._views(_base().where(PhoneNumber.e164 == e164).limit(MAX_CANDIDATES))
@@ -34,6 +45,8 @@ class SqlDirectory:
     def accounts_by_ids(self, ids: Sequence[int]) -> list[AccountView]:
         if not ids:
             return []
+        if self.autocommit and all(i in self._seen for i in ids):
+            return sorted((self._seen[i] for i in set(ids)), key=lambda view: view.id)
         return self._views(_base().where(Account.id.in_(list(ids))))
 
     def account_by_number(self, number: str) -> AccountView | None:
@@ -45,7 +58,7 @@ class SqlDirectory:
     ) -> list[AccountView]:
         with unavailable_as_storage_error():
             rows = read_rows(query) if self.autocommit else self.session.execute(query).all()
-        return [
+        views = [
             AccountView(
                 id=r[0],
                 number=r[1],
@@ -56,6 +69,9 @@ class SqlDirectory:
             )
             for r in rows
         ]
+        if self.autocommit:
+            self._seen.update((view.id, view) for view in views)
+        return views
 
 
 def _base() -> Select[int, str, str, str, str | None, datetime | None]:

@@ -40,6 +40,8 @@ class CallState:
     slots: dict[str, str] = field(default_factory=dict)
     stir_verstat: str | None = None
     code_channel: str | None = None  # where the live code was sent (never the code)
+    # The account's first name once fully verified, for prompts: read once, not per step.
+    first_name: str | None = None
     ended: bool = False
 
     def verify(self, method: str, at: float) -> None:

@@ -67,7 +67,7 @@ def _signed_context(state: CallState) -> str | None:
     try:
         account = None
         if state.account_id is not None:
-            found = SqlDirectory(db.session()).accounts_by_ids([state.account_id])
+            found = SqlDirectory(db.session(), autocommit=True).accounts_by_ids([state.account_id])
             account = found[0] if found else None
         context = build_context(state, account, flow_version=state.version, now=time.time())
         return context_signer().sign(context)

@@ -116,14 +116,17 @@ class EngineContext:
         """Account facts for prompts — only at full verification (digits and a code).
 
         Caller ID is spoofable and four digits are guessable, so a name is never
-        spoken to a caller who has not also proven possession of the phone.
+        spoken to a caller who has not also proven possession of the phone. The name is
+        kept in the call state after the first lookup (never the account number).
         """
         if state.verification != "code" or state.account_id is None:
             return {}
-        accounts = self.directory.accounts_by_ids([state.account_id])
-        if not accounts:
-            return {}
-        values = {"first_name": accounts[0].first_name}
+        if state.first_name is None:  # kept in the state: later steps need no lookup
+            accounts = self.directory.accounts_by_ids([state.account_id])
+            if not accounts:
+                return {}
+            state.first_name = accounts[0].first_name
+        values = {"first_name": state.first_name}
         if "new_number_spoken" in state.slots:
             values["new_number"] = state.slots["new_number_spoken"]
         return values

@@ -88,6 +88,8 @@ def input_account_digits(
         if limits is not None and limits.locked([found.id], state.caller):
             return _locked(state, node)
         account, method = found, "account_number"
+    if state.account_id != account.id:
+        state.first_name = None  # another account's name must never be spoken
     state.account_id = account.id
     state.failure = None
     state.verify(method, engine.clock())
