@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy import CursorResult, Engine, Select, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,13 +62,25 @@ class Conflict:
 
 def number_on_other_account(session: Session, e164: str, account_id: int) -> bool:
     """True when `e164` is on file for an account other than `account_id`."""
-    query = select(
+    with unavailable_as_storage_error():
+        return bool(session.scalar(_on_other_account(e164, account_id)))
+
+
+def number_on_other_account_now(engine: Engine, e164: str, account_id: int) -> bool:
+    """The same question as a single statement in autocommit (no BEGIN/ROLLBACK around
+    it): for the early checks a call makes before it asks for a code. The change itself
+    asks again inside its transaction, with the new number's row locked."""
+    with unavailable_as_storage_error(), engine.connect() as connection:
+        reading = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return bool(reading.scalar(_on_other_account(e164, account_id)))
+
+
+def _on_other_account(e164: str, account_id: int) -> Select[tuple[bool]]:
+    return select(
         exists()
         .where(Account.phone_id == PhoneNumber.id)
         .where(PhoneNumber.e164 == e164, Account.id != account_id)
     )
-    with unavailable_as_storage_error():
-        return bool(session.scalar(query))
 
 
 def apply_change(

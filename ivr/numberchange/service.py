@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.calls import outbound
@@ -121,7 +122,7 @@ class NumberChanges:
                 {"old": mask(account.phone), "reason": result.problem},
             )
             return result.problem
-        if onfile.number_on_other_account(self.session, result.e164, account.id):
+        if onfile.number_on_other_account_now(self._engine(), result.e164, account.id):
             self._audit(
                 "number_change.refused",
                 state.call_sid,
@@ -137,7 +138,7 @@ class NumberChanges:
         new = state.slots.get("new_number")
         if not new:
             return Started("needs_code")
-        if onfile.number_on_other_account(self.session, new, account.id):
+        if onfile.number_on_other_account_now(self._engine(), new, account.id):
             return Started("taken")
         earlier = load_pending(account.id)
         if earlier is not None:  # a retry on this call, or another call: the old one is over
@@ -383,8 +384,8 @@ class NumberChanges:
         details: Mapping[str, object],
         dedupe_key: str | None = None,
     ) -> None:
-        audit.record(
-            self.session,
+        audit.record_alone(
+            self._engine(),
             action,
             actor="caller",
             call_sid=call_sid,
@@ -392,6 +393,12 @@ class NumberChanges:
             details=dict(details),
             dedupe_key=dedupe_key,
         )
+
+    def _engine(self) -> Engine:
+        """The session's engine: early checks and audit rows go alone, in autocommit
+        (one statement each); only the change itself is a transaction."""
+        bind = self.session.get_bind()
+        return bind if isinstance(bind, Engine) else bind.engine
 
     def _callback(self, change: PendingChange, mode: str) -> Callback:
         return outbound.new_callback(
