@@ -59,12 +59,23 @@ def code_at(secret: str, when: float, steps: int = 0) -> str:
 
 def staff_clock(app: Flask) -> Clock:
     """Give the app's staff sign-in (sessions, throttling, TOTP) a clock the test moves."""
-    clock = Clock()
-    # Start in the middle of a 30-second TOTP step, so a code made from clock() a moment
-    # before the sign-in checks it cannot fall into the next step in between.
-    clock.ahead = 15 - clock() % 30
+    clock = StaffClock()
     app.extensions[CLOCK] = clock
     return clock
+
+
+class StaffClock(Clock):
+    """A clock that moves only when the test moves it (`ahead`): waits and TOTP steps do
+    not depend on how fast the machine runs the test. It starts in the middle of a
+    30-second TOTP step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        now = time.time()
+        self.start = now - now % 30 + 15
+
+    def __call__(self) -> float:
+        return self.start + self.ahead
 
 
 def csrf_of(client: FlaskClient, path: str = "/agent/login") -> str:

@@ -87,7 +87,7 @@ def signed_in_user() -> AgentUser | None:
         user = db.session().get(AgentUser, checked.session.user_id)
     ended_since = user is not None and (
         user.sessions_valid_after is not None
-        and checked.session.created <= user.sessions_valid_after
+        and checked.session.created < user.sessions_valid_after
     )
     if user is None or user.disabled or ended_since:  # disabled or signed out since
         store.end(token)
