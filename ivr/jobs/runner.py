@@ -29,6 +29,7 @@ from rq.timeouts import BaseDeathPenalty
 from ivr.delivery import DeliveryFailed, DeliveryUncertain
 from ivr.errors import StorageUnavailable
 from ivr.jobs import queue as jobqueue
+from ivr.jobs.failures import PermanentFailure
 from ivr.storage import audit, db
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ POLL_SECONDS = 1.0
 
 _app: contextvars.ContextVar[Flask | None] = contextvars.ContextVar("ivr_jobs_app", default=None)
 _worker_app: Flask | None = None  # the app of `ivr jobs worker` (one per process)
-
-
-class PermanentFailure(Exception):
-    """A job that would fail the same way every time: no retry, failed at once."""
 
 
 # ------------------------------------------------------------------ one job

@@ -14,8 +14,8 @@ from rq import get_current_job
 
 from ivr.delivery import registry as delivery
 from ivr.jobs.deliveries import message_of
+from ivr.jobs.failures import PermanentFailure
 from ivr.jobs.queue import AFTER_CALL, AUDIT, NOTICE
-from ivr.jobs.runner import PermanentFailure
 from ivr.storage import audit, db
 from ivr.voice import services
 
