@@ -12,6 +12,9 @@
 pyotp has no replay protection and TOTP does not fit a code sent once, so codes
 are random and this module marks them used itself (deleting the key is atomic:
 of two concurrent correct entries, exactly one wins).
+
+Sending, checking and revealing a code are each one Lua script (ivr.verification.scripts):
+one Redis round trip, atomic like the WATCH/MULTI they replace.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import redis
 from ivr.config import Settings
 from ivr.storage import keys
 from ivr.storage.kv import unavailable_as_storage_error
+from ivr.verification import scripts
 
 log = logging.getLogger(__name__)
 
@@ -108,30 +112,24 @@ class CodeService:
         self.secret = secret.encode()
         self.policy = policy
         self.clock = clock
+        self._send = client.register_script(scripts.SEND)
+        self._check = client.register_script(scripts.CHECK)
+        self._reveal = client.register_script(scripts.REVEAL)
 
     # ------------------------------------------------------------ issuing
 
     def issue(self, account_id: int, purpose: str, bound_to: str) -> Issued | Refused:
         """A fresh code replacing any earlier one, unless the account is limited or locked."""
         now = self.clock()
-        with unavailable_as_storage_error():
-            refused = self._count_send(account_id, purpose, now)
-            if refused is not None:
-                return refused
-            code = self._new_code()
-            key = keys.code(account_id, purpose)
-            pipe = self.redis.pipeline()
-            pipe.delete(key)  # a resend kills the previous code
-            pipe.hset(
-                key,
-                mapping={
-                    "mac": self._mac(account_id, purpose, bound_to, code),
-                    "wrong": 0,
-                    "expires": now + self.policy.ttl,  # the TTL below only cleans up
-                },
-            )
-            pipe.expire(key, self.policy.ttl)
-            pipe.execute()
+        code = self._new_code()
+        fields: dict[str, float | int | str] = {
+            "mac": self._mac(account_id, purpose, bound_to, code),
+            "wrong": 0,
+            "expires": now + self.policy.ttl,  # the TTL only cleans up
+        }
+        refused = self._count_send(account_id, purpose, now, fields, self.policy.ttl)
+        if refused is not None:
+            return refused
         return Issued(code, self.policy.ttl)
 
     def reserve(self, account_id: int, purpose: str, ticket: str) -> Refused | None:
@@ -144,47 +142,32 @@ class CodeService:
         """
         now = self.clock()
         lifetime = self.policy.ttl + self.policy.ring_allowance
-        with unavailable_as_storage_error():
-            refused = self._count_send(account_id, purpose, now)
-            if refused is not None:
-                return refused
-            key = keys.code(account_id, purpose)
-            pipe = self.redis.pipeline()
-            pipe.delete(key)
-            pipe.hset(key, mapping={"ticket": ticket, "wrong": 0, "expires": now + lifetime})
-            pipe.expire(key, lifetime)
-            pipe.execute()
-        return None
+        fields: dict[str, float | int | str] = {
+            "ticket": ticket,
+            "wrong": 0,
+            "expires": now + lifetime,
+        }
+        return self._count_send(account_id, purpose, now, fields, lifetime)
 
     def reveal(self, account_id: int, purpose: str, ticket: str, bound_to: str) -> Issued | Refused:
         """Make the reserved code now, once: Refused("replaced") if a newer send, a use,
         an expiry or an earlier reveal got there first; Refused("locked") in a lockout."""
         now = self.clock()
-        key = keys.code(account_id, purpose)
+        code = self._new_code()
+        mac = self._mac(account_id, purpose, bound_to, code)
+        ttl = self.policy.ttl
         with unavailable_as_storage_error():
-            if _still(self.redis.get(keys.lockout(account_id)), now):
-                return Refused("locked")
-            with self.redis.pipeline() as pipe:
-                try:
-                    pipe.watch(key)
-                    held, expires = pipe.hmget(key, ["ticket", "expires"])
-                    if _text(held) != ticket or not _still(expires, now):
-                        return Refused("replaced")
-                    code = self._new_code()
-                    pipe.multi()
-                    pipe.hdel(key, "ticket")  # a second key press reveals nothing
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "mac": self._mac(account_id, purpose, bound_to, code),
-                            "expires": now + self.policy.ttl,
-                        },
-                    )
-                    pipe.expire(key, self.policy.ttl)
-                    pipe.execute()
-                except redis.WatchError:  # something else changed the code meanwhile
-                    return Refused("replaced")
-        return Issued(code, self.policy.ttl)
+            outcome = scripts.text(
+                self._reveal(
+                    keys=[keys.lockout(account_id), keys.code(account_id, purpose)],
+                    args=[repr(now), ticket, mac, repr(now + ttl), ttl],
+                )
+            )
+        if outcome == "locked":
+            return Refused("locked")
+        if outcome != "ok":  # a newer send, a use, an expiry or an earlier reveal
+            return Refused("replaced")
+        return Issued(code, ttl)
 
     def withdraw(self, account_id: int, purpose: str) -> None:
         """Forget a code that could not be delivered, and its send: nothing half-done."""
@@ -199,28 +182,47 @@ class CodeService:
         with unavailable_as_storage_error():
             self.redis.delete(keys.code(account_id, purpose))
 
-    def _count_send(self, account_id: int, purpose: str, now: float) -> Refused | None:
-        """Refuse during a lockout or over the send limits; otherwise count this send."""
+    def _count_send(
+        self,
+        account_id: int,
+        purpose: str,
+        now: float,
+        fields: dict[str, float | int | str],
+        ttl: int,
+    ) -> Refused | None:
+        """Refuse during a lockout or over the send limits; otherwise count this send and
+        store the code's `fields` in place of any earlier code (a resend kills it)."""
         day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
-        sends = keys.code_sends(account_id, purpose)
-        today_key = keys.code_sends_today(account_id, purpose, day)
-        pipe = self.redis.pipeline()
-        pipe.get(keys.lockout(account_id))
-        pipe.zremrangebyscore(sends, 0, now - self.policy.send_window)
-        pipe.zcard(sends)
-        pipe.get(today_key)
-        locked_until, _, recent, today = pipe.execute()
-        if _still(locked_until, now):
+        policy = self.policy
+        pairs: list[str | int] = []
+        for name, value in fields.items():
+            pairs += [name, repr(value) if isinstance(value, float) else value]
+        with unavailable_as_storage_error():
+            outcome = scripts.text(
+                self._send(
+                    keys=[
+                        keys.lockout(account_id),
+                        keys.code_sends(account_id, purpose),
+                        keys.code_sends_today(account_id, purpose, day),
+                        keys.code(account_id, purpose),
+                    ],
+                    args=[
+                        repr(now),
+                        repr(now - policy.send_window),
+                        policy.sends_per_window,
+                        policy.sends_per_day,
+                        policy.send_window,
+                        f"{now}:{secrets.token_hex(4)}",
+                        ttl,
+                        *pairs,
+                    ],
+                )
+            )
+        if outcome == "locked":
             return Refused("locked")
-        if recent >= self.policy.sends_per_window or int(today or 0) >= self.policy.sends_per_day:
+        if outcome != "ok":
             log.warning("account %s: %s code sends limited", account_id, purpose)
             return Refused("rate_limited")
-        pipe = self.redis.pipeline()
-        pipe.zadd(sends, {f"{now}:{secrets.token_hex(4)}": now})
-        pipe.expire(sends, self.policy.send_window)
-        pipe.incr(today_key)
-        pipe.expire(today_key, 2 * 86400)
-        pipe.execute()
         return None
 
     def _new_code(self) -> str:
@@ -229,72 +231,49 @@ class CodeService:
     # ------------------------------------------------------------ checking
 
     def check(self, account_id: int, purpose: str, bound_to: str, entered: str) -> str:
-        """OK (and the code is used up), WRONG, EXPIRED (none live) or LOCKED."""
-        key = keys.code(account_id, purpose)
+        """OK (and the code is used up), WRONG, EXPIRED (none live) or LOCKED.
+
+        One script: a matching code is deleted with the account's failures and sends
+        (of concurrent correct entries only one wins, and a code replaced by a resend
+        in between is not used up by the old one); a wrong entry counts against the
+        code (dead after its limit) and the account (locked out after its limit).
+        A reservation no call has read out yet takes any entry as a wrong guess.
+        """
         now = self.clock()
+        digits = entered if entered.isascii() and entered.isdigit() else ""
+        candidate = self._mac(account_id, purpose, bound_to, digits)
+        policy = self.policy
         with unavailable_as_storage_error():
-            pipe = self.redis.pipeline()
-            pipe.get(keys.lockout(account_id))
-            pipe.hmget(key, ["mac", "expires", "ticket"])
-            locked_until, (stored, expires, ticket) = pipe.execute()
-            if _still(locked_until, now):
-                return LOCKED
-            if not _still(expires, now) or (stored is None and ticket is None):
-                return EXPIRED  # expired, used, killed or never sent
-            if stored is None:  # reserved for a call that has not read it yet: a guess
-                return self._wrong(account_id, purpose, key, now)
-            digits = entered if entered.isascii() and entered.isdigit() else ""
-            candidate = self._mac(account_id, purpose, bound_to, digits)
-            if hmac.compare_digest(candidate, _text(stored)):
-                return OK if self._use(account_id, purpose, key, stored) else EXPIRED
-            return self._wrong(account_id, purpose, key, now)
-
-    def _use(self, account_id: int, purpose: str, key: str, stored: bytes | str) -> bool:
-        """Delete the code if it is still the one that matched (compare-and-delete): of
-        concurrent correct entries only one wins, and a code replaced in between by a
-        resend is not consumed by an entry of the old one."""
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.hget(key, "mac") != stored:
-                    return False
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        self._succeeded(account_id, purpose)
-        return True
-
-    def _wrong(self, account_id: int, purpose: str, key: str, now: float) -> str:
-        pipe = self.redis.pipeline()
-        pipe.hincrby(key, "wrong", 1)
-        pipe.expire(key, self.policy.ttl + self.policy.ring_allowance, nx=True)
-        pipe.incr(keys.account_failures(account_id))
-        pipe.expire(keys.account_failures(account_id), 86400)
-        wrong, _, failures, _ = pipe.execute()
-        if wrong >= self.policy.max_wrong_per_code:
-            self.redis.delete(key)  # the code is dead
-        if failures >= self.policy.failures_before_lockout:
-            until = now + self.policy.lockout_seconds
-            self.redis.set(keys.lockout(account_id), until, ex=self.policy.lockout_seconds)
-            self.redis.delete(keys.account_failures(account_id))
+            outcome, detail = (
+                scripts.text(part)
+                for part in self._check(
+                    keys=[
+                        keys.lockout(account_id),
+                        keys.code(account_id, purpose),
+                        keys.account_failures(account_id),
+                        keys.code_sends(account_id, purpose),
+                    ],
+                    args=[
+                        repr(now),
+                        candidate,
+                        policy.max_wrong_per_code,
+                        policy.ttl + policy.ring_allowance,
+                        policy.failures_before_lockout,
+                        policy.lockout_seconds,
+                    ],
+                )
+            )
+        if outcome == OK:
+            # The script compared blinded digests; this says the same in constant time.
+            return OK if hmac.compare_digest(candidate, detail) else EXPIRED
+        if outcome == LOCKED and detail:
             log.warning(
                 "account %s locked out of code verification for %s s after %s failures",
                 account_id,
-                self.policy.lockout_seconds,
-                failures,
+                policy.lockout_seconds,
+                detail,
             )
-            return LOCKED
-        return WRONG
-
-    def _succeeded(self, account_id: int, purpose: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.delete(keys.account_failures(account_id))
-        pipe.delete(
-            keys.code_sends(account_id, purpose)
-        )  # the window counts sends *without* success
-        pipe.execute()
+        return outcome if outcome in (WRONG, LOCKED) else EXPIRED
 
     def is_locked(self, account_id: int) -> bool:
         """Whether the account is in a lockout now."""
@@ -305,12 +284,6 @@ class CodeService:
         """The keyed hash that is all we store: bound to account, purpose and call."""
         message = f"{account_id}:{purpose}:{bound_to}:{code}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _still(deadline: bytes | str | None, now: float) -> bool:
