@@ -62,6 +62,14 @@ def load(call_sid: str) -> CallState | None:
     return CallState.from_json(raw) if raw else None
 
 
+def take(call_sid: str) -> CallState | None:
+    """The stored state of a call that has ended, forgotten as it is read (GETDEL: one
+    round trip); None when there is none. Its last answer expires on its own."""
+    with kv.unavailable_as_storage_error():
+        raw = kv.client().getdel(keys.call_state(call_sid))
+    return CallState.from_json(raw) if raw else None
+
+
 def save(state: CallState) -> None:
     """Store the state; it expires on its own after IVR_CALL_STATE_TTL."""
     with kv.unavailable_as_storage_error():

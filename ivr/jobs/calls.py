@@ -27,7 +27,9 @@ def call_ended(call_sid: str, call_status: str, duration: int | None = None) -> 
     """Audit a final call status once and queue its after-call work; True the first
     time this (CallSid, CallStatus) is seen, or when that cannot be told yet."""
     try:
-        state = store.load(call_sid)
+        # Read and forgotten at once: the call is over, and the after-call job needs
+        # only the ids in its payload.
+        state = store.take(call_sid)
     except StorageUnavailable:
         log.error("call %s ended: its state is out of reach; audited without it", call_sid)
         state = None
@@ -90,15 +92,10 @@ def _audit_now_or_later(record: dict[str, Any]) -> bool:
 
 
 def _after_call(state: CallState) -> None:
-    """Queue the after-call job of a call with an account, then forget its state."""
+    """Queue the after-call job of a call with an account (its state is already gone)."""
     if state.account_id is not None:
         payload = {"call_sid": state.call_sid, "account_id": state.account_id}
         try:
             enqueue(AFTER_CALL, payload, key=f"after_call:{state.call_sid}")
         except StorageUnavailable:
             log.error("call %s: after-call job not queued (Redis unavailable)", state.call_sid)
-            return  # Redis went away since the state was read: nothing more to tidy
-    try:
-        store.delete(state.call_sid)
-    except StorageUnavailable:
-        log.error("call %s: state left to expire", state.call_sid)

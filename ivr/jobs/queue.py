@@ -91,20 +91,12 @@ class JobQueue:
             if not self.connection.set(queued_key(key), identifier, nx=True, ex=KEY_TTL):
                 log.info("job %s %s already queued; not again", name, identifier)
                 return False
-            intervals = BACKOFF[name]
             try:
-                self.queue.enqueue(
-                    PERFORM,
-                    name,
-                    dict(payload),
-                    key,
-                    job_id=identifier,
-                    retry=Retry(max=len(intervals), interval=list(intervals)),
-                    job_timeout=JOB_TIMEOUT,
-                    result_ttl=RESULT_TTL,
-                    failure_ttl=FAILURE_TTL,
-                    description=f"{name} {identifier}",
-                )
+                # RQ's writes (the queue's registration, the job, the push) in one
+                # round trip: handed our pipeline, RQ queues them and we send them.
+                with self.connection.pipeline() as pipe:
+                    self._enqueue(pipe, name, payload, key, identifier)
+                    pipe.execute()
             except Exception:
                 self.connection.delete(queued_key(key))  # not queued: a later try may
                 raise
@@ -114,6 +106,24 @@ class JobQueue:
         if self.on_enqueue is not None:
             self.on_enqueue()
         return True
+
+    def _enqueue(
+        self, pipe: Any, name: str, payload: Mapping[str, Any], key: str, identifier: str
+    ) -> None:
+        intervals = BACKOFF[name]
+        self.queue.enqueue(
+            PERFORM,
+            name,
+            dict(payload),
+            key,
+            job_id=identifier,
+            retry=Retry(max=len(intervals), interval=list(intervals)),
+            job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            description=f"{name} {identifier}",
+            pipeline=pipe,
+        )
 
 
 def init_app(app: Flask) -> None:
