@@ -20,14 +20,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
-
 from ivr.delivery import DeliveryFailed, Dialer, OutgoingCall
-from ivr.errors import StorageUnavailable
 from ivr.phone import mask
 from ivr.storage import keys, kv
 
@@ -115,28 +112,41 @@ def save(callback: Callback) -> None:
         kv.client().set(keys.callback(callback.id), callback.to_json(), ex=RECORD_TTL)
 
 
-def update(callback_id: str, **fields: Any) -> Callback | None:
-    """Set some fields of a stored call-back atomically (WATCH/MULTI): the answer, key
-    and status webhooks and the placer may write at the same moment, and none of
-    their facts may be lost. None when the record is gone."""
-    key = keys.callback(callback_id)
-    with kv.unavailable_as_storage_error(), kv.client().pipeline(transaction=True) as pipe:
-        for _ in range(5):
-            try:
-                pipe.watch(key)
-                raw = pipe.get(key)
-                if raw is None:
-                    return None
-                callback = Callback.from_json(raw)
-                for name, value in fields.items():
-                    setattr(callback, name, value)
-                pipe.multi()
-                pipe.set(key, callback.to_json(), ex=RECORD_TTL)
-                pipe.execute()
-                return callback
-            except redis.WatchError:
-                continue
-    raise StorageUnavailable(f"call-back {callback_id} kept changing under an update")
+# KEYS: the call-back's record.
+# ARGV: the fields to set (a JSON object), the record's TTL, then statuses that leave the
+# record as it is (a final status already stored is never overwritten).
+# Returns the record (as updated, or as found when its status is one of those), or nil
+# when it is gone.
+UPDATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local record = cjson.decode(raw)
+for i = 3, #ARGV do
+  if record['status'] == ARGV[i] then return raw end
+end
+for name, value in pairs(cjson.decode(ARGV[1])) do record[name] = value end
+local updated = cjson.encode(record)
+redis.call('SET', KEYS[1], updated, 'EX', ARGV[2])
+return updated
+"""
+
+
+def update(
+    callback_id: str, *, unless_status: Iterable[str] = (), **fields: Any
+) -> Callback | None:
+    """Set some fields of a stored call-back atomically (one Lua script, one round trip):
+    the answer, key and status webhooks and the placer may write at the same moment,
+    and none of their facts may be lost. A record whose status is in `unless_status`
+    is returned unchanged. None when the record is gone (or the id is garbled)."""
+    if not callback_id or len(callback_id) > 64:
+        return None
+    client = kv.client()
+    with kv.unavailable_as_storage_error():
+        raw = client.register_script(UPDATE)(
+            keys=[keys.callback(callback_id)],
+            args=[json.dumps(fields, separators=(",", ":")), RECORD_TTL, *unless_status],
+        )
+    return Callback.from_json(raw) if raw else None
 
 
 def forget(callback_id: str) -> None:

@@ -62,13 +62,16 @@ def spoken_code(code: str) -> str:
 def answer() -> Response:
     """The called phone was answered: ask for a key (READ) or for the code (ASK)."""
     webhook.parse(request.form)
-    callback = outbound.load(request.args.get("o", ""))
+    callback_id = request.args.get("o", "")
+    if request.form.get("AnsweredBy", "") in MACHINES:
+        machine = outbound.load(callback_id)
+        if machine is None:
+            return _goodbye(None, "callback_expired")
+        log.info("call-back %s reached %s; nothing said", machine.sid, request.form["AnsweredBy"])
+        return _answer([Hangup()])
+    callback = outbound.update(callback_id, answered=True)  # read and marked at once
     if callback is None:
         return _goodbye(None, "callback_expired")
-    if request.form.get("AnsweredBy", "") in MACHINES:
-        log.info("call-back %s reached %s; nothing said", callback.sid, request.form["AnsweredBy"])
-        return _answer([Hangup()])
-    callback = outbound.update(callback.id, answered=True) or callback
     if callback.mode == READ:
         gather = Gather(
             (_say(callback, "callback_press_key"),),
@@ -152,9 +155,9 @@ def status() -> Response:
         return _answer([])
     # The status is stored first (idempotently), so a failure below can never leave a
     # caller waiting on a call-back that has in fact ended.
-    callback = outbound.load(request.args.get("o", ""))
-    if callback is not None and not callback.ended:
-        callback = outbound.update(callback.id, status=call.call_status) or callback
+    callback = outbound.update(
+        request.args.get("o", ""), status=call.call_status, unless_status=outbound.FINAL_STATUSES
+    )
     details: dict[str, object] = {"status": call.call_status}
     if callback is not None:
         details.update(
