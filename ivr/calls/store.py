@@ -27,8 +27,8 @@ act a second time. A process that dies holding it blocks that call's steps until
 then, which Twilio already covers: it gives up on the request and plays the
 fallback URL, which needs no state.
 
-Redis has Lua, but the in-process stand-in (fakeredis without `lupa`) does not, so
-this is WATCH/MULTI: two round trips per step, as before the lock.
+That is two round trips per step, the least a step can cost: the engine runs between
+the read and the write, so no script could fold them into one.
 """
 
 from __future__ import annotations
