@@ -260,6 +260,11 @@ def make_app(database_url: str, outbox_path: Path) -> Iterator[object]:
 
     yield factory
     for app in built:
+        # An in-process job runner left polling would take later tests' jobs from a
+        # Redis they share (a real one: every app of the run uses the same database).
+        runner = app.extensions.get("ivr.jobs.runner")
+        if runner is not None:
+            runner.stop()
         with app.app_context():
             ivr_db.engine().dispose()
 

@@ -9,6 +9,7 @@ test says so (`run_pending`), never by waiting.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -301,6 +302,22 @@ def test_in_process_jobs_run_on_a_thread_of_the_web_process(make_app: Any) -> No
     queue_notice(app)
     assert app.extensions["ivr.jobs.runner"].wait_idle(10)
     assert [m.body for m in sent(app)] == [NOTICE_TEXT]
+
+
+def test_a_stopped_runner_takes_no_more_jobs(make_app: Any) -> None:
+    """An app done with (a test's, at teardown) must not go on taking jobs from a Redis
+    that other apps share: its thread ends and a new job does not start it again."""
+    app: Flask = make_app(IVR_JOBS="in-process")
+    app.testing = False
+    runner_thread = app.extensions["ivr.jobs.runner"]
+    queue_notice(app, "notice:a:sms")
+    assert runner_thread.wait_idle(10)
+    runner_thread.stop()
+    assert runner_thread.thread is not None and not runner_thread.thread.is_alive()
+    queue_notice(app, "notice:b:sms")
+    time.sleep(runner.POLL_SECONDS * 1.5)  # a thread would have polled by now
+    assert runner_thread.thread is not None and not runner_thread.thread.is_alive()
+    assert len(sent(app)) == 1  # the second waits in the queue for a live runner
 
 
 def test_in_process_jobs_under_tests_run_when_their_request_ends(make_app: Any) -> None:

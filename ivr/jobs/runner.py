@@ -237,10 +237,13 @@ class InProcessRunner:
         self.idle = threading.Event()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
 
     def notify(self) -> None:
         """A job was queued: start the thread if needed, and wake it."""
         with self.lock:
+            if self.stopped.is_set():
+                return
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="ivr-jobs", daemon=True)
                 self.thread.start()
@@ -248,9 +251,11 @@ class InProcessRunner:
         self.wake.set()
 
     def _loop(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
+            if self.stopped.is_set():
+                break
             try:
                 run_burst(self.app)
             except Exception:  # Redis gone for a moment: try again on the next round
@@ -261,6 +266,15 @@ class InProcessRunner:
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the thread has run what was queued (tests, shutdown)."""
         return self.idle.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread after the job it may be running: an app that is done with
+        must not go on taking jobs from a Redis other apps (or tests) still use."""
+        self.stopped.set()
+        self.wake.set()
+        thread = self.thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 def init_app(app: Flask) -> None:
