@@ -211,7 +211,7 @@ def test_rate_limits_and_outages_are_retried(app: Flask, status: int) -> None:
 # --- call_ended ----------------------------------------------------------------------------
 
 
-def ended_state(app: Flask, account_id: int | None) -> str:
+def ended_state(app: Flask, account_id: int | None, *, changing_number: bool = True) -> str:
     sid = new_sid()
     state = CallState(
         call_sid=sid,
@@ -223,6 +223,7 @@ def ended_state(app: Flask, account_id: int | None) -> str:
         caller=JANE_PHONE,
         account_id=account_id,
         verification="code",
+        changing_number=changing_number,
     )
     with app.app_context():
         store.save(state)
@@ -256,6 +257,17 @@ def test_call_ended_audits_once_and_queues_the_after_call_job(app: Flask) -> Non
     assert queued == [jobqueue.job_id(f"after_call:{sid}")]
     runner.run_pending(app)  # no pending change: the job has nothing to ring
     assert sent(app) == []
+
+
+def test_a_call_that_started_no_number_change_queues_no_after_call_job(app: Flask) -> None:
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    sid = ended_state(app, jane, changing_number=False)
+
+    with app.app_context():
+        assert call_ended(sid, "completed", 42) is True
+
+    assert len(call_ended_rows(app, sid)) == 1
+    assert jobqueue.get(app).queue.get_job_ids() == []
 
 
 def test_call_ended_with_the_database_down_queues_the_audit(

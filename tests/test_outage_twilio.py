@@ -202,6 +202,7 @@ def pending_change(app: Flask, account_id: int, mode: str) -> tuple[CallState, s
         caller=caller,
         account_id=account_id,
         verification="code",
+        changing_number=True,
     )
     change = PendingChange(
         id="chg" + sid[-8:],

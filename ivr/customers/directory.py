@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, event, select
+from sqlalchemy import Select, bindparam, event, select
 from sqlalchemy.orm import Session
 
 from ivr.flow.engine import AccountView
@@ -40,24 +41,25 @@ class SqlDirectory:
         self._seen.clear()
 
     def accounts_for_phone(self, e164: str) -> list[AccountView]:
-        return self._views(_base().where(PhoneNumber.e164 == e164).limit(MAX_CANDIDATES))
+        return self._views(_BY_PHONE, {"e164": e164})
 
     def accounts_by_ids(self, ids: Sequence[int]) -> list[AccountView]:
         if not ids:
             return []
         if self.autocommit and all(i in self._seen for i in ids):
             return sorted((self._seen[i] for i in set(ids)), key=lambda view: view.id)
-        return self._views(_base().where(Account.id.in_(list(ids))))
+        return self._views(_BY_IDS, {"ids": list(ids)})
 
     def account_by_number(self, number: str) -> AccountView | None:
-        views = self._views(_base().where(Account.number == number))
+        views = self._views(_BY_NUMBER, {"number": number})
         return views[0] if views else None
 
-    def _views(
-        self, query: Select[int, str, str, str, str | None, datetime | None]
-    ) -> list[AccountView]:
+    def _views(self, query: _Lookup, params: dict[str, Any]) -> list[AccountView]:
         with unavailable_as_storage_error():
-            rows = read_rows(query) if self.autocommit else self.session.execute(query).all()
+            if self.autocommit:
+                rows = read_rows(query, params)
+            else:
+                rows = self.session.execute(query, params).all()
         views = [
             AccountView(
                 id=r[0],
@@ -74,7 +76,10 @@ class SqlDirectory:
         return views
 
 
-def _base() -> Select[int, str, str, str, str | None, datetime | None]:
+_Lookup = Select[int, str, str, str, str | None, datetime | None]
+
+
+def _base() -> _Lookup:
     return (
         select(
             Account.id,
@@ -88,6 +93,12 @@ def _base() -> Select[int, str, str, str, str | None, datetime | None]:
         .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
         .order_by(Account.id)
     )
+
+
+# Built once: constructing a statement costs more CPU than PostgreSQL takes to answer it.
+_BY_PHONE = _base().where(PhoneNumber.e164 == bindparam("e164")).limit(MAX_CANDIDATES)
+_BY_IDS = _base().where(Account.id.in_(bindparam("ids", expanding=True)))
+_BY_NUMBER = _base().where(Account.number == bindparam("number"))
 
 
 def _epoch(moment: datetime | None) -> float | None:

@@ -8,8 +8,9 @@ ever travels in a URL. It never holds keypad digits or codes.
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 VERIFICATION_LEVELS = ("none", "digits", "code")
@@ -42,6 +43,9 @@ class CallState:
     code_channel: str | None = None  # where the live code was sent (never the code)
     # The account's first name once fully verified, for prompts: read once, not per step.
     first_name: str | None = None
+    # A number change was started on this call: only then has its end work to do (the
+    # after-call call-back, or closing the change it left behind).
+    changing_number: bool = False
     ended: bool = False
 
     def verify(self, method: str, at: float) -> None:
@@ -51,10 +55,24 @@ class CallState:
         if VERIFICATION_LEVELS.index(level) > VERIFICATION_LEVELS.index(self.verification):
             self.verification = level
 
+    def copy(self) -> CallState:
+        """An independent copy: the engine works on one and leaves the stored state as
+        it was. Containers are copied one level deep; what they hold (ints, strings,
+        tuples) is immutable, so nothing is shared that a step could change."""
+        fresh = copy.copy(self)
+        for name in _CONTAINERS:
+            value = getattr(self, name)
+            setattr(fresh, name, value.copy())
+        return fresh
+
     def to_json(self) -> str:
-        data = {
-            key: value for key, value in asdict(self).items() if value not in (None, [], {}, "")
-        }
+        """Compact JSON without the fields left at their empty defaults."""
+        data = {}
+        for name in _NAMES:
+            value = getattr(self, name)
+            if value is False or value is None or value == "" or value == [] or value == {}:
+                continue
+            data[name] = value
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -62,3 +80,8 @@ class CallState:
         data: dict[str, Any] = json.loads(text)
         data["methods"] = [tuple(item) for item in data.get("methods", [])]
         return cls(**data)
+
+
+_NAMES = tuple(item.name for item in fields(CallState))
+# The list and dict fields, which a copy must not share.
+_CONTAINERS = tuple(item.name for item in fields(CallState) if item.default_factory in (list, dict))

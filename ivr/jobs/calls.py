@@ -3,6 +3,7 @@
 The `call.ended` audit is written now if the database answers, else queued as a job
 with the same dedupe key (written once, whenever it can be). The after-call work of
 a number change (the AFTER_CALL call-back, or closing an abandoned change) is a job,
+queued only for a call whose state says it started one,
 so a Twilio outage is retried rather than lost and the webhook never waits on Twilio.
 """
 
@@ -92,8 +93,10 @@ def _audit_now_or_later(record: dict[str, Any]) -> bool:
 
 
 def _after_call(state: CallState) -> None:
-    """Queue the after-call job of a call with an account (its state is already gone)."""
-    if state.account_id is not None:
+    """Queue the after-call job of a call that started a number change (its state is
+    already gone). Other calls have nothing to do after the call, and queuing a job
+    for each would cost every call's end a Redis round trip and the worker a job."""
+    if state.account_id is not None and state.changing_number:
         payload = {"call_sid": state.call_sid, "account_id": state.account_id}
         try:
             enqueue(AFTER_CALL, payload, key=f"after_call:{state.call_sid}")

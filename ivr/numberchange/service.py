@@ -144,6 +144,7 @@ class NumberChanges:
         if earlier is not None:  # a retry on this call, or another call: the old one is over
             self.codes.withdraw_code(account.id, PURPOSE)
             self._failed(earlier, "superseded")
+        state.changing_number = True  # the end of this call has work to do: see after_call
         change = PendingChange(
             id=outbound.new_id(),
             account_id=account.id,

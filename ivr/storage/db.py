@@ -15,8 +15,11 @@ On PostgreSQL four things do that together:
   and raises OperationalError, which the pool treats as a disconnect and discards. The
   server's `statement_timeout` stays too (it frees the server), but alone it does nothing
   when the server or the network stops answering while the TCP connection stays up;
-- the pool pings a connection before lending it (`pool_pre_ping`), so a connection that
-  died with a failover or restart is replaced without failing the call;
+- the pool pings a connection before lending it when it has sat idle for
+  PING_AFTER_IDLE or more (a busy connection is not pinged: a ping per checkout was a
+  round trip per webhook), so a connection that died with a failover or restart while
+  idle is replaced without failing the call; a read that finds its connection dead
+  anyway (it died while busy) is tried once more on a fresh one (`read_rows`);
 - a pool checkout waits at most the timeout for a free connection (`pool_timeout`);
 - TCP keepalives and `tcp_user_timeout` let the kernel notice a peer that vanished.
 
@@ -27,15 +30,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, ExceptionContext, Executable, create_engine, event
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from ivr.errors import ConfigError, StorageUnavailable
@@ -48,6 +51,10 @@ KEEPALIVE_COUNT = 3
 # libpq's own connect timeout cannot be under 2 s; the client deadline is the real bound.
 LIBPQ_MIN_CONNECT_TIMEOUT = 2
 POOL_RECYCLE = 300  # seconds: connections are renewed now and then (server-side limits)
+# A pooled connection idle this long is pinged before it is lent. Under load connections
+# come back within milliseconds and go out unpinged; a quiet one may have been cut by a
+# restart, a failover or an idle timeout in between.
+PING_AFTER_IDLE = 1.0  # seconds
 
 
 class Base(DeclarativeBase):
@@ -67,16 +74,42 @@ def make_engine(url: str, timeout: float) -> Engine:
         engine = create_engine(
             url,
             connect_args=_postgres_connect_args(timeout),
-            pool_pre_ping=True,
             pool_timeout=timeout,
             pool_recycle=POOL_RECYCLE,
         )
+        _ping_when_idle(engine)
         if engine.dialect.driver == "psycopg":
             connection_class = bounded_connection_class(timeout)
             event.listen(engine, "do_connect", _connect_with(connection_class))
-            event.listen(engine, "handle_error", _no_reconnect_after(connection_class.Overrun))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_recycle=POOL_RECYCLE)
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection at checkout only when it has been idle PING_AFTER_IDLE or more.
+
+    A ping that finds the connection broken makes the pool replace it within the same
+    checkout (DisconnectionError); one that finds the server silent (the bounded
+    connection's Overrun) fails the checkout as a database error, not retried: a second
+    connection to a silent server would wait out a second timeout.
+    """
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if getattr(exc, "deadline_passed", False):
+                raise OperationalError("ping", None, exc) from exc
+            raise DisconnectionError(f"pooled connection found broken: {exc}") from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 def _postgres_connect_args(timeout: float) -> dict[str, Any]:
@@ -102,23 +135,6 @@ def _connect_with(connection_class: type[Any]) -> Any:
     return connect
 
 
-def _no_reconnect_after(overrun: type[Exception]) -> Any:
-    """A `handle_error` listener: a pool ping that found the server silent is not retried.
-
-    A ping that fails as a disconnect makes the pool open a new connection at once, and
-    against a silent server that waits out a second timeout. The silent connection is
-    still discarded; the call fails closed after one timeout, and the next checkout opens
-    a fresh connection (a failover's broken connections are real disconnects, and are
-    replaced within the same checkout).
-    """
-
-    def listener(context: ExceptionContext) -> None:
-        if context.is_pre_ping and isinstance(context.original_exception, overrun):
-            context.is_disconnect = False
-
-    return listener
-
-
 @cache
 def bounded_connection_class(timeout: float) -> type[Any]:
     """A psycopg connection class whose every wait on the server ends after `timeout`.
@@ -130,6 +146,8 @@ def bounded_connection_class(timeout: float) -> type[Any]:
 
     class Overrun(psycopg.OperationalError):
         """The database did not answer within the deadline; the connection is closed."""
+
+        deadline_passed = True  # what `_overran` and the idle ping look for
 
     class BoundedConnection(psycopg.Connection[Any]):
         """psycopg's connection, with a client-side deadline on each round trip."""
@@ -222,13 +240,28 @@ def _close_session(_exc: BaseException | None) -> None:
         db_session.close()
 
 
-def read_rows(query: Executable) -> Sequence[Any]:
+def read_rows(query: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
     """Rows of a read-only query on a pooled connection in autocommit: the driver sends
     the query alone, without the BEGIN and ROLLBACK a session wraps around it. For plain
-    lookups only: it does not see the request session's uncommitted writes."""
-    with engine().connect() as connection:
-        reading = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return reading.execute(query).all()
+    lookups only: it does not see the request session's uncommitted writes.
+
+    A connection that turns out broken (the server restarted or failed over while it was
+    in use, so the idle ping did not run) is replaced and the read tried once more: a
+    read is safe to repeat. A silent server is not retried (its timeout is spent)."""
+    for attempt in (1, 2):
+        try:
+            with engine().connect() as connection:
+                reading = connection.execution_options(isolation_level="AUTOCOMMIT")
+                return reading.execute(query, params).all()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated or _overran(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _overran(exc: DBAPIError) -> bool:
+    """The error is a bounded connection's deadline passing (the server went silent)."""
+    return bool(getattr(exc.orig, "deadline_passed", False))
 
 
 @contextmanager

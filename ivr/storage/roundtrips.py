@@ -18,7 +18,8 @@ What counts as one:
   nothing (autocommit, or no transaction open), so those are counted only when the
   DBAPI connection really had a transaction to end (psycopg's transaction status,
   sqlite3's `in_transaction`); pysqlite's implicit BEGIN before a write is counted with
-  the write. The pool's pre-ping is not a statement and is not counted.
+  the write. The pool's ping of a connection idle a second or more (`db.PING_AFTER_IDLE`)
+  is not counted; a busy process's connections are never idle that long.
 
 The counters are shared by every thread of the app under one lock (a gthread worker
 serves requests on several threads), and count only while some `counting` block is

@@ -93,13 +93,31 @@ def _speaks_code(instructions: Sequence[Instruction], catalog: Catalog) -> bool:
     for item in instructions:
         if isinstance(item, Gather):
             texts += [prompt.text for prompt in item.prompts if isinstance(prompt, Say)]
+    if not texts:
+        return False
+    return any(pattern.fullmatch(text) for pattern in _code_patterns(catalog) for text in texts)
+
+
+# Compiled read_code patterns per loaded catalog (a catalog never changes once loaded; a
+# new version is a new catalog). Keyed by id, with the catalog kept to check identity.
+_PATTERNS: dict[int, tuple[Catalog, list[re.Pattern[str]]]] = {}
+_PATTERNS_KEPT = 64  # catalogs: versions in use at once are far fewer
+
+
+def _code_patterns(catalog: Catalog) -> list[re.Pattern[str]]:
+    cached = _PATTERNS.get(id(catalog))
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
     patterns = [
         re.compile(".*?".join(re.escape(part) for part in PLACEHOLDER.split(template)), re.S)
         for prompts in catalog.languages.values()
         for key, template in prompts.texts.items()
         if key.startswith(READ_CODE_PREFIX)
     ]
-    return any(pattern.fullmatch(text) for pattern in patterns for text in texts)
+    if len(_PATTERNS) >= _PATTERNS_KEPT:
+        _PATTERNS.clear()
+    _PATTERNS[id(catalog)] = (catalog, patterns)
+    return patterns
 
 
 @bp.post("/incoming")

@@ -12,7 +12,6 @@ What each node kind does lives with its family of handlers; the registry says wh
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from ivr.errors import CallError
@@ -81,7 +80,7 @@ class Engine(EngineContext):
 
     def handle(self, state: CallState, event: Event) -> Turn:
         """Apply a caller event to the stored state (which is left as it was)."""
-        state = copy.deepcopy(state)
+        state = state.copy()
         turn = Turn(state)
         if state.ended:
             turn.instructions.append(Hangup())
@@ -104,7 +103,7 @@ class Engine(EngineContext):
 
     def replay(self, state: CallState) -> Turn:
         """Repeat what the call is waiting on, with no side effect."""
-        turn = Turn(copy.deepcopy(state))
+        turn = Turn(state.copy())
         if state.ended:
             turn.instructions.append(Hangup())
         elif state.node == LIMIT_TRANSFER:

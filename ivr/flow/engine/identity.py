@@ -88,8 +88,9 @@ def input_account_digits(
         if limits is not None and limits.locked([found.id], state.caller):
             return _locked(state, node)
         account, method = found, "account_number"
-    if state.account_id != account.id:
-        state.first_name = None  # another account's name must never be spoken
+    # Kept for prompts after full verification (spoken only then), so the steps that
+    # follow need no lookup; replaced with the account, never another account's name.
+    state.first_name = account.first_name
     state.account_id = account.id
     state.failure = None
     state.verify(method, engine.clock())
