@@ -136,6 +136,17 @@ def test_signature_for_another_origin_is_refused(app: Flask, signed_for: str) ->
     assert response.status_code == 403
 
 
+def test_signature_over_the_url_with_its_default_port_is_accepted(app: Flask) -> None:
+    """Twilio may sign https://host:443/…: the URL as configured, with its default port
+    added, passes too (checked second, only when the first form does not match)."""
+    assert PUBLIC_URL.startswith("https://") and ":" not in PUBLIC_URL.removeprefix("https://")
+    form = call_form(new_sid())
+    with_port = PUBLIC_URL.replace(".test", ".test:443", 1) + "/voice/incoming"
+    header = signature(form, with_port)
+
+    twiml(post(app, "/voice/incoming", form, header=header))
+
+
 def test_tampered_field_is_refused(app: Flask) -> None:
     """Changing one field after signing (the Digits) breaks the signature."""
     form = call_form(new_sid(), Digits="1")

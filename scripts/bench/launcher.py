@@ -91,11 +91,21 @@ class Processes:
         self.logs = logs
         self.started: list[Started] = []
 
-    def start(self, name: str, command: list[str], env: Mapping[str, str]) -> Started:
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        env: Mapping[str, str],
+        *,
+        cpus: set[int] | None = None,
+    ) -> Started:
+        """Start `command`; with `cpus`, it and every process it forks run on those CPUs
+        only (set before it runs, so gunicorn's workers inherit it)."""
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:  # this run's lines only
             process = subprocess.Popen(
                 command,
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
                 cwd=ROOT,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,

@@ -92,6 +92,15 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
     return {"targets": GOALS, "connections": int(measured_at), "measured": found, "met": met}
 
 
+def scale_out(table: dict[str, dict[str, Any]]) -> float | None:
+    """Two pinned instances' throughput over one pinned instance's (--instances 2)."""
+    names = [name for name in table if name.endswith(("1 core", "2 cores"))]
+    if len(names) != 2:
+        return None
+    one, two = (table[name]["webhooks_per_s"] for name in names)
+    return round(two / one, 2) if one else None
+
+
 def _at_least(value: float | None, bound: float) -> bool | None:
     return None if value is None else value >= bound
 
@@ -121,17 +130,24 @@ def print_report(result: dict[str, Any]) -> None:
         print()
         print(f"{connections} connections")
         print(
-            f"  {'target':<11}{'webhooks/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+            f"  {'target':<16}{'webhooks/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'x bare':>8}{'x sample':>10}{'errors':>8}"
         )
         for name, stats in table.items():
             print(
-                f"  {name:<11}{stats['webhooks_per_s']:>11.1f}{stats['p50_ms']:>9.2f}"
+                f"  {name:<16}{stats['webhooks_per_s']:>11.1f}{stats['p50_ms']:>9.2f}"
                 f"{stats['p99_ms']:>9.2f}{_ratio(stats['vs_bare']):>8}"
                 f"{_ratio(stats['vs_sample']):>10}{stats['errors']:>8}"
             )
             for sample in stats["error_samples"]:
                 print(f"      error: {sample}")
+        scaled = scale_out(table)
+        if scaled is not None:
+            print(
+                f"  scale-out: two instances with a core each serve {scaled:.2f}x what one"
+                " instance on one core does (2.00 would be perfect; the stores, the driver"
+                " and the jobs worker share the same two cores)"
+            )
     counted = result.get("costs")
     print()
     if counted:

@@ -36,6 +36,8 @@ PUBLIC_URL = "https://ivr.bench.invalid"  # what Twilio would request; only sign
 DEFAULT_JSON = launcher.ROOT / "tests" / "artifacts" / "bench.json"
 # Each process's stderr (the service's log lines), kept after the run for a look.
 LOGS = launcher.ROOT / "tests" / "artifacts" / "bench-logs"
+# --instances 2: the service held to CPU 0, then two instances on CPUs 0 and 1.
+ONE_CORE, TWO_CORES = "1 inst, 1 core", "2 inst, 2 cores"
 REDIS_PREFIX = f"ivrbench{secrets.token_hex(3)}"  # this run's Redis keys
 # Settings of the person running the bench that must not leak into the apps under test.
 _OWN_PREFIXES = ("IVR_", "TWILIO_", "BENCH_")
@@ -108,6 +110,8 @@ def bench(options: argparse.Namespace) -> dict[str, Any]:
     on_services = bool(os.environ.get("IVR_BENCH_DATABASE_URL", "").strip()) and bool(redis_url)
     if options.instances == 2 and not on_services:
         raise SystemExit("--instances 2 needs IVR_BENCH_DATABASE_URL and IVR_BENCH_REDIS_URL")
+    if options.instances == 2 and len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("--instances 2 needs two CPUs (one per instance)")
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         workdir = Path(tmp)
         options.logs.mkdir(parents=True, exist_ok=True)
@@ -176,17 +180,25 @@ def _bench(
     }
     if redis_url:
         sample_env["BENCH_REDIS_URL"] = redis_url
-    apps = [
-        ("bare", "scripts.bench.baselines:bare", env),
-        ("sample", "scripts.bench.baselines:sample", sample_env),
+    apps: list[tuple[str, str, dict[str, str], set[int] | None]] = [
+        ("bare", "scripts.bench.baselines:bare", env, None),
+        ("sample", "scripts.bench.baselines:sample", sample_env, None),
     ]
-    apps += [(f"service{n + 1}", "wsgi:app", service_env) for n in range(options.instances)]
-    for name, app, app_env in apps:
+    apps.append(("service1", "wsgi:app", service_env, None))
+    if options.instances == 2:
+        # Scale-out, measured where it can show: one instance held to one core, then two
+        # instances with a core each (same PostgreSQL + Redis); the stores, the driver
+        # and the jobs worker run on either core.
+        apps += [
+            ("core0", "wsgi:app", service_env, {0}),
+            ("core1", "wsgi:app", service_env, {1}),
+        ]
+    for name, app, app_env, cpus in apps:
         port = launcher.free_port()
         command = launcher.gunicorn_command(
             app, port, app_env, workers=workers, worker_class=options.worker_class
         )
-        proc = processes.start(name, command, app_env)
+        proc = processes.start(name, command, app_env, cpus=cpus)
         launcher.wait_until_answering(proc, port, "/healthz")
         ports[name] = (port,)
     if production:  # jobs run in the Procfile's worker: process, as in production
@@ -199,7 +211,10 @@ def _bench(
         Target("service", ports["service1"], live=True),
     ]
     if options.instances == 2:
-        targets.append(Target("service x2", ports["service1"] + ports["service2"], live=True))
+        targets += [
+            Target(ONE_CORE, ports["core0"], live=True),
+            Target(TWO_CORES, ports["core0"] + ports["core1"], live=True),
+        ]
 
     pools = Pools(options.customers)
     common = {"auth_token": auth_token, "public_url": PUBLIC_URL, "double_port": double_port}
@@ -222,7 +237,7 @@ def _bench(
                 done = run_round(target, connections, options.seconds, **common, pools=pools)  # type: ignore[arg-type]
                 rounds[target.name].append(done)
                 print(
-                    f"  {connections:>3} connections, round {number + 1}: {target.name:<11}"
+                    f"  {connections:>3} connections, round {number + 1}: {target.name:<16}"
                     f" {done.rate:8.1f} webhooks/s, {done.errors} errors",
                     flush=True,
                 )
@@ -270,6 +285,7 @@ def _bench(
             "pools_wrapped": wrapped,
         },
         "results": results,
+        "scale_out": {count: report.scale_out(table) for count, table in results.items()},
         "costs": report.costs(counted),
     }
     result["goals"] = report.goals(result)
