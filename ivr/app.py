@@ -53,10 +53,11 @@ def register_extensions(app: Flask) -> None:
     from ivr.delivery import registry
     from ivr.jobs import queue as jobs
     from ivr.jobs import runner as job_runner
-    from ivr.storage import db, kv
+    from ivr.storage import db, deferred, kv
 
     db.init_app(app)
     kv.init_app(app)
+    deferred.init_app(app)
     jobs.init_app(app)
     job_runner.init_app(app)
     registry.init_app(app)

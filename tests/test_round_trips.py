@@ -38,11 +38,12 @@ CHANGE = ["1", "4155550199#", "1"]  # menu: change number; the new number; confi
 # so they can only go down: measured before this work 3.98 Redis / 2.77 SQL (PostgreSQL;
 # 1.42 SQLite), then 4.02 / 1.98 before the round-trip cuts, 2.72 / 1.00 after them, and
 # 2.58 / 0.91 once calls without a number change stopped queuing an after-call job and the
-# first name was kept from the digits check. Each step of a call costs
+# first name was kept from the digits check, 2.44 once a right entry's give-back and the
+# transfer's listing rode in the step's save (2.60 on a cluster, where they cannot). Each step of a call costs
 # two Redis round trips by itself (lock + read, then save + release), so the remaining
 # Redis budget is what digit limits, codes, transfers and number changes add on top.
 TARGET_REDIS, TARGET_SQL = 2.0, 1.0
-AVERAGE_REDIS = 2.80  # 2.58 on Redis, 2.77 on the stand-in (its first script loads count)
+AVERAGE_REDIS = 2.65  # 2.44 on Redis, 2.60 on a cluster, 2.63 on the stand-in (script loads)
 AVERAGE_SQL = TARGET_SQL  # reached: 0.91 on PostgreSQL, 0.86 on SQLite
 MAX_REDIS = 11  # the number change's confirm step (the process's first job is queued there)
 MAX_SQL = 12  # the number change's confirm step, on PostgreSQL
@@ -176,6 +177,10 @@ def test_round_trips_per_webhook_over_complete_journeys(
     assert len({hook.journey for hook in hooks}) == 5
     average_redis = sum(hook.redis for hook in hooks) / len(hooks)
     average_sql = sum(hook.sql for hook in hooks) / len(hooks)
+    # Every step takes its lock with the state and saves with the release: fewer than two
+    # counted means the counting lost them (a cluster pipeline once went uncounted).
+    steps = [hook for hook in hooks if hook.endpoint in ("incoming", "input", "dial")]
+    assert min(hook.redis for hook in steps) >= 2, recorder.table()
     assert average_redis <= AVERAGE_REDIS, recorder.table()
     assert average_sql <= AVERAGE_SQL, recorder.table()
     assert max(hook.redis for hook in hooks) <= MAX_REDIS, recorder.table()

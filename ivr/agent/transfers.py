@@ -89,27 +89,40 @@ def record(
     the agents' notes. `token` is the call's signed context; `account_id` the
     account it is about (None: unknown caller), for the page's send-code button.
     """
-    name = target_name(target)
-    entry = entry_key(call_sid)
-    listing = target_key(name)
     with unavailable_as_storage_error():
         # Not a transaction: the keys live in different cluster slots by design.
         pipe = redis_client.pipeline(transaction=False)
-        pipe.hset(
-            entry,
-            mapping={
-                "call_sid": call_sid,
-                "target": name,
-                "token": token,
-                "account_id": "" if account_id is None else str(account_id),
-                "at": repr(float(at)),
-            },
-        )
-        pipe.expire(entry, ENTRY_TTL)
-        pipe.zadd(listing, {call_sid: at})
-        pipe.zremrangebyscore(listing, "-inf", f"({at - ENTRY_TTL}")
-        pipe.expire(listing, ENTRY_TTL)
+        add(pipe, target=target, call_sid=call_sid, token=token, account_id=account_id, at=at)
         pipe.execute()
+
+
+def add(
+    pipe: redis.client.Pipeline,
+    *,
+    target: str,
+    call_sid: str,
+    token: str,
+    account_id: int | None,
+    at: float,
+) -> None:
+    """`record`'s commands, added to `pipe` (for a caller that sends them with others)."""
+    name = target_name(target)
+    entry = entry_key(call_sid)
+    listing = target_key(name)
+    pipe.hset(
+        entry,
+        mapping={
+            "call_sid": call_sid,
+            "target": name,
+            "token": token,
+            "account_id": "" if account_id is None else str(account_id),
+            "at": repr(float(at)),
+        },
+    )
+    pipe.expire(entry, ENTRY_TTL)
+    pipe.zadd(listing, {call_sid: at})
+    pipe.zremrangebyscore(listing, "-inf", f"({at - ENTRY_TTL}")
+    pipe.expire(listing, ENTRY_TTL)
 
 
 def note(redis_client: redis.Redis, call_sid: str, **fields: str) -> bool:

@@ -45,7 +45,7 @@ import redis
 from flask import current_app
 
 from ivr.flow.state import CallState
-from ivr.storage import keys, kv
+from ivr.storage import deferred, keys, kv
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,13 @@ class Step:
             if time.monotonic() < self.deadline:
                 with client.pipeline(transaction=True) as pipe:
                     self._write(pipe, state, answer)
+                    # The request's deferred writes, in the same round trip where the
+                    # server allows it (not across cluster slots).
+                    deferred.into_transaction(pipe)
                     pipe.execute()
-                return
-            self._save_if_owner(client, state, answer)
+            else:
+                self._save_if_owner(client, state, answer)
+        deferred.send()
 
     def _write(self, pipe: redis.client.Pipeline, state: CallState, answer: str | None) -> None:
         pipe.set(keys.call_state(self.call_sid), state.to_json(), ex=_state_ttl())

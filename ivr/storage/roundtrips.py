@@ -11,8 +11,10 @@ What counts as one:
 
 - Redis: a single command, a pipeline or MULTI/EXEC block sent at once, and each
   command a WATCHing pipeline sends on its own (WATCH, the reads after it, the UNWATCH
-  of a reset). The app's client (`app.extensions["ivr.redis"]`, whatever kv made:
-  redis.Redis, fakeredis or a cluster client) is wrapped on first use; kv is untouched.
+  of a reset). On a cluster a pipeline that is not a transaction counts once per node
+  its keys live on (redis-py sends each node its share). The app's client
+  (`app.extensions["ivr.redis"]`, whatever kv made: redis.Redis, fakeredis or a
+  cluster client) is wrapped on first use; kv is untouched.
 - SQL: every statement the driver sends, including the BEGIN, COMMIT and ROLLBACK it
   sends itself. SQLAlchemy reports a begin/commit/rollback even when the driver sends
   nothing (autocommit, or no transaction open), so those are counted only when the
@@ -148,8 +150,9 @@ def _hook_pipeline(pipe: Any, tally: Tally) -> Any:
     reset = pipe.reset
 
     def counted_execute(*args: Any, **kwargs: Any) -> Any:
-        if pipe.command_stack or getattr(pipe, "watching", False):
-            tally.add(redis=1)
+        queued = _queued(pipe)
+        if queued or getattr(pipe, "watching", False):
+            tally.add(redis=_exchanges(pipe, queued))
         return execute(*args, **kwargs)
 
     def counted_reset(*args: Any, **kwargs: Any) -> Any:
@@ -162,6 +165,31 @@ def _hook_pipeline(pipe: Any, tally: Tally) -> Any:
     if hasattr(pipe, "immediate_execute_command"):
         pipe.immediate_execute_command = _counted(pipe.immediate_execute_command, tally)
     return pipe
+
+
+def _queued(pipe: Any) -> list[Any]:
+    """The commands a pipeline holds: redis-py's cluster pipeline keeps them in its
+    execution strategy (its `command_stack` stays empty), the others in `command_stack`."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is not None:
+        return list(strategy.command_queue)
+    return list(pipe.command_stack)
+
+
+def _exchanges(pipe: Any, queued: list[Any]) -> int:
+    """Round trips one send of the pipeline makes: one, except a cluster pipeline that is
+    not a transaction, which sends to each node its commands' slots live on."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is None or getattr(pipe, "transaction", False) or len(queued) < 2:
+        return 1
+    nodes = set()
+    for command in queued:
+        try:
+            slot = pipe._determine_slot(*command.args)
+            nodes.add(pipe.nodes_manager.get_node_from_slot(slot).name)
+        except Exception:  # a command without keys: it goes to some node, count it once
+            nodes.add(None)
+    return max(1, len(nodes))
 
 
 def _hook_engine(engine: Engine, tally: Tally) -> None:

@@ -82,12 +82,16 @@ class DigitFailures:
         secret: str,
         max_failures: int,
         clock: Callable[[], float] = time.time,
+        defer: Callable[[Callable[[redis.client.Pipeline], None]], None] | None = None,
     ):
         self.redis = client
         self.session = session
         self.secret = secret.encode()
         self.max_failures = max_failures
         self.clock = clock
+        # Where a give-back may wait for the call's save (`storage.deferred.later`):
+        # nothing later in the request reads it back. None: sent at once.
+        self.defer = defer
 
     def _keys(self, account_ids: Sequence[int], caller: str | None) -> list[str]:
         found = [account_key(account_id) for account_id in dict.fromkeys(account_ids)]
@@ -164,10 +168,20 @@ class Attempt:
         """Take the reservation out of every counter (it was no failure)."""
         if not self.keys:
             return
+        keys, member = list(self.keys), self.member
+
+        def take_out(pipe: redis.client.Pipeline) -> None:
+            for key in keys:
+                pipe.zrem(key, member)
+
+        if self.limits.defer is not None:
+            # Held a few milliseconds longer, the reservation only errs on the safe
+            # side: an entry racing this one counts it.
+            self.limits.defer(take_out)
+            return
         with unavailable_as_storage_error():
             pipe = self.limits.redis.pipeline(transaction=False)
-            for key in self.keys:
-                pipe.zrem(key, self.member)
+            take_out(pipe)
             pipe.execute()
 
     def matched(self) -> None:

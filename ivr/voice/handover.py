@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
 from ivr.agent import transfers as agent_transfers
 from ivr.agent.api import context_signer
@@ -23,7 +24,7 @@ from ivr.errors import StorageUnavailable
 from ivr.flow.instructions import Instruction, Transfer
 from ivr.flow.model import TransferTarget
 from ivr.flow.state import CallState
-from ivr.storage import db, kv
+from ivr.storage import db, deferred
 from ivr.voice import twiml
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,18 @@ def _signed_context(state: CallState) -> str | None:
 
 
 def _record(state: CallState, target: TransferTarget, token: str) -> None:
-    """List the call on the agent page of every target it rings."""
+    """List the call on the agent page of every target it rings: written with the call's
+    save (`storage.deferred`), since nothing in this request reads the listing."""
     names = target.numbers or (target.label,)
-    try:
-        for name in names:
-            agent_transfers.record(
-                kv.client(),
+    at = time.time()
+    for name in names:
+        deferred.later(
+            partial(
+                agent_transfers.add,
                 target=name,
                 call_sid=state.call_sid,
                 token=token,
                 account_id=state.account_id,
-                at=time.time(),
+                at=at,
             )
-    except StorageUnavailable as exc:
-        log.error("call %s: transfer not listed for agents: %s", state.call_sid, exc)
+        )

@@ -15,7 +15,7 @@ from ivr.flow.model import Catalog
 from ivr.jobs.deliveries import send_later
 from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
-from ivr.storage import db, kv
+from ivr.storage import db, deferred, kv
 from ivr.verification.codes import CONFIRM_NUMBER, VERIFY, CodeService, policy_for
 from ivr.verification.digits import DigitFailures
 from ivr.verification.verifier import CodeVerifier
@@ -67,5 +67,9 @@ def digit_limits() -> DigitFailures:
     """Wrong account digits counted across calls in Redis, each one audited."""
     settings = runtime.get().settings
     return DigitFailures(
-        kv.client(), db.session(), settings.secret_key, settings.digits_max_failures
+        kv.client(),
+        db.session(),
+        settings.secret_key,
+        settings.digits_max_failures,
+        defer=deferred.later,
     )

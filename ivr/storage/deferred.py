@@ -1,0 +1,83 @@
+"""Redis writes that can wait for the call's save, to share its round trip.
+
+Some writes of a webhook are read by no later part of the same request: giving back a
+right entry's digit reservation, listing a transfer for the agent page. Sent at once,
+each costs a round trip of its own. Queued here with `later`, they ride in the step's
+save (`calls.store.Step.save`): on a single Redis inside its MULTI/EXEC, one round trip
+for all. On a Redis Cluster their keys live in other slots than the call's, and a
+transaction cannot span slots, so they go in one pipeline of their own right after the
+save (`send`). Whatever is still queued when the request ends (it saved nothing: a
+replay, an error) is sent then, so nothing queued is dropped.
+
+A write queued here lands a few milliseconds later than it would have. If Redis fails
+in the save's round trip, the call's save fails with it (the caller hears the apology,
+as before); if it fails after the save, in the separate pipeline, the writes are
+logged as lost and the call goes on, as a failed listing or give-back always did.
+Outside a request a write is sent at once (and raises, as any write).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+from flask import Flask, g, has_request_context
+from redis.cluster import RedisCluster
+
+from ivr.errors import StorageUnavailable
+from ivr.storage import kv
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[redis.client.Pipeline], None]  # adds its commands to a pipeline
+
+_QUEUED = "ivr_deferred_writes"
+
+
+def later(write: Write) -> None:
+    """Queue `write` for the call's save (or the end of the request)."""
+    if has_request_context():
+        g.setdefault(_QUEUED, []).append(write)
+    else:
+        _send([write])
+
+
+def into_transaction(pipe: redis.client.Pipeline) -> bool:
+    """Add the queued writes to the save's transaction when Redis allows it (a single
+    Redis, not a cluster); True when it took them."""
+    if isinstance(kv.client(), RedisCluster) or not has_request_context():
+        return False
+    for write in g.pop(_QUEUED, []):
+        write(pipe)
+    return True
+
+
+def send() -> None:
+    """Send what is still queued, in one pipeline (not a transaction). Never raises: the
+    call's own state is saved by now, and these writes must not fail the call (an
+    outage is logged; the caller still gets the answer)."""
+    writes = g.pop(_QUEUED, []) if has_request_context() else []
+    if not writes:
+        return
+    try:
+        _send(writes)
+    except StorageUnavailable as exc:
+        log.error("deferred Redis writes lost: %s", exc)
+
+
+def _send(writes: list[Write]) -> None:
+    with kv.unavailable_as_storage_error():
+        pipe = kv.client().pipeline(transaction=False)
+        for write in writes:
+            write(pipe)
+        pipe.execute()
+
+
+def _send_at_end(_exc: BaseException | None) -> None:
+    send()
+
+
+def init_app(app: Flask) -> None:
+    """Send what a request queued and no save took, when the request ends."""
+    app.teardown_request(_send_at_end)
