@@ -18,13 +18,14 @@ from conftest import TEST_REDIS_IS_CLUSTER
 from flask import Flask
 from kit import JANE_PHONE, add_account
 from redis.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from ivr.agent import transfers
 from ivr.calls import store
 from ivr.errors import StorageUnavailable
 from ivr.flow.state import CallState
 from ivr.storage import db, deferred, keys, kv, roundtrips
-from ivr.verification.digits import DigitFailures
+from ivr.verification.digits import DigitFailures, account_key
 
 
 def _key() -> str:
@@ -77,14 +78,38 @@ def test_outside_a_request_a_write_is_sent_at_once(app: Flask) -> None:
         assert kv.client().get(key) == b"1"
 
 
+def test_a_queued_write_the_server_refuses_does_not_undo_the_save(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queued write refused inside the save's transaction (here: INCR on text) is
+    logged; the state is saved and the step goes on."""
+    sid = "CA" + secrets.token_hex(16)
+    text = _key()
+    with app.test_request_context(), caplog.at_level(logging.ERROR, logger=deferred.__name__):
+        kv.client().set(text, "not a number", ex=60)
+        with store.step(sid, "request-1") as held:
+            deferred.later(lambda pipe: pipe.incr(text))
+            held.save(_state(sid), None)
+        assert store.load(sid) is not None
+    assert "deferred Redis writes" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [StorageUnavailable("redis unavailable"), ResponseError("READONLY You can't write")],
+    ids=["outage", "refused"],
+)
 def test_writes_lost_after_the_save_are_logged_not_raised(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
 ) -> None:
     """Past the save the call's state is stored: an outage now costs the queued writes
     (logged), never the caller's answer."""
 
     def down(_writes: Any) -> None:
-        raise StorageUnavailable("redis unavailable")
+        raise failure
 
     monkeypatch.setattr(deferred, "_send", down)
     with app.test_request_context(), caplog.at_level(logging.ERROR, logger=deferred.__name__):
@@ -103,9 +128,21 @@ def test_a_right_entry_is_given_back_with_the_save(app: Flask) -> None:
         with store.step(sid, "request-1") as held:
             attempt = limits.attempt([jane], JANE_PHONE)
             attempt.matched()
-            assert limits.counts([jane], None) == [1]  # still reserved
+            assert kv.client().zcard(account_key(jane)) == 1  # still reserved
             held.save(_state(sid), None)
+        assert kv.client().zcard(account_key(jane)) == 0
+
+
+def test_a_count_read_later_in_the_request_sends_the_give_back_first(app: Flask) -> None:
+    """A flow that asks for digits again in the same step (a second last-4 node) must
+    not count this request's right entry against the caller."""
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    with app.test_request_context():
+        limits = DigitFailures(kv.client(), db.session(), "k", 10, defer=deferred.later)
+        limits.attempt([jane], JANE_PHONE).matched()
+        assert kv.client().zcard(account_key(jane)) == 1  # waiting for the save
         assert limits.counts([jane], None) == [0]
+        assert kv.client().zcard(account_key(jane)) == 0
 
 
 def test_a_transferred_call_is_listed_for_agents(app: Flask, phone: Phone) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -441,6 +442,15 @@ def test_state_round_trips_through_json_and_stays_small() -> None:
         rest = encoded.replace(state.call_sid, "")
         assert "2222" not in rest  # keypad digits are never stored…
         assert CODE not in rest  # …and neither is a code
+
+
+def test_a_state_with_a_field_this_release_does_not_know_still_loads() -> None:
+    """A call saved by a newer release (rolling deploy, rollback) carries on here."""
+    state = CallState("CA" + "7" * 32, "support", "v1", "en-US", "main_menu", 1.0, step=3)
+    data = json.loads(state.to_json())
+    data["field_from_a_later_release"] = True
+
+    assert CallState.from_json(json.dumps(data)) == state
 
 
 def test_engine_imports_neither_flask_nor_twilio() -> None:

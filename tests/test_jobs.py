@@ -36,6 +36,8 @@ from ivr.storage.models import AuditEvent
 
 NOTICE_TEXT = "Your phone number on file was changed."
 
+NEW_PHONE = "+14155550199"  # the number a caller keys as new
+
 
 class FailingSms:
     """An SMS channel that fails while `failure` is set, and records what it sent."""
@@ -211,7 +213,13 @@ def test_rate_limits_and_outages_are_retried(app: Flask, status: int) -> None:
 # --- call_ended ----------------------------------------------------------------------------
 
 
-def ended_state(app: Flask, account_id: int | None, *, changing_number: bool = True) -> str:
+def ended_state(
+    app: Flask,
+    account_id: int | None,
+    *,
+    changing_number: bool = True,
+    slots: dict[str, str] | None = None,
+) -> str:
     sid = new_sid()
     state = CallState(
         call_sid=sid,
@@ -224,6 +232,7 @@ def ended_state(app: Flask, account_id: int | None, *, changing_number: bool = T
         account_id=account_id,
         verification="code",
         changing_number=changing_number,
+        slots=dict(slots or {}),
     )
     with app.app_context():
         store.save(state)
@@ -257,6 +266,20 @@ def test_call_ended_audits_once_and_queues_the_after_call_job(app: Flask) -> Non
     assert queued == [jobqueue.job_id(f"after_call:{sid}")]
     runner.run_pending(app)  # no pending change: the job has nothing to ring
     assert sent(app) == []
+
+
+def test_a_call_that_keyed_a_new_number_gets_its_after_call_job_without_the_flag(
+    app: Flask,
+) -> None:
+    """The change's start step may have lost its save (an outage, a step past its lock)
+    after creating the change: the new number, saved a step earlier, still says so."""
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    sid = ended_state(app, jane, changing_number=False, slots={"new_number": NEW_PHONE})
+
+    with app.app_context():
+        assert call_ended(sid, "completed", 42) is True
+
+    assert jobqueue.get(app).queue.get_job_ids() == [jobqueue.job_id(f"after_call:{sid}")]
 
 
 def test_a_call_that_started_no_number_change_queues_no_after_call_job(app: Flask) -> None:

@@ -353,12 +353,20 @@ def call_ended_records(app: Flask, call_sid: str) -> int:
         )
 
 
+@pytest.mark.parametrize("guard", ["idle ping", "read retry"])
 def test_after_a_database_failover_the_next_call_hears_no_apology(
-    make_app: Any, database_store: Store
+    make_app: Any, database_store: Store, monkeypatch: pytest.MonkeyPatch, guard: str
 ) -> None:
     """Every pooled connection dies between two calls (PostgreSQL: the proxy drops them
-    all, as a restart or a failover does; SQLite: they are closed under the pool); the
-    pool's ping replaces them, so the next call goes through verified."""
+    all, as a restart or a failover does; SQLite: they are closed under the pool, whose
+    ping checks every checkout); the next call goes through verified. On PostgreSQL
+    each guard is tested alone: the ping of a connection idle long enough (here: every
+    one), and the retry of a read whose connection died while it was busy."""
+    if guard == "idle ping":
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+        monkeypatch.setattr(db, "READ_RETRIES", 0)
+    else:
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 1e9)
     app: Flask = make_app(
         IVR_STORAGE_TIMEOUT=STORAGE_TIMEOUT, IVR_JOBS=JOBS, **database_store.environ
     )

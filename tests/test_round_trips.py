@@ -45,7 +45,8 @@ CHANGE = ["1", "4155550199#", "1"]  # menu: change number; the new number; confi
 TARGET_REDIS, TARGET_SQL = 2.0, 1.0
 AVERAGE_REDIS = 2.65  # 2.44 on Redis, 2.60 on a cluster, 2.63 on the stand-in (script loads)
 AVERAGE_SQL = TARGET_SQL  # reached: 0.91 on PostgreSQL, 0.86 on SQLite
-MAX_REDIS = 11  # the number change's confirm step (the process's first job is queued there)
+MAX_REDIS = 11  # the number change's confirm step: the process's first job is queued there now
+# (10 while every call's end queued a job: RQ's first enqueue costs one more, moved, not added)
 MAX_SQL = 12  # the number change's confirm step, on PostgreSQL
 MAX_STATE_BYTES = 2048
 

@@ -110,10 +110,9 @@ class Step:
             if time.monotonic() < self.deadline:
                 with client.pipeline(transaction=True) as pipe:
                     self._write(pipe, state, answer)
-                    # The request's deferred writes, in the same round trip where the
-                    # server allows it (not across cluster slots).
-                    deferred.into_transaction(pipe)
-                    pipe.execute()
+                    # With the request's deferred writes, in the same round trip where
+                    # the server allows it (not across cluster slots).
+                    deferred.execute_with(pipe)
             else:
                 self._save_if_owner(client, state, answer)
         deferred.send()

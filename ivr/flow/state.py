@@ -41,7 +41,8 @@ class CallState:
     slots: dict[str, str] = field(default_factory=dict)
     stir_verstat: str | None = None
     code_channel: str | None = None  # where the live code was sent (never the code)
-    # The account's first name once fully verified, for prompts: read once, not per step.
+    # The matched account's first name, kept from the digits check so prompts need no
+    # lookup; spoken only once the call is fully verified (digits and a code).
     first_name: str | None = None
     # A number change was started on this call: only then has its end work to do (the
     # after-call call-back, or closing the change it left behind).
@@ -70,18 +71,25 @@ class CallState:
         data = {}
         for name in _NAMES:
             value = getattr(self, name)
-            if value is False or value is None or value == "" or value == [] or value == {}:
+            if value is None or value == "" or value == [] or value == {}:
+                continue
+            if value is False and name in _FALSE_BY_DEFAULT:
                 continue
             data[name] = value
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:
+        """The state as stored; fields this version does not know are ignored, so a call
+        saved by a newer release (during a rolling deploy or a rollback) carries on."""
         data: dict[str, Any] = json.loads(text)
         data["methods"] = [tuple(item) for item in data.get("methods", [])]
-        return cls(**data)
+        return cls(**{key: value for key, value in data.items() if key in _KNOWN})
 
 
 _NAMES = tuple(item.name for item in fields(CallState))
+_KNOWN = frozenset(_NAMES)
+# Flags left out of the JSON when False: from_json gives them back their default.
+_FALSE_BY_DEFAULT = frozenset(item.name for item in fields(CallState) if item.default is False)
 # The list and dict fields, which a copy must not share.
 _CONTAINERS = tuple(item.name for item in fields(CallState) if item.default_factory in (list, dict))

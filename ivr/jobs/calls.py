@@ -93,10 +93,17 @@ def _audit_now_or_later(record: dict[str, Any]) -> bool:
 
 
 def _after_call(state: CallState) -> None:
-    """Queue the after-call job of a call that started a number change (its state is
-    already gone). Other calls have nothing to do after the call, and queuing a job
-    for each would cost every call's end a Redis round trip and the worker a job."""
-    if state.account_id is not None and state.changing_number:
+    """Queue the after-call job of a call that started a number change, or got as far
+    as keying a new number (its state is already gone). Other calls have nothing to do
+    after the call, and queuing a job for each would cost every call's end a Redis round
+    trip and the worker a job.
+
+    The new number is in the state from the step before the change starts, so a start
+    step whose own save was lost (an outage, a step past its lock) still gets its
+    after-call job; and so do calls that started a change before `changing_number`
+    existed."""
+    changing = state.changing_number or "new_number" in state.slots
+    if state.account_id is not None and changing:
         payload = {"call_sid": state.call_sid, "account_id": state.account_id}
         try:
             enqueue(AFTER_CALL, payload, key=f"after_call:{state.call_sid}")

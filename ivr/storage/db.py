@@ -19,7 +19,10 @@ On PostgreSQL four things do that together:
   PING_AFTER_IDLE or more (a busy connection is not pinged: a ping per checkout was a
   round trip per webhook), so a connection that died with a failover or restart while
   idle is replaced without failing the call; a read that finds its connection dead
-  anyway (it died while busy) is tried once more on a fresh one (`read_rows`);
+  anyway (it died while busy) is tried once more on a fresh one (`read_rows`). A
+  statement in a session's transaction (a write, the number change) is not repeated:
+  on a connection that died while busy it fails that step (the caller hears the
+  apology), and the disconnect makes the pool replace all its older connections;
 - a pool checkout waits at most the timeout for a free connection (`pool_timeout`);
 - TCP keepalives and `tcp_user_timeout` let the kernel notice a peer that vanished.
 
@@ -55,6 +58,8 @@ POOL_RECYCLE = 300  # seconds: connections are renewed now and then (server-side
 # come back within milliseconds and go out unpinged; a quiet one may have been cut by a
 # restart, a failover or an idle timeout in between.
 PING_AFTER_IDLE = 1.0  # seconds
+# A read whose connection turns out broken is tried again this many times on a fresh one.
+READ_RETRIES = 1
 
 
 class Base(DeclarativeBase):
@@ -248,13 +253,14 @@ def read_rows(query: Executable, params: Mapping[str, Any] | None = None) -> Seq
     A connection that turns out broken (the server restarted or failed over while it was
     in use, so the idle ping did not run) is replaced and the read tried once more: a
     read is safe to repeat. A silent server is not retried (its timeout is spent)."""
-    for attempt in (1, 2):
+    tries = 1 + READ_RETRIES
+    for attempt in range(1, tries + 1):
         try:
             with engine().connect() as connection:
                 reading = connection.execution_options(isolation_level="AUTOCOMMIT")
                 return reading.execute(query, params).all()
         except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated or _overran(exc):
+            if attempt == tries or not exc.connection_invalidated or _overran(exc):
                 raise
     raise AssertionError("unreachable")
 

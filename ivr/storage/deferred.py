@@ -11,8 +11,10 @@ replay, an error) is sent then, so nothing queued is dropped.
 
 A write queued here lands a few milliseconds later than it would have. If Redis fails
 in the save's round trip, the call's save fails with it (the caller hears the apology,
-as before); if it fails after the save, in the separate pipeline, the writes are
-logged as lost and the call goes on, as a failed listing or give-back always did.
+as before); if only the queued writes fail (refused in the transaction, or lost in the
+separate pipeline after the save), they are logged and the call goes on, its state
+saved: a failed listing never stopped a transfer, and a give-back that is lost leaves
+the entry counted as a wrong one for the window (before, its failure failed the call).
 Outside a request a write is sent at once (and raises, as any write).
 """
 
@@ -43,14 +45,24 @@ def later(write: Write) -> None:
         _send([write])
 
 
-def into_transaction(pipe: redis.client.Pipeline) -> bool:
-    """Add the queued writes to the save's transaction when Redis allows it (a single
-    Redis, not a cluster); True when it took them."""
+def execute_with(pipe: redis.client.Pipeline) -> None:
+    """Execute the save's transaction `pipe` with the queued writes added when Redis
+    allows it (a single Redis, not a cluster). A queued write the server refuses is
+    logged, not raised: the save itself went through, and it is the call's. Errors of
+    the save's own commands raise as `execute` would."""
     if isinstance(kv.client(), RedisCluster) or not has_request_context():
-        return False
+        pipe.execute()  # a transaction cannot span slots: `send` follows the save
+        return
+    own = len(pipe.command_stack)
     for write in g.pop(_QUEUED, []):
         write(pipe)
-    return True
+    results = pipe.execute(raise_on_error=False)
+    for result in results[:own]:
+        if isinstance(result, Exception):
+            raise result
+    refused = [result for result in results[own:] if isinstance(result, Exception)]
+    if refused:
+        log.error("deferred Redis writes refused: %s", refused[0])
 
 
 def send() -> None:
@@ -62,7 +74,8 @@ def send() -> None:
         return
     try:
         _send(writes)
-    except StorageUnavailable as exc:
+    except (StorageUnavailable, redis.exceptions.RedisError) as exc:
+        # Also a refusal (out of memory, a demoted primary now read-only): logged.
         log.error("deferred Redis writes lost: %s", exc)
 
 

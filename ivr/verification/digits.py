@@ -89,9 +89,11 @@ class DigitFailures:
         self.secret = secret.encode()
         self.max_failures = max_failures
         self.clock = clock
-        # Where a give-back may wait for the call's save (`storage.deferred.later`):
-        # nothing later in the request reads it back. None: sent at once.
+        # Where a give-back may wait for the call's save (`storage.deferred.later`).
+        # None: sent at once. Give-backs still waiting are sent first by any count
+        # read later in the same request (a flow may ask for digits again at once).
         self.defer = defer
+        self.waiting: list[tuple[list[str], str]] = []  # (keys, member) given back
 
     def _keys(self, account_ids: Sequence[int], caller: str | None) -> list[str]:
         found = [account_key(account_id) for account_id in dict.fromkeys(account_ids)]
@@ -108,9 +110,21 @@ class DigitFailures:
         with unavailable_as_storage_error():
             # Keys of several accounts lie in different cluster slots: no transaction.
             pipe = self.redis.pipeline(transaction=False)
+            waiting = self._take_waiting(pipe)  # ahead of the counts, same round trip
             for key in keys:
                 pipe.zcount(key, f"({since}", "+inf")
-            return [int(count) for count in pipe.execute()]
+            return [int(count) for count in pipe.execute()[waiting:]]
+
+    def _take_waiting(self, pipe: redis.client.Pipeline) -> int:
+        """Add the give-backs still waiting for the save to `pipe`; how many commands.
+        (The deferred copy repeats them later: removing a member twice is harmless.)"""
+        added = 0
+        for keys, member in self.waiting:
+            for key in keys:
+                pipe.zrem(key, member)
+                added += 1
+        self.waiting.clear()
+        return added
 
     def locked(self, account_ids: Sequence[int], caller: str | None) -> bool:
         """Whether any of the accounts, or the calling number, takes no more digit attempts."""
@@ -132,12 +146,13 @@ class DigitFailures:
                 # Each counter is added to before it is read, so of two entries the later
                 # one's count holds the earlier's reservation.
                 pipe = self.redis.pipeline(transaction=False)
+                waiting = self._take_waiting(pipe)
                 for key in keys:
                     pipe.zremrangebyscore(key, "-inf", now - WINDOW)
                     pipe.zadd(key, {attempt.member: now})
                     pipe.zcard(key)
                     pipe.expire(key, WINDOW)
-                results = pipe.execute()
+                results = pipe.execute()[waiting:]
             attempt.counts = [int(results[index * 4 + 2]) for index in range(len(keys))]
         if any(count - 1 >= self.max_failures for count in attempt.counts):
             attempt.refused = True
@@ -176,7 +191,9 @@ class Attempt:
 
         if self.limits.defer is not None:
             # Held a few milliseconds longer, the reservation only errs on the safe
-            # side: an entry racing this one counts it.
+            # side: an entry racing this one counts it. This request's own later
+            # counts send it first (`waiting`).
+            self.limits.waiting.append((keys, member))
             self.limits.defer(take_out)
             return
         with unavailable_as_storage_error():

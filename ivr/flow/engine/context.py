@@ -117,7 +117,8 @@ class EngineContext:
 
         Caller ID is spoofable and four digits are guessable, so a name is never
         spoken to a caller who has not also proven possession of the phone. The name is
-        kept in the call state after the first lookup (never the account number).
+        kept in the call state from the digits check (never the account number); a
+        state without it (saved by an older release) looks it up once.
         """
         if state.verification != "code" or state.account_id is None:
             return {}
