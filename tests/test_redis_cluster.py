@@ -11,6 +11,7 @@ redis-server). The job queue, which cannot use a cluster, gets a single Redis.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,10 +30,12 @@ from kit import (
     gather_step,
     new_sid,
     post,
+    says,
     text,
     twiml,
     verified_whisper,
 )
+from outage.proxy import TcpProxy
 from outage.redis_server import RedisServer, free_port, redis_server_binary
 from redis.cluster import key_slot
 from test_step_once import (
@@ -270,8 +273,8 @@ def test_the_job_queue_is_on_its_own_single_redis(cluster_app: Flask, jobs_redis
 
 
 def test_a_cluster_no_node_of_which_answers_is_a_storage_outage() -> None:
-    """The client reads the slot map when built: no answer is StorageUnavailable (the
-    boot stops with it), not a hang or a retry loop."""
+    """The client reads the slot map when built: no answer is StorageUnavailable, not a
+    hang or a retry loop."""
     port = free_port()  # nothing listens there
     with pytest.raises(StorageUnavailable, match="redis cluster unavailable"):
         kv.connect(f"redis+cluster://127.0.0.1:{port}", 0.5)
@@ -281,3 +284,36 @@ def test_an_unusable_cluster_url_stops_the_boot(make_app: Any) -> None:
     url = "redis+cluster://127.0.0.1:7000/2"
     with pytest.raises(ConfigError, match="REDIS_URL is not usable: a cluster URL has only"):
         make_app(REDIS_URL=url, IVR_JOBS_REDIS_URL="redis://127.0.0.1:6379/0")
+
+
+def test_the_service_starts_while_the_cluster_is_down_and_serves_once_it_is_back(
+    make_app: Any, cluster_url: str, jobs_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web process (re)started during a cluster outage boots, answers calls with the
+    apology and a transfer meanwhile, and reaches the cluster on first use once it is
+    back, with no restart."""
+    monkeypatch.setattr(kv, "RECONNECT_EVERY", 0.2)
+    make_app(REDIS_URL=cluster_url, IVR_JOBS_REDIS_URL=jobs_redis_url)  # empties storage
+    first_node = kv.cluster_nodes(cluster_url)[0][0]
+    proxy = TcpProxy((first_node.host, int(first_node.port)))  # the one startup node
+    try:
+        proxy.refuse()
+        app: Flask = make_app(
+            REDIS_URL=f"redis+cluster://127.0.0.1:{proxy.port}",
+            IVR_JOBS_REDIS_URL=jobs_redis_url,
+            IVR_STORAGE_TIMEOUT="0.5",
+        )
+        add_jane(app)
+        assert app.extensions["ivr.redis"] is None  # not reached yet
+
+        doc = twiml(post(app, "/voice/incoming", call_form(new_sid())))
+        assert text(app, "error_apology") in says(doc)
+        assert doc.find("Dial") is not None  # to people, not a dead line
+
+        proxy.passthrough()
+        time.sleep(0.3)  # past RECONNECT_EVERY
+        result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
+        assert result.transfers == [f"dial number {AGENT}"]
+        assert isinstance(app.extensions["ivr.redis"], kv.ClusterClient)
+    finally:
+        proxy.close()

@@ -29,6 +29,9 @@ cluster. The job queue cannot use a cluster (RQ needs one server): see ivr.confi
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -42,6 +45,8 @@ from redis.exceptions import ClusterError, RedisClusterException, SlotNotCovered
 from redis.retry import Retry
 
 from ivr.errors import ConfigError, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 HEALTH_CHECK_INTERVAL = 30  # seconds a pooled connection may idle before a PING precedes use
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme → TLS
@@ -117,18 +122,61 @@ class ClusterClient(RedisCluster):
 
 
 def init_app(app: Flask) -> None:
-    """Attach the Redis client to the app."""
+    """Attach the Redis client to the app.
+
+    A single Redis client connects on first use; a cluster client reads the slot map
+    when built, so a cluster that does not answer at start is not fatal: the app starts
+    (its fallback, health checks and apologies need no Redis) and `client()` connects
+    on first use, at most once per RECONNECT_EVERY, meanwhile failing fast with
+    StorageUnavailable as any Redis outage does. A web process restarted during a
+    cluster outage then serves again as soon as the cluster is back.
+    """
     settings = app.config["IVR_SETTINGS"]
     try:
         app.extensions["ivr.redis"] = connect(settings.redis_url, settings.storage_timeout)
     except (ValueError, RedisClusterException) as exc:  # redis-py's words for a bad URL
         raise ConfigError(f"Cannot start ivr: REDIS_URL is not usable: {exc}") from None
+    except StorageUnavailable as exc:
+        log.error("Redis Cluster not reachable at start (%s); connecting on first use", exc)
+        app.extensions["ivr.redis"] = None
+        app.extensions[PENDING] = _Pending(settings.redis_url, settings.storage_timeout)
 
 
 def client() -> redis.Redis:
-    """The current app's Redis client."""
-    connection: redis.Redis = current_app.extensions["ivr.redis"]
+    """The current app's Redis client (StorageUnavailable: a cluster still out of reach
+    since the app started)."""
+    connection: redis.Redis | None = current_app.extensions["ivr.redis"]
+    if connection is None:
+        connection = current_app.extensions[PENDING].connect(current_app)
     return connection
+
+
+PENDING = "ivr.redis.pending"
+RECONNECT_EVERY = 1.0  # seconds between attempts to reach a cluster that was down at start
+
+
+class _Pending:
+    """A cluster client still to be built: one attempt at a time, at most one per
+    RECONNECT_EVERY; the calls in between fail at once, without waiting."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url = url
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.next_try = 0.0
+
+    def connect(self, app: Flask) -> redis.Redis:
+        with self.lock:
+            built: redis.Redis | None = app.extensions["ivr.redis"]
+            if built is not None:  # another thread got there first
+                return built
+            if time.monotonic() < self.next_try:
+                raise StorageUnavailable("redis cluster unavailable (still reconnecting)")
+            self.next_try = time.monotonic() + RECONNECT_EVERY
+            built = connect(self.url, self.timeout)  # StorageUnavailable while down
+            app.extensions["ivr.redis"] = built
+            log.warning("Redis Cluster reached: connected")
+            return built
 
 
 # What a Redis outage looks like to the client: no connection, no reply in time, and on a
