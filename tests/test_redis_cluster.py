@@ -11,6 +11,7 @@ redis-server). The job queue, which cannot use a cluster, gets a single Redis.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -317,3 +318,66 @@ def test_the_service_starts_while_the_cluster_is_down_and_serves_once_it_is_back
         assert isinstance(app.extensions["ivr.redis"], kv.ClusterClient)
     finally:
         proxy.close()
+
+
+def test_a_master_that_stops_answering_mid_call_fails_that_call_closed(
+    make_app: Any, jobs_redis_url: str, tmp_path: Any
+) -> None:
+    """The master holding a call's keys hangs between two webhooks (a private cluster:
+    the run's own is shared): the next webhook answers the apology and a transfer
+    within the storage timeout, not Twilio's 15 s; once the master answers again, a new
+    call goes through verified on the same app."""
+    if binaries() is None:
+        _need("redis-server or redis-cli")
+    cluster = LocalCluster(tmp_path / "private-cluster")
+    cluster.start()
+    try:
+        app: Flask = make_app(
+            REDIS_URL=cluster.url, IVR_JOBS_REDIS_URL=jobs_redis_url, IVR_STORAGE_TIMEOUT="0.5"
+        )
+        add_jane(app)
+        call_sid = new_sid()
+        doc = twiml(post(app, "/voice/incoming", call_form(call_sid)))
+        step = press(app, call_sid, gather_step(doc), "1")  # English: asked for digits
+
+        with app.app_context():
+            client = kv.client()
+            slot = key_slot(keys.call_state(call_sid).encode())
+            owner = client.nodes_manager.get_node_from_slot(slot)
+        hung = cluster.processes[cluster.ports.index(int(owner.port))]
+        os.kill(hung.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            doc = twiml(post(app, f"/voice/input?s={step}", call_form(call_sid, Digits="4321")))
+            took = time.monotonic() - started
+        finally:
+            os.kill(hung.pid, signal.SIGCONT)
+
+        assert says(doc)[:1] == [text(app, "error_apology")]
+        assert doc.findtext("Dial/Number") == AGENT
+        assert took < 3.0, f"the webhook waited {took:.1f} s on a hung master"
+
+        _wait_cluster_ok(cluster)
+        result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
+        assert result.transfers == [f"dial number {AGENT}"]
+    finally:
+        cluster.stop()
+
+
+def _wait_cluster_ok(cluster: LocalCluster) -> None:
+    """Until every node says cluster_state:ok again (a master back from a pause)."""
+    import redis
+
+    ends = time.monotonic() + 15
+    while time.monotonic() < ends:
+        states = []
+        for port in cluster.ports:
+            try:
+                info = redis.Redis(port=port, socket_timeout=1).cluster("info")
+                states.append(info.get("cluster_state"))
+            except redis.exceptions.RedisError:
+                states.append(None)
+        if states == ["ok"] * len(cluster.ports):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the cluster did not come back to cluster_state:ok")
