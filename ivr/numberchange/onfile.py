@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from sqlalchemy import CursorResult, Engine, Select, exists, select, update
+from sqlalchemy import Engine, Select, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ivr.phone import mask
 from ivr.storage.db import unavailable_as_storage_error
-from ivr.storage.models import Account, AuditEvent, PhoneChange, PhoneNumber
+from ivr.storage.models import Account, AuditEvent, Customer, PhoneChange, PhoneNumber
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,13 @@ ConflictReason = Literal["taken", "already_changed", "no_account"]
 
 @dataclass(frozen=True)
 class Changed:
-    """The number on file is now `new`; `old` was replaced at `changed_at`."""
+    """The number on file is now `new`; `old` was replaced at `changed_at`. `email` is
+    the account's mailbox on file in the same transaction (for the change notice)."""
 
     old: str
     new: str
     changed_at: datetime
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,38 +156,35 @@ def _apply(
     mode: str,
     now: datetime,
 ) -> Changed | Conflict:
-    current = session.execute(
-        select(Account.phone_id, PhoneNumber.e164)
-        .join(PhoneNumber, Account.phone_id == PhoneNumber.id)
-        .where(Account.id == account_id)
-    ).first()
-    if current is None:
-        return Conflict("no_account")
-    old_phone_id, on_file = current
-    if on_file != expected_old:
-        return Conflict("already_changed")
-
+    """The change in four statements when it goes through: claim and lock the new
+    number's row, swap the account's number (checked in the same UPDATE), then the
+    history and audit rows. A refusal costs a few more, to say why."""
     new_phone_id = _lock_phone(session, new)
-    # Checked under the lock of `new`'s row, so a concurrent change to the same new
-    # number on another account has either committed (and is seen here) or waits.
-    if number_on_other_account(session, new, account_id):
-        return Conflict("taken")
-
-    # Compare-and-set: only if the number is still the one the caller was verified
-    # against. A concurrent confirmation that committed first makes this match no row
-    # (PostgreSQL re-checks the condition after waiting for that row's lock).
-    swapped = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.phone_id == old_phone_id)
-            .values(phone_id=new_phone_id, phone_changed_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ),
+    # Compare-and-set, checked under the lock of `new`'s row: only if the number on file
+    # is still the one the caller was verified against, and `new` is on no other
+    # account. A concurrent confirmation that committed first makes this match no row
+    # (PostgreSQL re-checks the condition after waiting for that row's lock); a
+    # concurrent change to the same new number on another account has either committed
+    # (and is seen: this statement starts after the lock is ours) or waits for us.
+    other = aliased(Account)
+    verified_against = (
+        select(PhoneNumber.id).where(PhoneNumber.e164 == expected_old).scalar_subquery()
     )
-    if swapped.rowcount != 1:
-        account_left = session.scalar(select(exists().where(Account.id == account_id)))
-        return Conflict("already_changed" if account_left else "no_account")
+    taken_elsewhere = exists().where(other.phone_id == new_phone_id, other.id != account_id)
+    mailbox = select(Customer.email).where(Customer.id == Account.customer_id).scalar_subquery()
+    swapped = session.execute(
+        update(Account)
+        .where(
+            Account.id == account_id,
+            Account.phone_id == verified_against,
+            ~taken_elsewhere,
+        )
+        .values(phone_id=new_phone_id, phone_changed_at=now, updated_at=now)
+        .returning(mailbox)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if swapped is None:
+        return _refusal(session, account_id, expected_old, new)
 
     session.add(
         PhoneChange(
@@ -210,31 +209,52 @@ def _apply(
         )
     )
     session.flush()
-    return Changed(old=expected_old, new=new, changed_at=now)
+    return Changed(old=expected_old, new=new, changed_at=now, email=swapped[0])
+
+
+def _refusal(session: Session, account_id: int, expected_old: str, new: str) -> Conflict:
+    """Why the swap matched no row, in the order the checks matter to the caller."""
+    on_file = session.scalar(
+        select(PhoneNumber.e164)
+        .join(Account, Account.phone_id == PhoneNumber.id)
+        .where(Account.id == account_id)
+    )
+    if on_file is None:
+        return Conflict("no_account")
+    if on_file != expected_old:
+        return Conflict("already_changed")
+    if number_on_other_account(session, new, account_id):
+        return Conflict("taken")
+    return Conflict("already_changed")  # changed and changed back meanwhile
 
 
 def _lock_phone(session: Session, e164: str) -> int:
-    """The id of `e164`'s PhoneNumber row, created if need be, locked until commit."""
-    # INSERT … ON CONFLICT DO NOTHING rather than a savepoint and a re-select: with
-    # pysqlite a SAVEPOINT that opens the transaction is committed by its RELEASE, which
-    # would commit the new number's row even when the change is then refused. A
-    # concurrent insert of the same number makes this wait for the other transaction,
-    # then do nothing; the select below sees that row once it has committed.
+    """The id of `e164`'s PhoneNumber row, created if need be, locked until commit.
+
+    One statement: INSERT … ON CONFLICT DO UPDATE … RETURNING id. The update (of the
+    number to itself) locks an existing row until commit, as the insert locks a new
+    one, so changes to the same new number are serialised on PostgreSQL; a concurrent
+    insert of the same number makes this wait for the other transaction, then lock
+    that row. (Not a savepoint and a re-select: with pysqlite a SAVEPOINT that opens
+    the transaction is committed by its RELEASE, which would commit the new number's
+    row even when the change is then refused. SQLite has no row locks; the insert
+    holds its database-wide write lock.)
+    """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(postgresql.insert(PhoneNumber).values(e164=e164).on_conflict_do_nothing())
+        insert: Any = postgresql.insert(PhoneNumber)
     elif dialect == "sqlite":
-        session.execute(sqlite.insert(PhoneNumber).values(e164=e164).on_conflict_do_nothing())
+        insert = sqlite.insert(PhoneNumber)
     else:
         raise NotImplementedError(f"number changes need PostgreSQL or SQLite, not {dialect}")
-    # FOR UPDATE serialises changes to the same new number on PostgreSQL; SQLite has
-    # no row locks, but the insert above already holds its database-wide write lock.
-    phone_id = session.scalar(
-        select(PhoneNumber.id).where(PhoneNumber.e164 == e164).with_for_update()
-    )
-    if phone_id is None:  # only if someone deleted the row in between
-        raise RuntimeError(f"phone number {mask(e164)} vanished while being claimed")
-    return phone_id
+    claim = insert.values(e164=e164)
+    claim = claim.on_conflict_do_update(
+        index_elements=[PhoneNumber.e164], set_={"e164": claim.excluded.e164}
+    ).returning(PhoneNumber.id)
+    phone_id = session.scalar(claim)
+    if phone_id is None:  # cannot happen: the row is inserted or updated
+        raise RuntimeError(f"phone number {mask(e164)} could not be claimed")
+    return int(phone_id)
 
 
 def history(session: Session, account_id: int) -> list[PhoneChange]:

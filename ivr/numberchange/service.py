@@ -335,19 +335,18 @@ class NumberChanges:
             return "taken" if result.reason == "taken" else "conflict"
         # The number has changed: the old number hears about it before anything else
         # can fail, and tidying Redis afterwards must not undo that.
-        self._notify(change)
+        self._notify(change, result.email)
         try:
             drop_pending(change)
         except StorageUnavailable:
             log.error("account %s: pending change left to expire", change.account_id)
         return "ok"
 
-    def _notify(self, change: PendingChange) -> None:
-        """Tell the old number (and the mailbox on file): each notice is a job, retried
-        until it is taken; when no job can be queued (Redis down) it is sent at once. A
-        notice that could not be sent is audited, and never undoes the change."""
-        account = self._account(change.account_id)
-        email = account.email if account is not None else None
+    def _notify(self, change: PendingChange, email: str | None) -> None:
+        """Tell the old number (and `email`, the mailbox on file as the change committed):
+        each notice is a job, retried until it is taken; when no job can be queued
+        (Redis down) it is sent at once. A notice that could not be sent is audited, and
+        never undoes the change."""
         notices = change_notices(self.channels, self.catalog, change, email, self.support_number)
         for message in notices:
             if self.later is not None:
@@ -418,7 +417,3 @@ class NumberChanges:
             return None
         change = load_pending(state.account_id)
         return change if change is not None and change.call_sid == state.call_sid else None
-
-    def _account(self, account_id: int | None) -> AccountView | None:
-        found = self.directory.accounts_by_ids([account_id] if account_id is not None else [])
-        return found[0] if found else None
