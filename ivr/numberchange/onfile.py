@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, exists, select, update
+from sqlalchemy import Engine, Select, bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -65,7 +65,7 @@ class Conflict:
 def number_on_other_account(session: Session, e164: str, account_id: int) -> bool:
     """True when `e164` is on file for an account other than `account_id`."""
     with unavailable_as_storage_error():
-        return bool(session.scalar(_on_other_account(e164, account_id)))
+        return bool(session.scalar(_ON_OTHER_ACCOUNT, {"e164": e164, "account_id": account_id}))
 
 
 def number_on_other_account_now(engine: Engine, e164: str, account_id: int) -> bool:
@@ -74,15 +74,17 @@ def number_on_other_account_now(engine: Engine, e164: str, account_id: int) -> b
     asks again inside its transaction, with the new number's row locked."""
     with unavailable_as_storage_error(), engine.connect() as connection:
         reading = connection.execution_options(isolation_level="AUTOCOMMIT")
-        return bool(reading.scalar(_on_other_account(e164, account_id)))
+        params = {"e164": e164, "account_id": account_id}
+        return bool(reading.scalar(_ON_OTHER_ACCOUNT, params))
 
 
-def _on_other_account(e164: str, account_id: int) -> Select[tuple[bool]]:
-    return select(
-        exists()
-        .where(Account.phone_id == PhoneNumber.id)
-        .where(PhoneNumber.e164 == e164, Account.id != account_id)
-    )
+# Built once, with parameters: constructing the statement per call cost more CPU than
+# PostgreSQL takes to answer it.
+_ON_OTHER_ACCOUNT: Select[tuple[bool]] = select(
+    exists()
+    .where(Account.phone_id == PhoneNumber.id)
+    .where(PhoneNumber.e164 == bindparam("e164"), Account.id != bindparam("account_id"))
+)
 
 
 def apply_change(
@@ -186,8 +188,12 @@ def _apply(
     if swapped is None:
         return _refusal(session, account_id, expected_old, new)
 
-    session.add(
-        PhoneChange(
+    # Plain INSERTs in the same transaction (the ORM's unit of work cost more CPU than
+    # the change). The audit row is written here rather than through
+    # ivr.storage.audit.record, which commits on its own: it must commit or roll back
+    # together with the change it describes.
+    session.execute(
+        insert(PhoneChange).values(
             account_id=account_id,
             old_e164=expected_old,
             new_e164=new,
@@ -196,10 +202,8 @@ def _apply(
             mode=mode,
         )
     )
-    # Written here rather than through ivr.storage.audit.record, which commits on its own: the
-    # audit row must commit or roll back together with the change it describes.
-    session.add(
-        AuditEvent(
+    session.execute(
+        insert(AuditEvent).values(
             at=now,
             action=AUDIT_ACTION,
             actor="caller",
@@ -208,7 +212,6 @@ def _apply(
             details={"old": mask(expected_old), "new": mask(new), "mode": mode},
         )
     )
-    session.flush()
     return Changed(old=expected_old, new=new, changed_at=now, email=swapped[0])
 
 
@@ -242,12 +245,12 @@ def _lock_phone(session: Session, e164: str) -> int:
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        insert: Any = postgresql.insert(PhoneNumber)
+        into: Any = postgresql.insert(PhoneNumber)
     elif dialect == "sqlite":
-        insert = sqlite.insert(PhoneNumber)
+        into = sqlite.insert(PhoneNumber)
     else:
         raise NotImplementedError(f"number changes need PostgreSQL or SQLite, not {dialect}")
-    claim = insert.values(e164=e164)
+    claim = into.values(e164=e164)
     claim = claim.on_conflict_do_update(
         index_elements=[PhoneNumber.e164], set_={"e164": claim.excluded.e164}
     ).returning(PhoneNumber.id)

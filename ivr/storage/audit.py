@@ -95,17 +95,11 @@ def record_alone(
         "details": details or {},
         "dedupe_key": dedupe_key,
     }
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(AuditEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(AuditEvent.id)
-    )
+    statement = _ALONE[engine.dialect.name == "postgresql"]
     try:
         with engine.connect() as connection:
             writing = connection.execution_options(isolation_level="AUTOCOMMIT")
-            written = writing.execute(statement).first() is not None
+            written = writing.execute(statement, values).first() is not None
     except IntegrityError:
         if account_id is None:
             raise
@@ -122,3 +116,13 @@ def _recorded(db: Session, dedupe_key: str) -> bool:
         db.scalars(select(AuditEvent.id).where(AuditEvent.dedupe_key == dedupe_key)).first()
         is not None
     )
+
+
+# `record_alone`'s statement, built once per dialect (building it per call cost more CPU
+# than the insert): the values come as parameters, `at` from the column's default.
+_ALONE = {
+    postgres: (postgresql.insert if postgres else sqlite.insert)(AuditEvent)
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(AuditEvent.id)
+    for postgres in (True, False)
+}
