@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 import pytest
+import redis
 from caller import Phone
 from conftest import TEST_REDIS_IS_CLUSTER
 from flask import Flask
@@ -158,3 +159,21 @@ def test_a_transferred_call_is_listed_for_agents(app: Flask, phone: Phone) -> No
         assert limits.counts([jane], None) == [0]
     assert entry.get(b"call_sid") == sid.encode()
     assert entry.get(b"token")
+
+
+def test_after_a_redis_failure_in_the_request_nothing_more_waits_on_it(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The save (or anything) met a Redis outage: the queued writes are dropped, not
+    sent into the same outage at the end of the request, which would add another
+    timeout before the caller hears the apology."""
+
+    def not_again(_writes: Any) -> None:
+        raise AssertionError("sent into an outage")
+
+    monkeypatch.setattr(deferred, "_send", not_again)
+    with app.test_request_context(), caplog.at_level(logging.ERROR, logger=deferred.__name__):
+        deferred.later(_setter(_key()))
+        with pytest.raises(StorageUnavailable), kv.unavailable_as_storage_error():
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+    assert "deferred Redis writes dropped" in caplog.text

@@ -72,6 +72,11 @@ def send() -> None:
     writes = g.pop(_QUEUED, []) if has_request_context() else []
     if not writes:
         return
+    if g.get("ivr_redis_failed"):
+        # Redis already failed this request (its caller hears the apology): a further
+        # wait on it would only delay that answer by another timeout.
+        log.error("deferred Redis writes dropped: Redis failed earlier in this request")
+        return
     try:
         _send(writes)
     except (StorageUnavailable, redis.exceptions.RedisError) as exc:

@@ -38,7 +38,7 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
-from flask import Flask, current_app
+from flask import Flask, current_app, g, has_request_context
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
@@ -195,4 +195,6 @@ def unavailable_as_storage_error() -> Iterator[None]:
     try:
         yield
     except OUTAGES as exc:
+        if has_request_context():
+            g.ivr_redis_failed = True  # what else this request would send can wait no more
         raise StorageUnavailable("redis unavailable") from exc
