@@ -44,9 +44,9 @@ def bare_answer(path: str) -> Response:
 def _redis() -> Any:
     url = os.environ.get("BENCH_REDIS_URL")
     if url:
-        import redis
+        from ivr.storage import kv  # redis.Redis, or a cluster client for a cluster URL
 
-        return redis.Redis.from_url(url, socket_timeout=1.5, socket_connect_timeout=1.5)
+        return kv.connect(url, 1.5)
     import fakeredis
 
     return fakeredis.FakeRedis()

@@ -92,6 +92,24 @@ def _claimed(redis_url: str | None) -> contextlib.AbstractContextManager[None]:
     return seed.claimed_redis(redis_url) if redis_url else contextlib.nullcontext()
 
 
+def jobs_redis_url() -> str | None:
+    """The job queue's own Redis (IVR_BENCH_JOBS_REDIS_URL), needed beside a cluster."""
+    return os.environ.get("IVR_BENCH_JOBS_REDIS_URL", "").strip() or None
+
+
+def is_cluster_url(url: str | None) -> bool:
+    from ivr.storage import kv
+
+    return kv.is_cluster_url(url)
+
+
+def _clear(redis_url: str | None) -> None:
+    """Delete this run's keys (and the job queue's) where the bench put them."""
+    for url in (redis_url, jobs_redis_url()):
+        if url:
+            seed.clear_redis(url, REDIS_PREFIX)
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
@@ -112,20 +130,27 @@ def bench(options: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--instances 2 needs IVR_BENCH_DATABASE_URL and IVR_BENCH_REDIS_URL")
     if options.instances == 2 and len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("--instances 2 needs two CPUs it may run on (one per instance)")
+    if is_cluster_url(redis_url) and not jobs_redis_url():
+        raise SystemExit(
+            "IVR_BENCH_REDIS_URL names a Redis Cluster: set IVR_BENCH_JOBS_REDIS_URL to a "
+            "single Redis for the job queue (RQ cannot use a cluster)"
+        )
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         workdir = Path(tmp)
         options.logs.mkdir(parents=True, exist_ok=True)
         processes = launcher.Processes(options.logs)
         try:
-            with database(workdir) as database_url, _claimed(redis_url):
-                if redis_url:
-                    seed.clear_redis(redis_url, REDIS_PREFIX)
+            with (
+                database(workdir) as database_url,
+                _claimed(redis_url),
+                _claimed(jobs_redis_url()),
+            ):
+                _clear(redis_url)
                 try:
                     return _bench(options, processes, workdir, database_url, redis_url)
                 finally:
                     processes.stop_all()
-                    if redis_url:
-                        seed.clear_redis(redis_url, REDIS_PREFIX)
+                    _clear(redis_url)
         finally:
             processes.stop_all()
 
@@ -165,6 +190,8 @@ def _bench(
     }
     if redis_url:
         service_env["REDIS_URL"] = redis_url
+    if jobs_redis_url():
+        service_env["IVR_JOBS_REDIS_URL"] = jobs_redis_url() or ""
     backend = describe_backend(database_url, redis_url, production)
     print(f"bench on {backend}", flush=True)
     started = time.monotonic()
@@ -267,7 +294,9 @@ def _bench(
         "backend": {
             "description": backend,
             "database": "postgresql" if database_url.startswith("postgresql") else "sqlite",
-            "redis": "redis" if redis_url else "in-process stand-in",
+            "redis": ("redis cluster" if is_cluster_url(redis_url) else "redis")
+            if redis_url
+            else "in-process stand-in",
             "env": service_env["IVR_ENV"],
         },
         "settings": {
@@ -304,6 +333,8 @@ def _procfile_value(flag: str) -> str:
 def describe_backend(database_url: str, redis_url: str | None, production: bool) -> str:
     database = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite (embedded)"
     redis = "Redis" if redis_url else "the in-process Redis stand-in (one worker)"
+    if is_cluster_url(redis_url):
+        redis = "a Redis Cluster (jobs on their own Redis)"
     mode = "production settings, jobs worker" if production else "development settings"
     return f"{database} + {redis}, {mode}"
 
