@@ -7,7 +7,7 @@ from kit import JANE_PHONE, add_account
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.storage import audit
+from ivr.storage import audit, db
 from ivr.storage.models import AuditEvent
 
 
@@ -46,3 +46,23 @@ def test_what_the_caller_changed_is_committed_with_a_record_whose_account_is_gon
     db_session.rollback()  # nothing left uncommitted: both were written
     assert len(events(db_session, "agent_user.disabled")) == 1
     assert len(events(db_session, "job.failed")) == 1
+
+
+def test_a_record_alone_whose_account_is_gone_is_kept_without_the_link(
+    app: Flask, db_session: Session
+) -> None:
+    """The one-statement writer (webhooks' own events) retries without the account when
+    the account was erased meanwhile, and still tells a duplicate by its dedupe key."""
+    gone = add_account(app, "Jane Doe", JANE_PHONE, "10004321") + 1000
+    with app.app_context():
+        engine = db.engine()
+        kept = audit.record_alone(
+            engine, "call.ended", actor="twilio", account_id=gone, details={"status": "x"},
+            dedupe_key="alone-1",
+        )  # fmt: skip
+        again = audit.record_alone(
+            engine, "call.ended", actor="twilio", account_id=gone, dedupe_key="alone-1"
+        )
+    assert (kept, again) == (True, False)
+    (event,) = events(db_session, "call.ended")
+    assert event.account_id is None and event.details == {"status": "x"}

@@ -161,19 +161,40 @@ def test_a_transferred_call_is_listed_for_agents(app: Flask, phone: Phone) -> No
     assert entry.get(b"token")
 
 
-def test_after_a_redis_failure_in_the_request_nothing_more_waits_on_it(
+def test_a_save_that_meets_an_outage_drops_the_queued_writes(
     app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The save (or anything) met a Redis outage: the queued writes are dropped, not
+    """The call's save met a Redis outage: the queued writes are dropped (logged), not
     sent into the same outage at the end of the request, which would add another
     timeout before the caller hears the apology."""
+    sid = "CA" + secrets.token_hex(16)
 
     def not_again(_writes: Any) -> None:
         raise AssertionError("sent into an outage")
 
-    monkeypatch.setattr(deferred, "_send", not_again)
-    with app.test_request_context(), caplog.at_level(logging.ERROR, logger=deferred.__name__):
+    def down(_pipe: Any) -> None:
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    with (
+        app.test_request_context(),
+        caplog.at_level(logging.ERROR, logger=deferred.__name__),
+        store.step(sid, "request-1") as held,
+    ):
         deferred.later(_setter(_key()))
-        with pytest.raises(StorageUnavailable), kv.unavailable_as_storage_error():
-            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        monkeypatch.setattr(deferred, "execute_with", down)
+        monkeypatch.setattr(deferred, "_send", not_again)
+        with pytest.raises(StorageUnavailable):
+            held.save(_state(sid), None)
     assert "deferred Redis writes dropped" in caplog.text
+
+
+def test_an_outage_elsewhere_in_the_request_does_not_drop_them(app: Flask) -> None:
+    """Only the call's own save or lock decides: a failure the request carried on from
+    (the job queue's own Redis, say) leaves the queued writes to be sent."""
+    key = _key()
+    with app.test_request_context():
+        deferred.later(_setter(key))
+        with pytest.raises(StorageUnavailable), kv.unavailable_as_storage_error():
+            raise redis.exceptions.ConnectionError("the job queue's Redis is down")
+    with app.app_context():
+        assert kv.client().get(key) == b"1"

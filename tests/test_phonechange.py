@@ -307,26 +307,24 @@ def test_two_concurrent_confirmations_one_wins(
         # Both threads have read the old number before either updates the account: the
         # compare-and-set alone must settle it.
         checked = threading.Barrier(2, timeout=10)
+        original_lock = phonechange._lock_phone
         if database_url.startswith("sqlite"):
             # SQLite lets one writer in at a time, so the latest point both can reach is
-            # just after reading the number on file (before claiming the new number).
-            original_lock = phonechange._lock_phone
-
+            # just before claiming the new number (the first write).
             def wait_then_lock(session: Session, e164: str) -> int:
                 checked.wait()
                 return original_lock(session, e164)
 
             monkeypatch.setattr(phonechange, "_lock_phone", wait_then_lock)
         else:
-            # PostgreSQL lets both claim and check their new numbers too.
-            original = phonechange.number_on_other_account
-
-            def then_wait(session: Session, e164: str, account_id: int) -> bool:
-                taken = original(session, e164, account_id)
+            # PostgreSQL lets both claim their (different) new numbers too; then both
+            # swap, and the compare-and-set alone must settle it.
+            def lock_then_wait(session: Session, e164: str) -> int:
+                phone_id = original_lock(session, e164)
                 checked.wait()
-                return taken
+                return phone_id
 
-            monkeypatch.setattr(phonechange, "number_on_other_account", then_wait)
+            monkeypatch.setattr(phonechange, "_lock_phone", lock_then_wait)
     jane = make_account(db_session, phone=OLD)
 
     results = run_together(

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import redis
 from flask import current_app
 
+from ivr.errors import StorageUnavailable
 from ivr.flow.state import CallState
 from ivr.storage import deferred, keys, kv
 
@@ -105,16 +106,20 @@ class Step:
         if not self.locked:
             raise RuntimeError("a step without the lock acts on nothing")
         self.done = True
-        client = kv.client()
-        with kv.unavailable_as_storage_error():
-            if time.monotonic() < self.deadline:
-                with client.pipeline(transaction=True) as pipe:
-                    self._write(pipe, state, answer)
-                    # With the request's deferred writes, in the same round trip where
-                    # the server allows it (not across cluster slots).
-                    deferred.execute_with(pipe)
-            else:
-                self._save_if_owner(client, state, answer)
+        try:
+            client = kv.client()
+            with kv.unavailable_as_storage_error():
+                if time.monotonic() < self.deadline:
+                    with client.pipeline(transaction=True) as pipe:
+                        self._write(pipe, state, answer)
+                        # With the request's deferred writes, in the same round trip
+                        # where the server allows it (not across cluster slots).
+                        deferred.execute_with(pipe)
+                else:
+                    self._save_if_owner(client, state, answer)
+        except StorageUnavailable:
+            deferred.drop("the call's save met a Redis outage")
+            raise
         deferred.send()
 
     def _write(self, pipe: redis.client.Pipeline, state: CallState, answer: str | None) -> None:
@@ -168,6 +173,7 @@ class Step:
             log.warning(
                 "call %s: lock not released (%s); it lapses in %s s", self.call_sid, exc, LOCK_TTL
             )
+            deferred.drop("the call's lock release met a Redis error")
 
 
 @contextmanager
@@ -192,7 +198,10 @@ def _acquire(call_sid: str, request: str, wait: float) -> Step:
     while True:
         asked = time.monotonic()
         with kv.unavailable_as_storage_error():
-            pipe = client.pipeline(transaction=False)
+            # One slot (the call's hash tag), so a transaction works on a cluster too;
+            # and unlike a plain cluster pipeline, which sends every command again one
+            # by one after a timeout, it waits out one timeout, not four.
+            pipe = client.pipeline(transaction=True)
             pipe.set(keys.call_lock(call_sid), token, nx=True, px=int(LOCK_TTL * 1000))
             pipe.get(keys.call_state(call_sid))
             pipe.get(keys.call_answer(call_sid))

@@ -104,8 +104,14 @@ def record_alone(
         if account_id is None:
             raise
         log.info("audit %s: account %s no longer exists; recorded without it", action, account_id)
-        values.pop("account_id")
-        return record_alone(engine, action, **values)
+        return record_alone(
+            engine,
+            action,
+            actor=actor,
+            call_sid=call_sid,
+            details=details,
+            dedupe_key=dedupe_key,
+        )
     if not written:
         log.info("audit %s already recorded (call %s); duplicate ignored", action, call_sid)
     return written

@@ -7,7 +7,8 @@ save (`calls.store.Step.save`): on a single Redis inside its MULTI/EXEC, one rou
 for all. On a Redis Cluster their keys live in other slots than the call's, and a
 transaction cannot span slots, so they go in one pipeline of their own right after the
 save (`send`). Whatever is still queued when the request ends (it saved nothing: a
-replay, an error) is sent then, so nothing queued is dropped.
+replay, an error) is sent then; only when the call's own save or lock met a Redis
+outage are the queued writes dropped (`drop`, logged) rather than sent into it.
 
 A write queued here lands a few milliseconds later than it would have. If Redis fails
 in the save's round trip, the call's save fails with it (the caller hears the apology,
@@ -72,16 +73,20 @@ def send() -> None:
     writes = g.pop(_QUEUED, []) if has_request_context() else []
     if not writes:
         return
-    if g.get("ivr_redis_failed"):
-        # Redis already failed this request (its caller hears the apology): a further
-        # wait on it would only delay that answer by another timeout.
-        log.error("deferred Redis writes dropped: Redis failed earlier in this request")
-        return
     try:
         _send(writes)
     except (StorageUnavailable, redis.exceptions.RedisError) as exc:
         # Also a refusal (out of memory, a demoted primary now read-only): logged.
         log.error("deferred Redis writes lost: %s", exc)
+
+
+def drop(reason: str) -> None:
+    """Forget what is queued: the call's own save or lock just met a Redis outage (its
+    caller hears the apology), and sending into the same outage at the end of the
+    request would only delay that answer by another timeout."""
+    writes = g.pop(_QUEUED, []) if has_request_context() else []
+    if writes:
+        log.error("%d deferred Redis writes dropped: %s", len(writes), reason)
 
 
 def _send(writes: list[Write]) -> None:

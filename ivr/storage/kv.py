@@ -38,7 +38,7 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
-from flask import Flask, current_app, g, has_request_context
+from flask import Flask, current_app
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
@@ -166,17 +166,23 @@ class _Pending:
         self.next_try = 0.0
 
     def connect(self, app: Flask) -> redis.Redis:
-        with self.lock:
-            built: redis.Redis | None = app.extensions["ivr.redis"]
-            if built is not None:  # another thread got there first
-                return built
-            if time.monotonic() < self.next_try:
-                raise StorageUnavailable("redis cluster unavailable (still reconnecting)")
-            self.next_try = time.monotonic() + RECONNECT_EVERY
-            built = connect(self.url, self.timeout)  # StorageUnavailable while down
-            app.extensions["ivr.redis"] = built
-            log.warning("Redis Cluster reached: connected")
+        built: redis.Redis | None = app.extensions["ivr.redis"]
+        if built is not None:  # another thread got there first
             return built
+        # One attempt at a time (it may wait a timeout per startup node); the others
+        # fail at once rather than queue behind it past Twilio's 15 s.
+        if time.monotonic() < self.next_try or not self.lock.acquire(blocking=False):
+            raise StorageUnavailable("redis cluster unavailable (reconnecting)")
+        try:
+            built = app.extensions["ivr.redis"]
+            if built is None:
+                built = connect(self.url, self.timeout)  # StorageUnavailable while down
+                app.extensions["ivr.redis"] = built
+                log.warning("Redis Cluster reached: connected")
+            return built
+        finally:
+            self.next_try = time.monotonic() + RECONNECT_EVERY  # counted from the end
+            self.lock.release()
 
 
 # What a Redis outage looks like to the client: no connection, no reply in time, and on a
@@ -195,6 +201,4 @@ def unavailable_as_storage_error() -> Iterator[None]:
     try:
         yield
     except OUTAGES as exc:
-        if has_request_context():
-            g.ivr_redis_failed = True  # what else this request would send can wait no more
         raise StorageUnavailable("redis unavailable") from exc
