@@ -3,8 +3,8 @@
 The `call.ended` audit is written now if the database answers, else queued as a job
 with the same dedupe key (written once, whenever it can be). The after-call work of
 a number change (the AFTER_CALL call-back, or closing an abandoned change) is a job,
-queued only for a call whose state says it started one,
-so a Twilio outage is retried rather than lost and the webhook never waits on Twilio.
+queued only for a call whose state shows a change started or a new number keyed, so a
+Twilio outage is retried rather than lost and the webhook never waits on Twilio.
 """
 
 from __future__ import annotations
