@@ -267,6 +267,13 @@ def make_app(database_url: str, outbox_path: Path) -> Iterator[object]:
             runner.stop()
         with app.app_context():
             ivr_db.engine().dispose()
+        # Redis connections closed now, not when the client is collected (an open
+        # socket collected later, after its server went away, is a ResourceWarning
+        # that fails the run at exit).
+        jobs = app.extensions.get(jobs_queue.EXTENSION_KEY)
+        for client in (app.extensions.get("ivr.redis"), getattr(jobs, "connection", None)):
+            if client is not None:
+                client.close()
 
 
 @pytest.fixture

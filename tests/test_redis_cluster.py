@@ -374,11 +374,13 @@ def _wait_cluster_ok(cluster: LocalCluster) -> None:
     while time.monotonic() < ends:
         states = []
         for port in cluster.ports:
+            probe = redis.Redis(port=port, socket_timeout=1)
             try:
-                info = redis.Redis(port=port, socket_timeout=1).cluster("info")
-                states.append(info.get("cluster_state"))
+                states.append(probe.cluster("info").get("cluster_state"))
             except redis.exceptions.RedisError:
                 states.append(None)
+            finally:
+                probe.close()
         if states == ["ok"] * len(cluster.ports):
             return
         time.sleep(0.1)
