@@ -53,6 +53,7 @@ def register_extensions(app: Flask) -> None:
     from ivr.delivery import registry
     from ivr.jobs import queue as jobs
     from ivr.jobs import runner as job_runner
+    from ivr.staff import csrf
     from ivr.storage import db, deferred, kv
 
     db.init_app(app)
@@ -62,17 +63,20 @@ def register_extensions(app: Flask) -> None:
     job_runner.init_app(app)
     registry.init_app(app)
     runtime.init_app(app)
+    csrf.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from ivr.agent import register as register_agent
     from ivr.health import bp as health_bp
+    from ivr.ops import register as register_ops
     from ivr.voice.callbacks import bp as callback_bp
     from ivr.voice.views import bp as voice_bp
 
     app.register_blueprint(voice_bp)
     app.register_blueprint(callback_bp)
     register_agent(app)
+    register_ops(app)
     app.register_blueprint(health_bp)
 
 

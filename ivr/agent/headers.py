@@ -1,4 +1,5 @@
-"""The response headers that keep the agent page's customer facts where they belong.
+"""The response headers of the staff pages (agent page, ops console): what the browser may
+do with pages that show customer facts and flow definitions.
 
 The page shows masked customer details to signed-in agents, so every response says
 what the browser may do with it: only our own scripts, styles and forms (a strict
@@ -18,11 +19,11 @@ CONTENT_SECURITY_POLICY = (
 
 
 def secure_headers(response: Response) -> Response:
-    """Add the page's security headers to a response of the agent blueprint."""
+    """Add the security headers to a response of a staff blueprint."""
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    if request.endpoint != "agent_web.static":
+    if not (request.endpoint or "").endswith(".static"):
         response.headers["Cache-Control"] = "no-store"  # customer facts stay off disk caches
     return response

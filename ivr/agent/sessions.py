@@ -30,7 +30,7 @@ from flask import Response, after_this_request, g, jsonify, redirect, request, s
 from flask.blueprints import BlueprintSetupState
 
 from ivr.agent.forms import csrf_token
-from ivr.agent.users import authenticate
+from ivr.agent.users import AGENT_PAGE_ROLES, authenticate
 from ivr.staff import devices, pending, recovery, totp, wiring
 from ivr.staff.throttle import DEVICE, USERNAME, Attempt, Scope, scopes_for
 from ivr.storage import audit as audit_log
@@ -109,14 +109,20 @@ def wants_data() -> bool:
 
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Views for signed-in agents only: others go to the sign-in page (or get a 401)."""
+    """Views for signed-in agents and supervisors only: others go to the sign-in page (or
+    get a 401); ops staff go to their console."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if g.get("agent_user") is None:
+        user: AgentUser | None = g.get("agent_user")
+        if user is None:
             if wants_data():
                 return jsonify(error="sign in first"), 401
             return redirect(url_for(".login_form"))
+        if user.role not in AGENT_PAGE_ROLES:  # ops staff take no calls: their console
+            if wants_data():
+                return jsonify(error="the agent page is for agents and supervisors"), 403
+            return redirect(url_for("ops.index"))
         return view(*args, **kwargs)
 
     return wrapper

@@ -1,5 +1,5 @@
-"""Staff accounts (agents and supervisors; the ops console will share them): creating,
-checking, enrolling in TOTP, disabling, and `ivr users`.
+"""Staff accounts (agents, supervisors, ops: the agent page and the ops console share them):
+creating, checking, enrolling in TOTP, disabling, and `ivr users`.
 
 Passwords are kept only as werkzeug hashes (scrypt by default) and checked with
 werkzeug; an unknown username costs the same hash check as a wrong password, so
@@ -30,8 +30,11 @@ from ivr.staff import recovery, totp, wiring
 from ivr.storage import audit, db
 from ivr.storage.models import AgentUser
 
-AGENT, SUPERVISOR = "agent", "supervisor"
-ROLES = (AGENT, SUPERVISOR)
+AGENT, SUPERVISOR, OPS = "agent", "supervisor", "ops"
+ROLES = (AGENT, SUPERVISOR, OPS)
+AGENT_PAGE_ROLES = (AGENT, SUPERVISOR)  # ops edit flows; they take no calls
+CONSOLE_READ_ROLES = (SUPERVISOR, OPS)  # the ops console: supervisors read
+CONSOLE_EDIT_ROLES = (OPS,)  # ... and ops edit, publish and roll back
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing is deliberately slow: refuse megabyte "passwords"

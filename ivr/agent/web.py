@@ -28,6 +28,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.exceptions import HTTPException
@@ -49,8 +50,10 @@ from ivr.agent.sessions import (
     signed_in_user,
     wants_data,
 )
+from ivr.agent.users import AGENT_PAGE_ROLES
 from ivr.errors import StorageUnavailable
 from ivr.storage import kv
+from ivr.storage.models import AgentUser
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ bp = Blueprint(
 )
 
 POLL_SECONDS = 2
+NEXT_PAGE = "staff_next"  # the page to return to, kept between the sign-in's two steps
 
 bp.record_once(session_cookie)
 bp.after_request(secure_headers)
@@ -102,23 +106,28 @@ def _http_error(exc: HTTPException) -> Any:
 
 @bp.get("/login")
 def login_form() -> Any:
-    """The sign-in form."""
+    """The sign-in form (`?next=` names the staff page to return to, e.g. the console)."""
     if g.agent_user is not None:
-        return redirect(url_for(".index"))
-    return render_template("agent/login.html")
+        return redirect(_landing(g.agent_user, safe_next(request.args.get("next"))))
+    return render_template("agent/login.html", next=safe_next(request.args.get("next")))
 
 
 @bp.post("/login")
 def login() -> Any:
     """Check the password, throttled; then the second factor when the account has one."""
     form = LoginForm.read(request.form)
+    wanted = safe_next(request.form.get("next"))
     outcome = sign_in(form.username, form.password)
     if isinstance(outcome, NeedCode):
+        if wanted:
+            session[NEXT_PAGE] = wanted  # the session was renewed: kept for the code step
         return redirect(url_for(".login_code_form"), code=303)
     if outcome is not None:
-        page = render_template("agent/login.html", error=outcome.message, username=form.username)
+        page = render_template(
+            "agent/login.html", error=outcome.message, username=form.username, next=wanted
+        )
         return page, outcome.status
-    return redirect(url_for(".index"), code=303)
+    return redirect(_landing(g.agent_user, wanted), code=303)
 
 
 @bp.get("/login/code")
@@ -135,14 +144,32 @@ def login_code_form() -> Any:
 def login_code() -> Any:
     """Check the code of a pending sign-in, throttled; every attempt is audited."""
     form = CodeForm.read(request.form)
+    wanted = safe_next(session.get(NEXT_PAGE))
     refused = sign_in_code(form.code, form.recovery_code)
     if refused is None:
-        return redirect(url_for(".index"), code=303)
+        return redirect(_landing(g.agent_user, wanted), code=303)
     if pending_user() is None:  # the sign-in is over: start again from the password
         page = render_template("agent/login.html", error=refused.message)
     else:
         page = render_template("agent/login_code.html", error=refused.message)
     return page, refused.status
+
+
+def safe_next(value: object) -> str | None:
+    """A page of this site to go to after signing in: a local path only (never another
+    site's address, which would make the sign-in page an open redirect)."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(c) < 32 for c in value) or len(value) > 500:
+        return None
+    return value
+
+
+def _landing(user: AgentUser, wanted: str | None) -> str:
+    """Where a signed-in person goes: the page they asked for, else their role's home."""
+    if wanted:
+        return wanted
+    return url_for("ops.index") if user.role not in AGENT_PAGE_ROLES else url_for(".index")
 
 
 @bp.post("/logout")

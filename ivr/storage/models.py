@@ -1,5 +1,6 @@
 """Typed SQLAlchemy 2.0 models: customers, accounts, phone numbers, number changes, audit,
-agents (staff accounts and their recovery codes), and the published versions of the flows.
+agents (staff accounts and their recovery codes), the published versions of the flows and
+the drafts the ops console edits.
 
 A phone number is its own row so that several accounts can share one (a family
 line) and so caller identification is a single indexed lookup.
@@ -226,3 +227,25 @@ class LiveFlow(Base):
     by: Mapped[str] = mapped_column(String(64))
 
     version_row: Mapped[FlowVersion] = relationship()
+
+
+class FlowDraft(Base):
+    """The ops console's draft of one flow: the files a publish would store, edited in the
+    browser, kept in the database (never on one web node's disk).
+
+    Started from the live version's files (`based_on` names it); `files` maps a stored
+    path (`flows/<flow>.yaml`, `prompts/<language>.yaml`) to its exact text, as a
+    version keeps them. `revision` goes up by one on every save: a save names the
+    revision it edited, so two people editing at once cannot overwrite each other.
+    """
+
+    __tablename__ = "flow_drafts"
+
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    based_on: Mapped[str | None] = mapped_column(String(64), default=None)
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64))

@@ -49,6 +49,21 @@ def publish(
     InvalidDefinition (every problem) when they fail any check; nothing changes then.
     """
     draft = store.read_draft(flows_dir, prompts_dir, flow, region)
+    return publish_draft(session, client, draft, by=by, message=message, now=now)
+
+
+def publish_draft(
+    session: Session,
+    client: redis.Redis,
+    draft: store.Draft,
+    *,
+    by: str,
+    message: str = "",
+    now: datetime | None = None,
+) -> Outcome:
+    """Store a checked draft (working files, or the ops console's draft) and make it live:
+    the one publish both the CLI and the console perform."""
+    flow = draft.loaded.flow.name
     moment = now or datetime.now(UTC)
     version = draft.loaded.flow.version
     live = store.live_row(session, flow)

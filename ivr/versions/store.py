@@ -80,9 +80,15 @@ def read_draft(flows_dir: Path, prompts_dir: Path, flow: str, region: str) -> Dr
 
 def load_version(row: FlowVersion, region: str) -> LoadedFlow:
     """A stored version as it was published (InvalidDefinition if it no longer loads)."""
-    flows = [Source(f.path, f.content) for f in row.files if f.path.startswith("flows/")]
-    prompts = [Source(f.path, f.content) for f in row.files if f.path.startswith("prompts/")]
-    return _loaded(_checked(flows, prompts, region), row.flow)
+    return load_files({f.path: f.content for f in row.files}, row.flow, region).loaded
+
+
+def load_files(files: Mapping[str, str], flow: str, region: str) -> Draft:
+    """Files kept in the database (a version's, or the console's draft), checked as a
+    publish checks them; InvalidDefinition lists every problem."""
+    flows = [Source(path, text) for path, text in files.items() if path.startswith("flows/")]
+    prompts = [Source(path, text) for path, text in files.items() if path.startswith("prompts/")]
+    return Draft(_loaded(_checked(flows, prompts, region), flow), dict(files))
 
 
 def _checked(flows: list[Source], prompts: list[Source], region: str) -> Definitions:
