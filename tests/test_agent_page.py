@@ -11,11 +11,24 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from agent_kit import PASSWORD, QUEUE, VERIFIED_JANE, add_user, context, csrf_of, sign_in, transfer
+from agent_kit import (
+    PASSWORD,
+    QUEUE,
+    SECRET,
+    VERIFIED_JANE,
+    add_user,
+    context,
+    csrf_of,
+    enrol,
+    send_code,
+    sign_in,
+    transfer,
+)
 from alembic import command
 from caller import code_of, sent, wrong
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous import URLSafeTimedSerializer
 from kit import JANE_PHONE, add_account, new_sid
 from schema import assert_schema_matches_models
 from sqlalchemy import select
@@ -26,6 +39,7 @@ from ivr.agent.context import ContextSigner
 from ivr.agent.manual import AGENT_VERIFY
 from ivr.delivery import DeliveryUncertain
 from ivr.delivery.outbox import Outbox
+from ivr.staff.csrf import CSRF_REFUSED
 from ivr.staff.throttle import USERNAME
 from ivr.storage import db, kv
 from ivr.storage.migrate import alembic_config, upgrade
@@ -243,6 +257,47 @@ def test_failed_sign_in_is_refused_and_audited_without_the_password(
     assert password not in json.dumps(row.details) + row.actor
 
 
+@pytest.mark.parametrize(
+    ("field", "username", "password", "message"),
+    [
+        ("username", "a" * 65, PASSWORD, "A username is at most 64 characters."),
+        ("password", "alice", "x" * 1025, "A password is at most 1024 characters."),
+    ],
+)
+def test_sign_in_fields_out_of_bounds_are_marked_not_checked(
+    app: Flask, client: FlaskClient, field: str, username: str, password: str, message: str
+) -> None:
+    add_user(app)
+    response = sign_in(client, username, password)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(rf'<input name="{field}"[^>]*aria-invalid="true"', html)
+    assert re.search(rf'id="{field}-error"[^>]*>{re.escape(message)}<', html)
+    assert password not in html  # a password is never sent back
+    assert audits(app, "agent.login_failed") == []  # nothing was checked, so nothing counted
+    assert sign_in(client).status_code == 303
+
+
+def test_a_failed_sign_in_keeps_the_normalised_username(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    html = sign_in(client, "  Alice ", "wrong password!").get_data(as_text=True)
+    assert 'value="alice"' in html
+    assert "wrong password!" not in html
+
+
+def test_a_code_step_field_out_of_bounds_is_marked_not_counted(app: Flask) -> None:
+    enrol(app, add_user(app))
+    client = app.test_client()
+    sign_in(client)
+    response = send_code(client, recovery_code="x" * 33)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(r'<input name="recovery_code"[^>]*aria-invalid="true"', html)
+    assert "A recovery code is at most 32 characters." in html
+    assert "<details open>" in html  # the recovery form is shown, not folded away
+    assert audits(app, "agent.login_failed") == []
+
+
 def test_disabled_user_cannot_sign_in_and_loses_the_session(
     app: Flask, client: FlaskClient, agent: int
 ) -> None:
@@ -353,6 +408,65 @@ def test_a_token_from_another_session_is_refused(
     call_sid = transfer(app)
     response = client.post(f"/agent/calls/{call_sid}/escalate", data={"csrf_token": foreign})
     assert response.status_code == 400
+
+
+def test_a_refused_token_gets_json_when_the_script_asks(
+    app: Flask, client: FlaskClient, agent: int
+) -> None:
+    call_sid = transfer(app)
+    response = client.post(
+        f"/agent/calls/{call_sid}/escalate", headers={"X-Requested-With": "agent-page"}
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {"error": CSRF_REFUSED}
+    assert not entry_of(app, call_sid)["escalated"]
+
+
+@pytest.mark.parametrize("header", ["X-CSRF-Token", "X-CSRFToken"])
+def test_the_script_may_send_the_token_in_a_header(
+    app: Flask, client: FlaskClient, agent: int, header: str
+) -> None:
+    call_sid = transfer(app)
+    token = csrf_of(client, "/agent/")
+    response = client.post(f"/agent/calls/{call_sid}/escalate", headers={header: token})
+    assert response.status_code == 303
+    assert entry_of(app, call_sid)["escalated"]
+
+
+def test_the_token_is_flask_wtfs_and_kept_signed_in_the_session(
+    client: FlaskClient, agent: int
+) -> None:
+    token = csrf_of(client, "/agent/")
+    with client.session_transaction() as session:
+        raw = session["csrf_token"]
+        assert "agent_csrf" not in session  # the hand-written token of before is gone
+    assert raw not in token  # the page gets a signed copy, never the session's value
+    assert URLSafeTimedSerializer(SECRET, salt="wtf-csrf-token").loads(token) == raw
+
+
+def test_a_form_from_before_sign_in_is_refused_after_it(app: Flask) -> None:
+    add_user(app)
+    client = app.test_client()
+    before = csrf_of(client)  # the sign-in page's token, as an attacker could have fixed it
+    assert sign_in(client).status_code == 303
+    with client.session_transaction() as session:
+        assert session["csrf_token"] not in before
+    refused = client.post("/agent/logout", data={"csrf_token": before})
+    assert refused.status_code == 400
+    assert client.get("/agent/calls.json").status_code == 200  # still signed in
+    after = csrf_of(client, "/agent/")
+    assert after != before
+    assert client.post("/agent/logout", data={"csrf_token": after}).status_code == 303
+
+
+def test_a_form_from_before_the_password_is_refused_at_the_code_step(app: Flask) -> None:
+    enrol(app, add_user(app))
+    client = app.test_client()
+    before = csrf_of(client)
+    assert sign_in(client).headers["Location"].endswith("/agent/login/code")
+    refused = client.post("/agent/login/code", data={"code": "123456", "csrf_token": before})
+    assert refused.status_code == 400
+    assert audits(app, "agent.login_failed") == []  # refused before any code was checked
 
 
 # --- the call list --------------------------------------------------------------------------
@@ -534,7 +648,7 @@ def test_checklist_is_saved_and_audited(
     app: Flask, client: FlaskClient, agent: int, jane: int
 ) -> None:
     call_sid = transfer(app, account_id=jane)
-    response = act(client, call_sid, "checklist", matched=["phone", "full_name", "bogus"])
+    response = act(client, call_sid, "checklist", matched=["phone", "full_name"])
     html = response.get_data(as_text=True)
     assert "Checklist saved: 2 of 3 matched." in html
     assert re.search(r'value="full_name" checked', html)
@@ -544,6 +658,95 @@ def test_checklist_is_saved_and_audited(
     [row] = audits(app, "agent.checklist")
     assert (row.actor, row.call_sid, row.account_id) == (f"agent:{agent}", call_sid, jane)
     assert row.details == {"matched": ["full_name", "phone"], "not_matched": ["account_or_email"]}
+
+
+def test_nothing_ticked_is_a_checklist_too(app: Flask, client: FlaskClient, agent: int) -> None:
+    call_sid = transfer(app)
+    html = act(client, call_sid, "checklist").get_data(as_text=True)
+    assert "Checklist saved: 0 of 3 matched." in html
+    assert entry_of(app, call_sid)["checklist"] == []
+
+
+def test_a_checklist_item_the_page_never_showed_is_refused_and_nothing_saved(
+    app: Flask, client: FlaskClient, agent: int
+) -> None:
+    call_sid = transfer(app)
+    response = act(client, call_sid, "checklist", matched=["phone", "bogus"])
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(r'<fieldset aria-describedby="matched-error">', html)
+    assert re.search(r'id="matched-error"[^>]*>The checklist had an item this page does not', html)
+    assert 'data-testid="screen-pop"' in html  # the page again, the call's pop on it
+    assert entry_of(app, call_sid)["checklist"] is None
+    assert audits(app, "agent.checklist") == []
+
+
+@pytest.mark.parametrize("channel", [None, "", "fax", "SMS"])
+def test_a_channel_the_page_never_offers_is_refused(
+    app: Flask, client: FlaskClient, agent: int, jane: int, channel: str | None
+) -> None:
+    call_sid = transfer(app, account_id=jane)
+    form = {} if channel is None else {"channel": channel}
+    response = act(client, call_sid, "send-code", **form)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(r'id="channel-error"[^>]*>Choose how to send the code: by text', html)
+    assert 'aria-describedby="channel-error">Text a code to' in html
+    assert sent(app) == []
+    assert audits(app, "agent.code_sent") == audits(app, "agent.code_not_sent") == []
+    assert entry_of(app, call_sid)["code_sent"] is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "Type the code the caller reads out."),
+        ("   ", "Type the code the caller reads out."),
+        ("12345", "The code has 6 digits; this one has 5. Ask the caller again."),
+        ("1234 567", "The code has 6 digits; this one has 7."),
+        ("12a456", "A code is digits only (spaces are fine)."),
+        ("١٢٣٤٥٦", "A code is digits only"),  # Arabic-Indic digits: not what was sent
+        # Spaces at the ends are stripped, not counted against the 32 characters.
+        ("12345" + " " * 40, "The code has 6 digits; this one has 5."),
+        ("1 " * 20, "That is too long for a code (at most 32 characters)."),
+    ],
+)
+def test_a_code_of_the_wrong_shape_is_marked_and_costs_no_attempt(
+    app: Flask, client: FlaskClient, agent: int, jane: int, typed: str, message: str
+) -> None:
+    call_sid = transfer(app, account_id=jane)
+    act(client, call_sid, "send-code", channel="sms")
+    response = act(client, call_sid, "check-code", code=typed)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(
+        r'<input name="code"[^>]*aria-invalid="true" aria-describedby="code-error"', html
+    )
+    assert re.search(rf'id="code-error"[^>]*>{re.escape(message)}', html)
+    assert audits(app, "agent.code_check") == []
+    assert entry_of(app, call_sid)["code_result"] == ""  # as the send left it: no result
+    # No attempt of the code was used: the code the caller then reads out right passes.
+    code = code_of(sent(app)[-1])
+    assert code not in html
+    passed_page = act(client, call_sid, "check-code", code=code).get_data(as_text=True)
+    assert re.search(r'data-testid="code-result">pass<', passed_page)
+
+
+def test_the_code_length_follows_the_configured_one(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(IVR_CODE_LENGTH="8")
+    jane = add_account(app, "Jane Doe", JANE_PHONE, JANE_ACCOUNT, "jane@example.com")
+    add_user(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    call_sid = transfer(app, account_id=jane)
+    act(client, call_sid, "send-code", channel="sms")
+    code = code_of(sent(app)[-1])
+    assert len(code) == 8
+    short = act(client, call_sid, "check-code", code=code[:6])
+    assert short.status_code == 400
+    assert "The code has 8 digits; this one has 6." in short.get_data(as_text=True)
+    passed_page = act(client, call_sid, "check-code", code=code).get_data(as_text=True)
+    assert re.search(r'data-testid="code-result">pass<', passed_page)
 
 
 def test_code_sent_by_text_then_checked_shows_only_pass_or_fail(

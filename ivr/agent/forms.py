@@ -1,88 +1,148 @@
-"""What the agent page accepts from its forms: the CSRF token every POST must carry, and
-the sign-in fields (password step, code step) as the rest of the page may trust them.
+"""What the agent page accepts from its forms: the sign-in fields (password step, code
+step) and the screen pop's actions that have fields (checklist, sending a code, checking
+one; escalating and signing out carry the token only), as WTForms classes the views may
+trust once `validate()` passed.
 
-Kept apart from the views so the hand-written CSRF can be swapped for a form library
-in one place. The token is per session, random, kept in Flask's signed session cookie
-and sent back in a hidden field (or the `X-CSRF-Token` header, for the page's script);
-it is compared with `hmac.compare_digest`, and a missing or wrong one is a 400.
+CSRF is not checked here: the blueprint checks every POST before any view runs
+(`ivr.staff.csrf.protect`, one token per session, the same as the ops console's), so
+these forms are built with Flask-WTF's own CSRF field turned off. A form that fails
+validation names the field and why; the views render that beside the field.
+
+The checks are about shape only. Whether a password or a sign-in code is right stays
+with `sessions` (throttled and audited there), so a code of the wrong shape on the
+sign-in step is still checked, counted and audited as a wrong one; only input that
+could never be anything (far too long, a channel the page never offers, a checklist
+item it never showed) is turned back here. The screen pop's code check is stricter
+(digits, the codes' length): a slip of the ear there should not cost the caller one of
+the code's few attempts.
 """
 
 from __future__ import annotations
 
-import hmac
-import logging
-import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from typing import Any
 
-from flask import abort, request, session
+from flask_wtf import FlaskForm
+from wtforms import Field, HiddenField, PasswordField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
 
+from ivr.agent.manual import CHECKLIST, CODE_CHANNELS
 from ivr.agent.users import normalise_username
 
-log = logging.getLogger(__name__)
-
-SESSION_CSRF = "agent_csrf"
-CSRF_FIELD = "csrf_token"
-CSRF_REFUSED = "This form has expired or did not come from this page. Reload and try again."
 USERNAME_MAX = 64
+PASSWORD_MAX = 1024  # hashing has a cost: nobody types more than this
 CODE_MAX = 32  # a TOTP code is 6 digits and a recovery code 11 characters: room for spaces
-
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-def csrf_token() -> str:
-    """This session's CSRF token, made on first use."""
-    token = session.get(SESSION_CSRF)
-    if not isinstance(token, str) or not token:
-        token = secrets.token_urlsafe(32)
-        session[SESSION_CSRF] = token
-    return token
+READ_OUT = re.compile(r"[0-9 ]+")  # a code as an agent types what the caller reads out
 
 
-def _csrf_ok() -> bool:
-    expected = session.get(SESSION_CSRF)
-    given = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token") or ""
-    if not isinstance(expected, str) or not expected or not given:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
-def check_csrf() -> None:
-    """Refuse (400) a request that changes something without this session's token."""
-    if request.method not in SAFE_METHODS and not _csrf_ok():
-        log.warning(
-            "agent page: %s %s refused: CSRF token missing or wrong", request.method, request.path
-        )
-        abort(400, description=CSRF_REFUSED)
+def _username(value: Any) -> Any:
+    return normalise_username(value) if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
-class LoginForm:
-    """The sign-in fields: the username normalised and bounded, the password as typed."""
+class PageForm(FlaskForm):
+    """A form of a staff page: CSRF is the blueprint's (see the module docstring)."""
 
-    username: str
-    password: str
-
-    @classmethod
-    def read(cls, form: Mapping[str, str]) -> LoginForm:
-        """The fields of a posted sign-in form; missing ones read as blank."""
-        return cls(
-            username=normalise_username(form.get("username", ""))[:USERNAME_MAX],
-            password=form.get("password", ""),
-        )
+    class Meta:
+        csrf = False
 
 
-@dataclass(frozen=True)
-class CodeForm:
-    """The second sign-in step: a TOTP code, or a recovery code, each bounded in length."""
+class LoginForm(PageForm):
+    """The sign-in fields: the username normalised and bounded, the password as typed
+    and bounded. A blank one is the sign-in's to refuse (counted and audited), as a
+    browser never sends one (both inputs are `required`)."""
 
-    code: str
-    recovery_code: str
+    username = StringField(
+        "Username",
+        filters=[_username],
+        validators=[
+            Length(max=USERNAME_MAX, message=f"A username is at most {USERNAME_MAX} characters.")
+        ],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[
+            Length(max=PASSWORD_MAX, message=f"A password is at most {PASSWORD_MAX} characters.")
+        ],
+    )
+    next = HiddenField()
 
-    @classmethod
-    def read(cls, form: Mapping[str, str]) -> CodeForm:
-        """The fields of a posted code form; missing ones read as blank."""
-        return cls(
-            code=form.get("code", "")[:CODE_MAX],
-            recovery_code=form.get("recovery_code", "")[:CODE_MAX],
-        )
+
+class CodeForm(PageForm):
+    """The second sign-in step: a TOTP code, or a recovery code, each bounded in length.
+
+    Their shape is the sign-in's to judge (see the module docstring): a blank or a
+    "12345" passes here and is refused, counted and audited, as a wrong code."""
+
+    code = StringField(
+        "Code",
+        validators=[Length(max=CODE_MAX, message=f"A code is at most {CODE_MAX} characters.")],
+    )
+    recovery_code = StringField(
+        "Recovery code",
+        validators=[
+            Length(max=CODE_MAX, message=f"A recovery code is at most {CODE_MAX} characters.")
+        ],
+    )
+
+
+class ChecklistForm(PageForm):
+    """The checklist items the caller got right: known items only, none at all is fine."""
+
+    # The page draws the boxes itself (from CHECKLIST), so no choices are declared here:
+    # validate_matched checks the values, with a message an agent can read.
+    matched = SelectMultipleField("Tick what the caller told you correctly", validate_choice=False)
+
+    def validate_matched(self, field: Field) -> None:
+        """Only the page's own items (a tampered form is refused, not half-saved)."""
+        if any(value not in CHECKLIST for value in field.data or []):
+            raise ValidationError(
+                "The checklist had an item this page does not show. Reload it and try again."
+            )
+
+
+class SendCodeForm(PageForm):
+    """Which way a one-time code goes: one of the channels the page offers."""
+
+    channel = StringField("Send the code by")
+
+    def validate_channel(self, field: Field) -> None:
+        """A text message or an email, nothing else."""
+        if field.data not in CODE_CHANNELS:
+            raise ValidationError("Choose how to send the code: by text message or by email.")
+
+
+class CheckCodeForm(PageForm):
+    """The code the caller reads out: digits (spaces allowed, as read out), as many as
+    the codes this page sends."""
+
+    code = StringField(
+        "Code the caller reads out",
+        filters=[_stripped],
+        validators=[DataRequired("Type the code the caller reads out.")],
+    )
+
+    def __init__(self, *args: Any, length: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.length = length
+
+    def validate_code(self, field: Field) -> None:
+        """Digits only, as many as the codes sent (a slip of the ear costs no attempt)."""
+        typed = field.data or ""
+        if len(typed) > CODE_MAX:
+            raise ValidationError(f"That is too long for a code (at most {CODE_MAX} characters).")
+        if not READ_OUT.fullmatch(typed):
+            raise ValidationError("A code is digits only (spaces are fine).")
+        digits = len(self.digits)
+        if digits != self.length:
+            raise ValidationError(
+                f"The code has {self.length} digits; this one has {digits}. Ask the caller again."
+            )
+
+    @property
+    def digits(self) -> str:
+        """The code without the spaces it was read out with."""
+        return (self.code.data or "").replace(" ", "")

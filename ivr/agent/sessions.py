@@ -29,9 +29,8 @@ from typing import Any
 from flask import Response, after_this_request, g, jsonify, redirect, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 
-from ivr.agent.forms import csrf_token
 from ivr.agent.users import AGENT_PAGE_ROLES, authenticate
-from ivr.staff import devices, pending, recovery, totp, wiring
+from ivr.staff import csrf, devices, pending, recovery, totp, wiring
 from ivr.staff.throttle import DEVICE, USERNAME, Attempt, Scope, scopes_for
 from ivr.storage import audit as audit_log
 from ivr.storage import db, kv
@@ -207,7 +206,7 @@ def sign_in(username: str, password: str) -> Refused | NeedCode | None:
         wiring.login_throttle().succeeded(attempt)  # the code step counts on its own
         session.clear()
         session[PENDING_ID] = pending.start(kv.client(), user.id)
-        csrf_token()
+        csrf.renew()  # a form from before the password step is no good after it
         return NeedCode()
     if wiring.settings().staff_2fa == "required":
         wiring.login_throttle().succeeded(attempt)  # the password was no guess
@@ -297,7 +296,7 @@ def _start(user: AgentUser, second_factor: str, attempt: Attempt) -> None:
     session.clear()
     session[SESSION_ID] = wiring.session_store().start(user.id)
     session.permanent = True
-    csrf_token()
+    csrf.renew()  # a form from before the sign-in is no good after it
     g.agent_user = user
     audit(
         "agent.login",

@@ -8,9 +8,12 @@ arriving call. Every form works without the script: each POST redirects back to
 the page (post/redirect/get).
 
 This module owns the blueprint and its views, and wires in the rest: the CSRF check
-and form fields (`forms`), who is signed in (`sessions`), the security headers
-(`headers`) and what a call looks like on screen (`screen`). Every action on a call
-is audited, with masked values only.
+(`ivr.staff.csrf`, Flask-WTF's, before every view: the same as the ops console's),
+the forms (`forms`, WTForms), who is signed in (`sessions`), the security headers
+(`headers`) and what a call looks like on screen (`screen`). A form that fails its
+checks is shown again, at once and with the field marked (400), instead of the
+redirect; nothing of it was done. Every action on a call is audited, with masked
+values only.
 """
 
 from __future__ import annotations
@@ -34,10 +37,18 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from ivr.agent import screen, transfers
-from ivr.agent.forms import CSRF_FIELD, CodeForm, LoginForm, check_csrf, csrf_token
+from ivr.agent.forms import (
+    CheckCodeForm,
+    ChecklistForm,
+    CodeForm,
+    LoginForm,
+    PageForm,
+    SendCodeForm,
+)
 from ivr.agent.headers import secure_headers
 from ivr.agent.manual import CHECKLIST, checked_items, passed
 from ivr.agent.sessions import (
+    START_AGAIN,
     NeedCode,
     audit,
     current_agent,
@@ -52,6 +63,7 @@ from ivr.agent.sessions import (
 )
 from ivr.agent.users import AGENT_PAGE_ROLES
 from ivr.errors import StorageUnavailable
+from ivr.staff import csrf
 from ivr.storage import kv
 from ivr.storage.models import AgentUser
 
@@ -74,14 +86,15 @@ bp.after_request(secure_headers)
 
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "csrf_field": CSRF_FIELD, "agent": g.get("agent_user")}
+    # csrf_token() itself is Flask-WTF's template global.
+    return {"csrf_field": csrf.CSRF_FIELD, "agent": g.get("agent_user")}
 
 
 @bp.before_request
 def _guard() -> None:
     if request.endpoint == "agent_web.static":
         return
-    check_csrf()
+    csrf.protect()
     g.agent_user = signed_in_user()
 
 
@@ -94,11 +107,20 @@ def _storage_down(exc: StorageUnavailable) -> Any:
     return render_template("agent/error.html", message=message), 503
 
 
+@bp.errorhandler(csrf.CSRFError)
+def _csrf_refused(exc: csrf.CSRFError) -> Any:
+    return _page_error(csrf.CSRF_REFUSED, 400)
+
+
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Any:
+    return _page_error(exc.description or exc.name, exc.code or 500)
+
+
+def _page_error(message: str, status: int) -> Any:
     if wants_data():
-        return jsonify(error=exc.description), exc.code
-    return render_template("agent/error.html", message=exc.description), exc.code
+        return jsonify(error=message), status
+    return render_template("agent/error.html", message=message), status
 
 
 # ---------------------------------------------------------------- signing in and out
@@ -107,25 +129,26 @@ def _http_error(exc: HTTPException) -> Any:
 @bp.get("/login")
 def login_form() -> Any:
     """The sign-in form (`?next=` names the staff page to return to, e.g. the console)."""
+    wanted = safe_next(request.args.get("next"))
     if g.agent_user is not None:
-        return redirect(_landing(g.agent_user, safe_next(request.args.get("next"))))
-    return render_template("agent/login.html", next=safe_next(request.args.get("next")))
+        return redirect(_landing(g.agent_user, wanted))
+    return render_template("agent/login.html", form=LoginForm(formdata=None), next=wanted)
 
 
 @bp.post("/login")
 def login() -> Any:
     """Check the password, throttled; then the second factor when the account has one."""
-    form = LoginForm.read(request.form)
-    wanted = safe_next(request.form.get("next"))
-    outcome = sign_in(form.username, form.password)
+    form = LoginForm()
+    wanted = safe_next(form.next.data)
+    if not form.validate():
+        return render_template("agent/login.html", form=form, next=wanted), 400
+    outcome = sign_in(form.username.data or "", form.password.data or "")
     if isinstance(outcome, NeedCode):
         if wanted:
             session[NEXT_PAGE] = wanted  # the session was renewed: kept for the code step
         return redirect(url_for(".login_code_form"), code=303)
     if outcome is not None:
-        page = render_template(
-            "agent/login.html", error=outcome.message, username=form.username, next=wanted
-        )
+        page = render_template("agent/login.html", form=form, error=outcome.message, next=wanted)
         return page, outcome.status
     return redirect(_landing(g.agent_user, wanted), code=303)
 
@@ -137,22 +160,32 @@ def login_code_form() -> Any:
         return redirect(url_for(".index"))
     if pending_user() is None:
         return redirect(url_for(".login_form"))
-    return render_template("agent/login_code.html")
+    return render_template("agent/login_code.html", form=CodeForm(formdata=None))
 
 
 @bp.post("/login/code")
 def login_code() -> Any:
     """Check the code of a pending sign-in, throttled; every attempt is audited."""
-    form = CodeForm.read(request.form)
+    form = CodeForm()
     wanted = safe_next(session.get(NEXT_PAGE))
-    refused = sign_in_code(form.code, form.recovery_code)
+    if not form.validate():
+        if pending_user() is None:
+            return _start_again(START_AGAIN, 401)
+        return render_template("agent/login_code.html", form=form), 400
+    refused = sign_in_code(form.code.data or "", form.recovery_code.data or "")
     if refused is None:
         return redirect(_landing(g.agent_user, wanted), code=303)
     if pending_user() is None:  # the sign-in is over: start again from the password
-        page = render_template("agent/login.html", error=refused.message)
-    else:
-        page = render_template("agent/login_code.html", error=refused.message)
+        return _start_again(refused.message, refused.status)
+    page = render_template(
+        "agent/login_code.html", form=CodeForm(formdata=None), error=refused.message
+    )
     return page, refused.status
+
+
+def _start_again(message: str, status: int) -> Any:
+    page = render_template("agent/login.html", form=LoginForm(formdata=None), error=message)
+    return page, status
 
 
 def safe_next(value: object) -> str | None:
@@ -174,7 +207,8 @@ def _landing(user: AgentUser, wanted: str | None) -> str:
 
 @bp.post("/logout")
 def logout() -> Any:
-    """Sign out (POST only, so a link on another site cannot sign anyone out)."""
+    """Sign out (POST only, with the session's CSRF token, so a link or a form on another
+    site cannot sign anyone out)."""
     sign_out()
     flash("You are signed out.", "ok")
     return redirect(url_for(".login_form"), code=303)
@@ -187,17 +221,30 @@ def logout() -> Any:
 @signed_in
 def index() -> Any:
     """The call list, with the screen pop of `?call=<CallSid>` when one is chosen."""
-    user = current_agent()
     chosen = request.args.get("call", "")
-    pop = screen.pop(user, chosen) if chosen else None
+    pop = screen.pop(current_agent(), chosen) if chosen else None
     if chosen and pop is None:
         flash("That call is no longer on your list.", "error")
-    return render_template(
+    return _desk(pop)
+
+
+def _desk(pop: dict[str, Any] | None, refused: PageForm | None = None) -> Any:
+    """The page: the call list and a screen pop; with `refused`, the form that failed its
+    checks (shown with its errors, a 400)."""
+    page = render_template(
         "agent/index.html",
-        calls=screen.calls_for(user),
+        calls=screen.calls_for(current_agent()),
         pop=pop,
+        errors=refused.errors if refused is not None else {},
         poll_ms=POLL_SECONDS * 1000,
     )
+    return (page, 400) if refused is not None else page
+
+
+def _refused(call_sid: str, form: PageForm) -> Any:
+    """A screen-pop form that failed its checks: the page again, the field marked."""
+    log.info("call %s: agent form refused: %s", call_sid, sorted(form.errors))
+    return _desk(screen.pop(current_agent(), call_sid), refused=form)
 
 
 @bp.get("/calls.json")
@@ -220,7 +267,7 @@ def screen_pop(call_sid: str) -> Any:
     pop = screen.pop(current_agent(), call_sid)
     if pop is None:
         abort(404, description="That call is no longer on your list.")
-    return render_template("agent/_pop.html", pop=pop)
+    return render_template("agent/_pop.html", pop=pop, errors={})
 
 
 @bp.post("/calls/<call_sid>/checklist")
@@ -228,7 +275,10 @@ def screen_pop(call_sid: str) -> Any:
 def checklist(call_sid: str) -> Any:
     """Record which checklist items the caller got right."""
     user, entry = current_agent(), _entry(call_sid)
-    matched = checked_items(request.form.getlist("matched"))
+    form = ChecklistForm()
+    if not form.validate():
+        return _refused(call_sid, form)
+    matched = checked_items(form.matched.data or [])
     transfers.save_checklist(kv.client(), call_sid, matched, by=user.username, at=time.time())
     unmatched = [item for item in CHECKLIST if item not in matched]
     audit(
@@ -246,7 +296,10 @@ def checklist(call_sid: str) -> Any:
 def send_code(call_sid: str) -> Any:
     """Send a one-time code to the phone or email on file."""
     entry = _entry(call_sid)
-    channel = request.form.get("channel", "")
+    form = SendCodeForm()
+    if not form.validate():
+        return _refused(call_sid, form)
+    channel = form.channel.data or ""
     manual = screen.verifier()
     account = manual.account(entry["account_id"])
     context, _status = screen.context_of(entry)
@@ -285,10 +338,11 @@ def check_code(call_sid: str) -> Any:
     """Check the code the caller read out; the page learns only pass or fail."""
     user, entry = current_agent(), _entry(call_sid)
     manual = screen.verifier()
+    form = CheckCodeForm(length=manual.codes.policy.length)
+    if not form.validate():  # counted as no attempt: the caller's code is not used up
+        return _refused(call_sid, form)
     outcome = manual.check_code(
-        manual.account(entry["account_id"]),
-        call_sid=call_sid,
-        entered=request.form.get("code", ""),
+        manual.account(entry["account_id"]), call_sid=call_sid, entered=form.digits
     )
     result = "pass" if passed(outcome) else "fail"
     transfers.note(kv.client(), call_sid, code_result=result, code_by=user.username)

@@ -52,6 +52,7 @@ class Runtime:
         self._checked: float | None = None
         self._versions: OrderedDict[str, LoadedFlow] = OrderedDict()
         self._lock = threading.Lock()
+        self._pinned = False  # serving one given version (the simulator's sandbox)
 
     @property
     def flow(self) -> Flow:
@@ -65,6 +66,8 @@ class Runtime:
 
     def live(self) -> LoadedFlow:
         """The version new calls start on, checked in Redis at most every few seconds."""
+        if self._pinned:
+            return self._live
         now = self.clock()
         if self._checked is None or now - self._checked >= REFRESH_SECONDS:
             try:
@@ -85,6 +88,15 @@ class Runtime:
                 )
             self._checked = now
         return self._live
+
+    def serve(self, loaded: LoadedFlow) -> None:
+        """Serve `loaded` as the live version from now on, without reading storage: the
+        call simulator's sandbox runs a draft or any stored version this way."""
+        with self._lock:
+            self._live = loaded
+            self._pinned = True
+            self._versions.clear()
+            self._versions[f"{loaded.flow.name}@{loaded.flow.version}"] = loaded
 
     def for_call(self, state: CallState) -> LoadedFlow:
         """The version a running call started on."""

@@ -44,6 +44,7 @@ class Event:
     kind: str
     text: str
     who: str = "caller"  # whose leg: caller, agent, or callee (a call the service placed)
+    language: str = ""  # a say's language attribute (BCP 47), when the TwiML gives one
 
 
 class CallOver(Exception):
@@ -97,8 +98,8 @@ class Leg:
         self.requests = 0
         self.seconds = 0
 
-    def emit(self, kind: str, text: str) -> None:
-        self.call.emit(Event(kind, text, self.who))
+    def emit(self, kind: str, text: str, language: str = "") -> None:
+        self.call.emit(Event(kind, text, self.who, language))
         if kind == "say":
             for code in spoken_codes(text):
                 self.call.deliver(code)
@@ -161,7 +162,7 @@ class Leg:
     # ---- verbs: return (url, form) to request next, or None to go on with the next verb
 
     def _verb_say(self, verb: ET.Element, url: str) -> None:
-        self.emit("say", " ".join((verb.text or "").split()))
+        self.emit("say", " ".join((verb.text or "").split()), verb.get("language", ""))
         self.seconds += 3
 
     def _verb_play(self, verb: ET.Element, url: str) -> None:

@@ -24,7 +24,9 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -87,6 +89,24 @@ class Refused:
     """No code was issued: `reason` is "rate_limited", "locked" or "replaced"."""
 
     reason: str
+
+
+# Where new codes come from: None (always, in the service) means `secrets`. The call
+# simulator's sandbox sets a repeatable source for the calls it replays, so that a code
+# shown to the tester is still the right one when the call is played again.
+CodeSource = Callable[[int], str]  # the number of digits -> the code
+_code_source: ContextVar[CodeSource | None] = ContextVar("ivr_code_source", default=None)
+
+
+@contextmanager
+def codes_from(source: CodeSource) -> Iterator[None]:
+    """Make the codes issued in this context (this thread) with `source` instead of
+    `secrets`: for the simulator's sandbox only, never the service's own calls."""
+    token = _code_source.set(source)
+    try:
+        yield
+    finally:
+        _code_source.reset(token)
 
 
 # Outcomes of a check.
@@ -226,6 +246,9 @@ class CodeService:
         return None
 
     def _new_code(self) -> str:
+        source = _code_source.get()
+        if source is not None:
+            return source(self.policy.length)
         return f"{secrets.randbelow(10**self.policy.length):0{self.policy.length}d}"
 
     # ------------------------------------------------------------ checking

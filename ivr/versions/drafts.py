@@ -1,0 +1,671 @@
+"""The ops console's draft of a flow: files kept in the database, edited as YAML text.
+
+A draft is one row of `flow_drafts` per flow, started from the live version's files
+(or, before the first publish, the working files). Edits change the YAML text through
+ruamel.yaml's round trip, so comments, key order and layout survive and a file nobody
+edited stays byte for byte what the live version has; new values are written so the
+strict reader (`ivr.flow.yamlread`) reads back exactly what was meant (`1:` menu keys
+and `yes`/`no` stay words). Every save names the revision it edited (a stale one is
+refused, nothing written), bumps it, and runs the full validation a publish runs: the
+problems come back and the draft is saved anyway (it is a draft); YAML that does not
+read back is never saved. Publishing is `ivr.versions.publish.publish_draft`, the same
+operation as the CLI's. No Flask here.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import io
+import re
+import textwrap
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType, NoneType, UnionType
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError as RuamelError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarString
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ivr.errors import DefinitionProblem, InvalidDefinition, IvrError
+from ivr.flow import yamlread
+from ivr.flow.loader.nodes import parse_node
+from ivr.flow.model import NODE_TYPES, Flow, Node
+from ivr.flow.model.flow import (
+    MESSAGE_PLACEHOLDERS,
+    MESSAGE_PREFIX,
+    PLACEHOLDERS,
+    READ_CODE_PLACEHOLDERS,
+    READ_CODE_PREFIX,
+)
+from ivr.storage.models import FlowDraft
+from ivr.versions import store
+
+STALE = "someone else saved this draft meanwhile: reload"
+PROMPT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Prompt texts longer than this line are written folded (`>`), wrapped like the files.
+FOLD_WIDTH = 80
+# System prompts spoken with no call facts at hand (as the prompt loader says).
+PLAIN_PROMPTS = frozenset({"queue_hold"})
+
+
+class DraftError(IvrError):
+    """An edit that cannot be made (unknown node or field, no draft, text that would not
+    read back); nothing was saved."""
+
+
+class StaleDraft(DraftError):
+    """The draft was saved by someone else since the form was loaded."""
+
+    def __init__(self) -> None:
+        super().__init__(STALE)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a save did: the new revision, whether any file changed, and every problem
+    the full validation found in the draft as saved (a publish needs none)."""
+
+    revision: int
+    changed: bool
+    problems: list[DefinitionProblem]
+
+
+# ---------------------------------------------------------------- the store
+
+
+def start(
+    session: Session, flow: str, by: str, *, flows_dir: Path, prompts_dir: Path, region: str
+) -> FlowDraft:
+    """A new draft of `flow`: the live version's files, or the working files before the
+    first publish. DraftError when a draft exists; InvalidDefinition when there is no
+    live version and the working files do not load."""
+    if get(session, flow) is not None:
+        raise DraftError(f"flow {flow!r} has a draft already: edit or discard it")
+    live = store.live_row(session, flow)
+    if live is not None:
+        files = {f.path: f.content for f in live.version_row.files}
+        based_on: str | None = live.version_row.version
+    else:
+        files = dict(store.read_draft(flows_dir, prompts_dir, flow, region).files)
+        based_on = None
+    now = datetime.now(UTC)
+    row = FlowDraft(
+        flow=flow,
+        based_on=based_on,
+        files=files,
+        revision=1,
+        created_at=now,
+        created_by=by,
+        updated_at=now,
+        updated_by=by,
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # someone else's start won the race
+        session.rollback()
+        raise DraftError(f"flow {flow!r} has a draft already: edit or discard it") from None
+    return row
+
+
+def get(session: Session, flow: str) -> FlowDraft | None:
+    """The draft of `flow` as the database has it now, or None."""
+    return session.get(FlowDraft, flow, populate_existing=True)
+
+
+def discard(session: Session, flow: str, *, revision: int) -> None:
+    """Delete the draft of `flow` as it was at `revision` (StaleDraft if saved since)."""
+    take(session, flow, revision=revision)
+    session.commit()
+
+
+def take(session: Session, flow: str, *, revision: int) -> None:
+    """Delete the draft at `revision` without committing, so a publish commits the new
+    version and the draft's removal together (StaleDraft, rolled back, if saved since)."""
+    _current(session, flow, revision)
+    result = session.execute(
+        delete(FlowDraft)
+        .where(FlowDraft.flow == flow, FlowDraft.revision == revision)
+        .execution_options(synchronize_session="fetch")
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        raise StaleDraft()
+
+
+def problems_of(draft: FlowDraft, region: str) -> list[DefinitionProblem]:
+    """Every problem a publish of the draft would be refused for (none: publishable)."""
+    checked = _check(draft.flow, region, _files_key(draft.files))
+    return list(checked) if isinstance(checked, tuple) else []
+
+
+def loaded(draft: FlowDraft, region: str) -> store.Draft:
+    """The draft, checked as a publish checks it (InvalidDefinition lists every problem)."""
+    checked = _check(draft.flow, region, _files_key(draft.files))
+    if isinstance(checked, tuple):
+        raise InvalidDefinition(list(checked))
+    return checked
+
+
+# A page shows a draft's problems several times per request and every page of an editing
+# session checks the same files: the check (seconds of proofs on a large flow) is
+# remembered by content. Keyed by the files' text itself, so a save is never missed.
+@functools.lru_cache(maxsize=16)
+def _check(
+    flow: str, region: str, files: tuple[tuple[str, str], ...]
+) -> store.Draft | tuple[DefinitionProblem, ...]:
+    try:
+        return store.load_files(dict(files), flow, region)
+    except InvalidDefinition as exc:
+        return tuple(exc.problems)
+
+
+def _files_key(files: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(files.items()))
+
+
+# ---------------------------------------------------------------- reading the draft
+
+
+def flow_file(draft: FlowDraft) -> str:
+    return store.flow_path(draft.flow)
+
+
+def languages(draft: FlowDraft) -> list[str]:
+    """The flow's languages that have a prompt file in the draft, default first."""
+    raw = _raw(draft, flow_file(draft))
+    listed = raw.get("languages") if isinstance(raw, dict) else None
+    names = [x for x in listed if isinstance(x, str)] if isinstance(listed, list) else []
+    return [x for x in names if store.prompt_path(x) in draft.files]
+
+
+def raw_nodes(draft: FlowDraft) -> dict[str, Any]:
+    """The flow file's nodes as the strict reader reads them ({} when it does not)."""
+    raw = _raw(draft, flow_file(draft))
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    return dict(nodes) if isinstance(nodes, dict) else {}
+
+
+def prompt_texts(draft: FlowDraft, language: str) -> dict[str, str]:
+    """The prompt texts of one language as written (folded text unfolded)."""
+    raw = _raw(draft, store.prompt_path(language))
+    texts = raw.get("prompts") if isinstance(raw, dict) else None
+    if not isinstance(texts, dict):
+        return {}
+    return {key: value for key, value in texts.items() if isinstance(value, str)}
+
+
+def parsed_nodes(draft: FlowDraft) -> dict[str, Node]:
+    """Every node of the draft that parses on its own (its fields, not its targets)."""
+    result: dict[str, Node] = {}
+    ignored: list[DefinitionProblem] = []
+    for node_id, raw in raw_nodes(draft).items():
+        node = parse_node(node_id, raw, None, flow_file(draft), ignored)
+        if isinstance(node, Node):
+            result[node_id] = node
+    return result
+
+
+def sketch(draft: FlowDraft) -> Flow | None:
+    """The draft's flow for drawing when it does not load (a proof fails, a prompt is
+    missing): None unless every node parses and every target is a node."""
+    raw = _raw(draft, flow_file(draft))
+    nodes = parsed_nodes(draft)
+    if not isinstance(raw, dict) or not nodes or len(nodes) != len(raw_nodes(draft)):
+        return None
+    if any(t not in nodes for node in nodes.values() for t in node.transitions().values()):
+        return None
+    start_node = raw.get("start")
+    if start_node not in nodes:
+        return None
+    text = draft.files[flow_file(draft)]
+    return Flow(
+        name=draft.flow,
+        file=flow_file(draft),
+        # Diagrams are laid out once per (flow, version): a sketch's "version" is its text.
+        version="draft-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
+        description=str(raw.get("description", "")),
+        start=str(start_node),
+        languages=tuple(languages(draft)),
+        nodes=MappingProxyType(nodes),
+        max_inputs=40,
+    )
+
+
+def prompt_users(draft: FlowDraft) -> dict[str, list[str]]:
+    """Prompt key → the nodes whose fields name it."""
+    users: dict[str, list[str]] = {}
+    for node_id, node in parsed_nodes(draft).items():
+        for key in node.prompts().values():
+            users.setdefault(key, [])
+            if node_id not in users[key]:
+                users[key].append(node_id)
+    return users
+
+
+def allowed_placeholders(key: str) -> frozenset[str]:
+    """The placeholders the prompt loader lets the text of `key` use."""
+    if key in PLAIN_PROMPTS:
+        return frozenset()
+    if key.startswith(MESSAGE_PREFIX):
+        return MESSAGE_PLACEHOLDERS
+    if key.startswith(READ_CODE_PREFIX):
+        return PLACEHOLDERS | READ_CODE_PLACEHOLDERS
+    return PLACEHOLDERS
+
+
+def node_type(draft: FlowDraft, node_id: str) -> type[Node]:
+    """The dataclass of a node of the draft (DraftError when there is no such node)."""
+    raw = raw_nodes(draft).get(node_id)
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    node_class = NODE_TYPES.get(kind) if isinstance(kind, str) else None
+    if node_class is None:
+        raise DraftError(f"the draft of {draft.flow!r} has no node {node_id!r} of a known type")
+    return node_class
+
+
+def editable_fields(node_class: type[Node]) -> list[str]:
+    """The fields of a node kind that YAML sets (the loader's allowed keys but `type`)."""
+    return [spec.name for spec in fields(node_class) if not spec.metadata.get("internal")]
+
+
+# ---------------------------------------------------------------- edits
+
+
+def set_prompt(
+    session: Session,
+    draft: FlowDraft,
+    language: str,
+    key: str,
+    text: str,
+    *,
+    revision: int,
+    by: str,
+    region: str,
+) -> Saved:
+    """Set one prompt text in one language (see set_prompts)."""
+    return set_prompts(
+        session, draft, key, {language: text}, revision=revision, by=by, region=region
+    )
+
+
+def set_prompts(
+    session: Session,
+    draft: FlowDraft,
+    key: str,
+    texts: Mapping[str, str],
+    *,
+    revision: int,
+    by: str,
+    region: str,
+) -> Saved:
+    """Set the text of prompt `key` in each given language, in one save. A key a
+    language lacks is added when a node uses it or another language has it; a text equal
+    to the one written (spacing aside) leaves its file untouched."""
+    current = _current(session, draft.flow, revision)
+    if not PROMPT_KEY.match(key):
+        raise DraftError(f"{key!r} is not a prompt key (lowercase letters, digits and _)")
+    offered = languages(current)
+    known = set(prompt_users(current)) | {
+        k for language in offered for k in prompt_texts(current, language)
+    }
+    if key not in known:
+        raise DraftError(f"no node uses a prompt {key!r} and no language has it")
+    files = dict(current.files)
+    for language, text in texts.items():
+        if language not in offered:
+            raise DraftError(f"{language!r} is not a language of {draft.flow!r}")
+        if not text.strip():
+            raise DraftError(f"the {language} text of {key!r} is empty")
+        path = store.prompt_path(language)
+        written = prompt_texts(current, language).get(key)
+        if written is not None and _spoken(written) == _spoken(text):
+            continue
+        files[path] = _edit_prompt(files[path], path, key, text)
+    return _save(session, current, files, revision=revision, by=by, region=region)
+
+
+def set_node_fields(
+    session: Session,
+    draft: FlowDraft,
+    node_id: str,
+    changes: Mapping[str, Any],
+    *,
+    revision: int,
+    by: str,
+    region: str,
+) -> Saved:
+    """Change fields of one node: a value sets the field (a str, an int, or a mapping of
+    str → str for options, cases...), None removes it. Only fields of the node's kind."""
+    current = _current(session, draft.flow, revision)
+    _readable(current, flow_file(current))
+    node_class = node_type(current, node_id)
+    allowed = editable_fields(node_class)
+    hints = typing.get_type_hints(node_class)
+    for name, value in changes.items():
+        if name not in allowed:
+            raise DraftError(
+                f"a {node_class.__name__} has no field {name!r}; its fields: " + ", ".join(allowed)
+            )
+        _check_value(node_class, name, hints[name], value)
+    path = flow_file(current)
+    files = dict(current.files)
+    files[path] = _edit_node(files[path], path, node_id, changes)
+    return _save(session, current, files, revision=revision, by=by, region=region)
+
+
+def _check_value(node_class: type[Node], name: str, hint: Any, value: Any) -> None:
+    spec = next(spec for spec in fields(node_class) if spec.name == name)
+    optional = isinstance(hint, UnionType) and NoneType in typing.get_args(hint)
+    required = spec.default is MISSING and spec.default_factory is MISSING
+    if value is None:
+        if required:
+            raise DraftError(f"{name} is required for a {node_class.__name__}")
+        return
+    base = next(a for a in typing.get_args(hint) if a is not NoneType) if optional else hint
+    if typing.get_origin(base) is Mapping:
+        ok = isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise DraftError(f"{name}: {value!r} is not a value this field takes")
+
+
+def _current(session: Session, flow: str, revision: int) -> FlowDraft:
+    row = get(session, flow)
+    if row is None:
+        raise DraftError(f"flow {flow!r} has no draft (discarded or published meanwhile)")
+    if row.revision != revision:
+        raise StaleDraft()
+    return row
+
+
+def _save(
+    session: Session,
+    current: FlowDraft,
+    files: dict[str, str],
+    *,
+    revision: int,
+    by: str,
+    region: str,
+) -> Saved:
+    """Write the files at `revision` + 1 in one statement guarded by the revision, so two
+    saves racing cannot both land; the full validation's problems come back."""
+    if files == current.files:
+        return Saved(current.revision, False, problems_of(current, region))
+    for path, text in files.items():
+        try:
+            yamlread.read(text)
+        except yaml.YAMLError as exc:  # never store what the loader cannot read
+            raise DraftError(f"{path} would not read back: {exc}") from None
+    result = session.execute(
+        update(FlowDraft)
+        .where(FlowDraft.flow == current.flow, FlowDraft.revision == revision)
+        .values(files=files, revision=revision + 1, updated_at=datetime.now(UTC), updated_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        raise StaleDraft()
+    session.commit()
+    saved = get(session, current.flow)
+    assert saved is not None
+    return Saved(saved.revision, True, problems_of(saved, region))
+
+
+# ---------------------------------------------------------------- the YAML text
+
+
+def round_trip(text: str) -> str:
+    """`text` read and written back by the editor with no edit (the same bytes, for every
+    file the project ships: a test holds it to that)."""
+    return _dump(_load(text, "text"))
+
+
+def _yaml() -> YAML:
+    rt = YAML(typ="rt")
+    rt.width = 4096  # never reflow a line nobody edited
+    rt.preserve_quotes = True
+    rt.indent(mapping=2, sequence=4, offset=2)
+    return rt
+
+
+def _load(text: str, path: str) -> Any:
+    try:
+        return _yaml().load(text)
+    except RuamelError as exc:
+        raise DraftError(f"{path} does not read as YAML: {exc}") from None
+
+
+def _dump(data: Any) -> str:
+    out = io.StringIO()
+    _yaml().dump(data, out)
+    return out.getvalue()
+
+
+def _readable(draft: FlowDraft, path: str) -> None:
+    """DraftError when a file of the draft does not read (it must be mended as a whole)."""
+    try:
+        yamlread.read(draft.files.get(path, ""))
+    except yaml.YAMLError as exc:
+        raise DraftError(f"{path} does not read as YAML: {exc}") from None
+
+
+def _raw(draft: FlowDraft, path: str) -> Any:
+    text = draft.files.get(path)
+    return None if text is None else _read(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _read(text: str) -> Any:
+    """A file as the strict reader reads it, or None; remembered, since one page reads
+    the same files many times (callers only read the result)."""
+    try:
+        return yamlread.read(text)
+    except yaml.YAMLError:
+        return None
+
+
+def _spoken(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _edit_prompt(text: str, path: str, key: str, value: str) -> str:
+    data = _load(text, path)
+    prompts = data.get("prompts") if isinstance(data, CommentedMap) else None
+    if not isinstance(prompts, CommentedMap):
+        raise DraftError(f"{path} has no prompts: mapping to edit")
+    old = prompts.get(key)
+    new = _prompt_scalar(key, _spoken(value), folded=isinstance(old, FoldedScalarString))
+    if key in prompts:
+        prompts[key] = new
+    else:
+        _append(prompts, key, new)
+    result = _dump(data)
+    _expect(result, path, lambda d: _spoken(d["prompts"][key]) == _spoken(value))
+    return result
+
+
+def _prompt_scalar(key: str, text: str, *, folded: bool) -> Any:
+    """Short texts on the key's line; long ones (or ones written folded) as `>` blocks
+    wrapped like the prompt files."""
+    if not folded and len(f"  {key}: {text}") <= FOLD_WIDTH + 10:
+        return _plain_safe(text)
+    lines = textwrap.wrap(text, FOLD_WIDTH - 4, break_long_words=False, break_on_hyphens=False)
+    scalar = FoldedScalarString(" ".join(lines) + "\n")
+    positions, at = [], 0
+    for line in lines[:-1]:
+        at += len(line)
+        positions.append(at)
+        at += 1
+    scalar.fold_pos = positions
+    return scalar
+
+
+def _plain_safe(value: str) -> Any:
+    """`value` as ruamel may write it plain, or quoted when the strict reader would read
+    the plain text as something else (`1:30`, `on: x`, a leading `#`...)."""
+    try:
+        if yamlread.read(f"k: {value}\n") == {"k": value}:
+            return value
+    except yaml.YAMLError:
+        pass
+    return DoubleQuotedScalarString(value)
+
+
+def _edit_node(text: str, path: str, node_id: str, changes: Mapping[str, Any]) -> str:
+    data = _load(text, path)
+    nodes = data.get("nodes") if isinstance(data, CommentedMap) else None
+    node = nodes.get(node_id) if isinstance(nodes, CommentedMap) else None
+    if not isinstance(node, CommentedMap):
+        raise DraftError(f"{path} has no node {node_id!r} to edit")
+    for name, value in changes.items():
+        if value is None:
+            _remove(node, name)
+        elif isinstance(value, Mapping):
+            _set_mapping(node, name, value)
+        elif name in node:
+            node[name] = _plain_safe(value) if isinstance(value, str) else value
+        else:
+            _append(node, name, _plain_safe(value) if isinstance(value, str) else value)
+    result = _dump(data)
+
+    def as_meant(read: Any) -> bool:
+        written = read["nodes"][node_id]
+        for name, value in changes.items():
+            got = written.get(name)
+            if (dict(got) if isinstance(got, dict) else got) != (
+                dict(value) if isinstance(value, Mapping) else value
+            ):
+                return False
+        return True
+
+    _expect(result, path, as_meant)
+    return result
+
+
+def _set_mapping(node: CommentedMap, name: str, value: Mapping[str, str]) -> None:
+    """Edit a mapping field in place (its comments and order stay); digit keys are
+    written as plain `1:`, which the strict reader keeps as the string "1"."""
+    inner = node.get(name)
+    if not isinstance(inner, CommentedMap):
+        fresh = CommentedMap()
+        for key, target in value.items():
+            fresh[_key(key)] = _plain_safe(target)
+        if name in node:
+            node[name] = fresh
+        else:
+            _append(node, name, fresh)
+        return
+    written = {str(key): key for key in inner}
+    for key in [k for k in written if k not in value]:
+        _remove(inner, written[key])
+    for key, target in value.items():
+        if key in written:
+            if inner[written[key]] != target:
+                inner[written[key]] = _plain_safe(target)
+        else:
+            _append(inner, _key(key), _plain_safe(target))
+
+
+def _key(key: str) -> Any:
+    return int(key) if key.isdigit() and str(int(key)) == key else _plain_safe(key)
+
+
+def _last(mapping: CommentedMap) -> tuple[CommentedMap, Any] | None:
+    """The deepest last key of a mapping: it holds the blank lines after the mapping."""
+    if not mapping:
+        return None
+    key = list(mapping)[-1]
+    value = mapping[key]
+    if isinstance(value, CommentedMap) and value:
+        return _last(value)
+    return mapping, key
+
+
+def _take_tail(mapping: CommentedMap) -> str:
+    """Cut the blank lines after a mapping off its last key's comment; return them."""
+    owner = _last(mapping)
+    if owner is None:
+        return ""
+    where, key = owner
+    entry = where.ca.items.get(key)
+    token = entry[2] if entry and len(entry) > 2 else None
+    if token is None or "\n" not in token.value:
+        return ""
+    head, tail = token.value.split("\n", 1)
+    if head.strip():
+        entry[2] = copy.copy(token)
+        entry[2].value = head + "\n"
+    else:
+        where.ca.items.pop(key, None)
+    return tail
+
+
+def _give_tail(mapping: CommentedMap, tail: str, like: Any) -> None:
+    """Put the blank lines after a mapping back, after its (new) last key's comment."""
+    owner = _last(mapping)
+    if not tail or owner is None or like is None:
+        return
+    where, key = owner
+    entry = where.ca.items.get(key)
+    kept = entry[2] if entry and len(entry) > 2 and entry[2] is not None else None
+    token = copy.copy(kept if kept is not None else like)
+    token.value = (kept.value if kept is not None else "\n") + tail
+    if entry and len(entry) > 2:
+        entry[2] = token
+    else:
+        where.ca.items[key] = [None, None, token, None]
+
+
+def _append(mapping: CommentedMap, key: Any, value: Any) -> None:
+    """Add a key at the end of a mapping, keeping the blank lines after the mapping."""
+    owner = _last(mapping)
+    like = None
+    if owner is not None:
+        entry = owner[0].ca.items.get(owner[1])
+        like = entry[2] if entry and len(entry) > 2 else None
+    tail = _take_tail(mapping)
+    mapping[key] = value
+    _give_tail(mapping, tail, like)
+
+
+def _remove(mapping: CommentedMap, key: Any) -> None:
+    """Delete a key (if written); the blank lines after the mapping stay."""
+    if key not in mapping:
+        return
+    owner = _last(mapping)
+    like = None
+    if owner is not None:
+        entry = owner[0].ca.items.get(owner[1])
+        like = entry[2] if entry and len(entry) > 2 else None
+    last = list(mapping)[-1] == key
+    tail = _take_tail(mapping) if last else ""
+    del mapping[key]
+    mapping.ca.items.pop(key, None)
+    _give_tail(mapping, tail, like)
+
+
+def _expect(text: str, path: str, check: Any) -> None:
+    """The edited text must read back, strictly, as meant."""
+    try:
+        ok = bool(check(yamlread.read(text)))
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise DraftError(f"{path} would not read back after the edit: {exc}") from None
+    if not ok:
+        raise DraftError(f"{path} would not read back as meant after the edit")
