@@ -1,5 +1,5 @@
-"""Migrations without a journey of their own: 0004 (the importer's email index) and
-0005 (the flow version store)."""
+"""Migrations without a journey of their own: 0004 (the importer's email index),
+0005 (the flow version store), 0007 and 0008 (the console's drafts, the audit index)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,40 @@ def test_migration_0005_adds_and_drops_the_flow_version_store(scratch_database_u
         command.downgrade(alembic_config(url), "0004")
         with engine.connect() as connection:
             assert not FLOW_TABLES & set(sa.inspect(connection).get_table_names())
+        upgrade(url)
+        with engine.connect() as connection:
+            assert_schema_matches_models(connection)
+    finally:
+        engine.dispose()
+
+
+def test_migrations_0007_and_0008_add_and_drop_the_drafts_and_the_audit_index(
+    scratch_database_url: str,
+) -> None:
+    url = scratch_database_url
+    upgrade(url, "0006")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert "flow_drafts" not in sa.inspect(connection).get_table_names()
+            assert "ix_audit_events_action_id" not in index_names(connection)
+        upgrade(url)
+        with engine.begin() as connection:
+            assert "flow_drafts" in sa.inspect(connection).get_table_names()
+            assert "ix_audit_events_action_id" in index_names(connection)
+            assert_schema_matches_models(connection)
+            connection.execute(
+                sa.text(
+                    "INSERT INTO flow_drafts (flow, based_on, files, revision, created_at,"
+                    " created_by, updated_at, updated_by) VALUES ('support', NULL,"
+                    " '{\"flows/support.yaml\": \"name: support\"}', 1, CURRENT_TIMESTAMP,"
+                    " 'ops:olga', CURRENT_TIMESTAMP, 'ops:olga')"
+                )
+            )
+        command.downgrade(alembic_config(url), "0006")
+        with engine.connect() as connection:
+            assert "flow_drafts" not in sa.inspect(connection).get_table_names()
+            assert "ix_audit_events_action_id" not in index_names(connection)
         upgrade(url)
         with engine.connect() as connection:
             assert_schema_matches_models(connection)

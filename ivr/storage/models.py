@@ -121,7 +121,12 @@ class AuditEvent(Base):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_call_sid", "call_sid"),)
+    __table_args__ = (
+        Index("ix_audit_events_call_sid", "call_sid"),
+        # The ops console's audit page: the newest events of a few actions, filtered
+        # by kind, without scanning every call's events.
+        Index("ix_audit_events_action_id", "action", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
