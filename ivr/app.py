@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ivr.config import DEVELOPMENT, Settings
+from ivr.config import APP_FACTORY, DEVELOPMENT, Settings
 
 
 def create_app(
@@ -21,6 +21,9 @@ def create_app(
         environ, default_env=default_env, instance_path=Path(app.instance_path)
     )
     app.config.update(IVR_SETTINGS=settings, SECRET_KEY=settings.secret_key)
+    # How to build another app like this one (the console's simulator sandbox builds its
+    # own), without the console importing this module back.
+    app.extensions[APP_FACTORY] = create_app
     if settings.proxy_hops:
         # Behind a router or load balancer the peer is the proxy: believe that many
         # X-Forwarded-For/-Proto entries, so per-client limits see the real client.

@@ -21,6 +21,7 @@ from ivr.phone import LINE_TYPES, WHY_NEVER_ALLOWED
 from ivr.storage.kv import is_cluster_url
 
 DEVELOPMENT = "development"
+APP_FACTORY = "ivr.app_factory"  # app.extensions key: the factory that built the app
 PRODUCTION = "production"
 
 # Variables production cannot run without (product.md, issue 2).

@@ -11,6 +11,7 @@ import re
 import pytest
 from flask import Flask
 
+from ivr.app import create_app
 from ivr.calls import runtime
 from ivr.simulator.sandbox import (
     MAX_ANSWERS,
@@ -31,7 +32,7 @@ SEED = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 def sandbox(app: Flask) -> Sandbox:
-    return sandbox_for(app.config["IVR_SETTINGS"])
+    return sandbox_for(app.config["IVR_SETTINGS"], create_app)
 
 
 @pytest.fixture
@@ -177,8 +178,8 @@ def test_a_bad_script_is_refused_with_the_reason(raw: str, message: str) -> None
 
 def test_one_sandbox_per_process_and_settings(app: Flask) -> None:
     settings = app.config["IVR_SETTINGS"]
-    assert sandbox_for(settings) is sandbox_for(settings)
-    sandbox = sandbox_for(settings)
+    assert sandbox_for(settings, create_app) is sandbox_for(settings, create_app)
+    sandbox = sandbox_for(settings, create_app)
     assert sandbox.settings.delivery == "outbox" and sandbox.settings.redis_url is None
     assert sandbox.settings.database_url != settings.database_url
     assert sandbox.settings.outbox_path != settings.outbox_path

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 def register(app: Flask) -> None:
     """Add the console's blueprint, with every page's views, to the app."""
-    from ivr.ops import audit_page, drafts_page, flows_page, simulator_page  # noqa: F401
+    from ivr.ops import (  # noqa: F401
+        audit_page,
+        drafts_page,
+        flows_page,
+        publish_page,
+        simulator_page,
+    )
     from ivr.ops.blueprint import bp
 
     app.register_blueprint(bp)

@@ -1,144 +1,43 @@
 """The audit page: publishes, rollbacks, draft edits and staff sign-ins, filterable by
-person, flow and kind.
+person, flow and kind, each event read as a sentence.
 
-`/ops/audit` reads the one audit trail (`audit_events`) but shows only what concerns
-the console and its people — an allow-list of actions (`KINDS`): publishing and
-rolling back (`flow.*`), the console's draft edits (`ops.*`), signing in and out and
-their refusals (`agent.login*`, `agent.logout`, ...) and the staff accounts changed by
-`ivr users`. What agents did on calls (screen pops, codes, checklists) names callers'
-accounts, so it never shows here.
-
-Newest first, `PAGE_SIZE` a page, paged by id (`?before=` / `?after=`: keyset, so a
-page stays right while new events arrive). Every filter runs in SQL: the flow through
-SQLAlchemy's JSON index operator (`details ->> 'flow'` on PostgreSQL, `JSON_EXTRACT`
-on SQLite), the person as the set of actor names they appear under: `ops:<username>`
-in the console, `agent:<id>` once signed in, the typed name on a refused sign-in, and
-the login name on the command line (IVR_OPERATOR). The filters are a GET form; a value
-the page never offered is marked on it (400), never a 500 and never an unfiltered list.
+`/ops/audit` shows the events `ivr.ops.audit_query` allows and finds (newest first,
+paged by id: `?before=` / `?after=`). This module is the view, its filter form and how
+an event reads: who did it and through what, a headline, the versions it names
+(linked to their pages) and notes from its details. The filters are a GET form; a
+value the page never offered is marked on it (400), never a 500 and never an
+unfiltered list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session
 from wtforms import Field, IntegerField, StringField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from ivr.calls.runtime import FIRST_START
+from ivr.ops.audit_query import (
+    DRAFT_PREFIX,
+    KINDS,
+    PAGE_SIZE,
+    SIGN_INS,
+    Page,
+    Person,
+    flows,
+    matching,
+    page_of,
+    people,
+    usernames,
+)
 from ivr.ops.blueprint import bp, readable
 from ivr.storage import db
-from ivr.storage.models import AgentUser, AuditEvent, FlowDraft, FlowVersion
-
-PAGE_SIZE = 50
-PEOPLE_MAX = 500  # actor names offered in the person filter (the staff come first)
-
-PUBLISHES = ("flow.published", "flow.rolled_back")
-SIGN_INS = (
-    "agent.login",
-    "agent.login_failed",
-    "agent.logout",
-    "agent.session_expired",
-    "agent.recovery_code_used",
-)
-ACCOUNTS = (
-    "agent_user.added",
-    "agent_user.disabled",
-    "agent_user.enabled",
-    "agent_user.signed_out",
-    "agent_user.totp_reset",
-)
-DRAFT_PREFIX = "ops."
-
-# The kinds of the filter, in its order: value -> label.
-KINDS: Mapping[str, str] = {
-    "publishes": "Publishes and rollbacks",
-    "drafts": "Draft edits",
-    "sign_ins": "Sign-ins and sign-outs",
-    "accounts": "Staff accounts",
-}
-
-_FAILED = {
-    "wrong_password": "wrong password",
-    "unknown_user": "no such user",
-    "disabled": "the account is disabled",
-    "too_many_attempts": "too many attempts",
-    "no_second_factor": "no second factor set up",
-    "wrong_code": "wrong code",
-    "reused_code": "a code already used",
-    "wrong_recovery_code": "wrong recovery code",
-    "unreadable_code": "the second factor could not be read",
-    "not_enrolled_code": "no second factor set up",
-}
-_EXPIRED = {"idle": "idle too long", "max_age": "signed in too long"}
-
-
-def _kind_of(action: str) -> ColumnElement[bool]:
-    conditions = {
-        "publishes": AuditEvent.action.in_(PUBLISHES),
-        "drafts": AuditEvent.action.startswith(DRAFT_PREFIX, autoescape=True),
-        "sign_ins": AuditEvent.action.in_(SIGN_INS),
-        "accounts": AuditEvent.action.in_(ACCOUNTS),
-    }
-    return conditions[action]
-
-
-def shown() -> ColumnElement[bool]:
-    """The events this page may show at all (everything else stays off it)."""
-    return or_(*(_kind_of(kind) for kind in KINDS))
-
-
-# ---------------------------------------------------------------- the filters
-
-
-@dataclass
-class Person:
-    """Someone in the person filter: a staff member, or a name from the command line,
-    with every actor name their events carry."""
-
-    name: str
-    label: str
-    actors: set[str] = field(default_factory=set)
-
-
-def people(session: Session) -> dict[str, Person]:
-    """Everyone the person filter offers, by name: the staff accounts, then the other
-    names that published, rolled back or changed accounts (typed names of refused
-    sign-ins are not listed: anyone can type anything there)."""
-    found: dict[str, Person] = {}
-    for user_id, username, role in session.execute(
-        select(AgentUser.id, AgentUser.username, AgentUser.role).order_by(AgentUser.username)
-    ):
-        actors = {f"ops:{username}", f"agent:{user_id}", username}
-        found[username] = Person(username, f"{username} ({role})", actors)
-    others = session.scalars(
-        select(AuditEvent.actor)
-        .where(or_(_kind_of("publishes"), _kind_of("drafts"), _kind_of("accounts")))
-        .distinct()
-        .order_by(AuditEvent.actor)
-        .limit(PEOPLE_MAX)
-    )
-    for actor in others:
-        if actor.startswith("agent:"):
-            continue  # a signed-in staff member: listed above
-        name = actor.removeprefix("ops:")
-        if name not in found:
-            found[name] = Person(name, f"{name} (command line)", set())
-        found[name].actors |= {actor, name}
-    return found
-
-
-def flows(session: Session) -> list[str]:
-    """The flows the flow filter offers: every flow with a version or a draft."""
-    names = set(session.scalars(select(FlowVersion.flow).distinct()))
-    names |= set(session.scalars(select(FlowDraft.flow)))
-    return sorted(names)
+from ivr.storage.models import AuditEvent
 
 
 class AuditFilter(FlaskForm):
@@ -175,68 +74,22 @@ class AuditFilter(FlaskForm):
             raise ValidationError(f"Choose one of: {', '.join(KINDS.values())}.")
 
 
-def _conditions(form: AuditFilter) -> list[ColumnElement[bool]]:
-    conditions = [shown()]
-    if form.kind.data:
-        conditions.append(_kind_of(form.kind.data))
-    if form.person.data:
-        conditions.append(AuditEvent.actor.in_(sorted(form.people[form.person.data].actors)))
-    if form.flow.data:
-        conditions.append(AuditEvent.details["flow"].as_string() == form.flow.data)
-    return conditions
-
-
-# ---------------------------------------------------------------- one page of events
-
-
-@dataclass(frozen=True)
-class Page:
-    """The events of one page, newest first, and whether there are newer or older ones."""
-
-    events: list[AuditEvent]
-    newer: bool
-    older: bool
-
-
-def page_of(
-    session: Session,
-    conditions: list[ColumnElement[bool]],
-    *,
-    before: int | None,
-    after: int | None,
-) -> Page:
-    """The page of events matching `conditions` just older than `before`, or just newer
-    than `after`, or the newest."""
-    where = and_(*conditions)
-    query = select(AuditEvent).where(where)
-    if after is not None:
-        rows = list(
-            session.scalars(
-                query.where(AuditEvent.id > after).order_by(AuditEvent.id).limit(PAGE_SIZE + 1)
-            )
-        )
-        more_newer = len(rows) > PAGE_SIZE
-        events = rows[:PAGE_SIZE][::-1]
-    else:
-        if before is not None:
-            query = query.where(AuditEvent.id < before)
-        rows = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE + 1)))
-        more_newer = False
-        events = rows[:PAGE_SIZE]
-    if not events:
-        return Page([], newer=False, older=False)
-
-    def exists(condition: ColumnElement[bool]) -> bool:
-        found = session.scalars(select(AuditEvent.id).where(where, condition).limit(1)).first()
-        return found is not None
-
-    if after is not None:
-        return Page(events, newer=more_newer, older=exists(AuditEvent.id < events[-1].id))
-    newer = before is not None and exists(AuditEvent.id > events[0].id)
-    return Page(events, newer=newer, older=len(rows) > PAGE_SIZE)
-
-
 # ---------------------------------------------------------------- how an event reads
+
+
+_FAILED = {
+    "wrong_password": "wrong password",
+    "unknown_user": "no such user",
+    "disabled": "the account is disabled",
+    "too_many_attempts": "too many attempts",
+    "no_second_factor": "no second factor set up",
+    "wrong_code": "wrong code",
+    "reused_code": "a code already used",
+    "wrong_recovery_code": "wrong recovery code",
+    "unreadable_code": "the second factor could not be read",
+    "not_enrolled_code": "no second factor set up",
+}
+_EXPIRED = {"idle": "idle too long", "max_age": "signed in too long"}
 
 
 @dataclass(frozen=True)
@@ -389,12 +242,14 @@ def audit_log() -> Any:
     form = AuditFilter(request.args, people=people(session), flows=flows(session))
     if not form.validate():
         return _render(form, None), 400
-    found = page_of(session, _conditions(form), before=form.before.data, after=form.after.data)
+    person = form.people[form.person.data] if form.person.data else None
+    conditions = matching(form.kind.data, person.actors if person else None, form.flow.data)
+    found = page_of(session, conditions, before=form.before.data, after=form.after.data)
     return _render(form, found)
 
 
 def _render(form: AuditFilter, found: Page | None) -> str:
-    users = _usernames(db.session(), found.events if found else [])
+    users = usernames(db.session(), found.events if found else [])
     entries = [describe(event, users) for event in found.events] if found else []
     filters = {
         name: value
@@ -423,15 +278,3 @@ def _render(form: AuditFilter, found: Page | None) -> str:
         older=older,
         page_size=PAGE_SIZE,
     )
-
-
-def _usernames(session: Session, events: Iterable[AuditEvent]) -> dict[int, str]:
-    ids = {
-        int(event.actor.removeprefix("agent:"))
-        for event in events
-        if event.actor.startswith("agent:") and event.actor.removeprefix("agent:").isdigit()
-    }
-    if not ids:
-        return {}
-    rows = session.execute(select(AgentUser.id, AgentUser.username).where(AgentUser.id.in_(ids)))
-    return {user_id: username for user_id, username in rows}

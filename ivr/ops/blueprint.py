@@ -1,10 +1,10 @@
 """The console's blueprint and what every page of it shares: who may see it, CSRF, the
 security headers, and how errors look.
 
-Each page lives in its own module (`flows_page`, `drafts_page`, `simulator_page`,
-`audit_page`) and adds its views to `bp`. Signing in is the agent page's (one staff
-sign-in for both); a visitor who is not signed in is sent there and back. Roles:
-`readable` views are for supervisors and ops, `editable` ones (anything that changes a
+Each page lives in its own module (`flows_page`, `drafts_page`, `publish_page`,
+`simulator_page`, `audit_page`) and adds its views to `bp`. Signing in is the agent
+page's (one staff sign-in for both); a visitor who is not signed in is sent there and
+back. Roles: `readable` views are for supervisors and ops, `editable` ones (anything that changes a
 draft or what callers hear) for ops only; an agent gets a 403 everywhere.
 """
 

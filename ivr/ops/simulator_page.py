@@ -25,7 +25,7 @@ from wtforms.validators import InputRequired
 
 from ivr.agent.forms import PageForm
 from ivr.calls import runtime
-from ivr.config import Settings
+from ivr.config import APP_FACTORY, Settings
 from ivr.errors import InvalidDefinition
 from ivr.flow.model.registry import NODE_TYPES
 from ivr.ops.blueprint import bp, readable
@@ -291,7 +291,7 @@ def _fill(form: StartForm, script: Script) -> None:
 
 
 def _replay(loaded: LoadedFlow, script: Script) -> Replay:
-    return sandbox_for(_settings()).replay(loaded, script)
+    return sandbox_for(_settings(), current_app.extensions[APP_FACTORY]).replay(loaded, script)
 
 
 def _diagram(loaded: LoadedFlow, node: str | None) -> Markup | None:

@@ -1,11 +1,12 @@
 """The ops console's draft of a flow: files kept in the database, edited as YAML text.
 
 A draft is one row of `flow_drafts` per flow, started from the live version's files
-(or, before the first publish, the working files). Edits change the YAML text through
-ruamel.yaml's round trip, so comments, key order and layout survive and a file nobody
-edited stays byte for byte what the live version has; new values are written so the
-strict reader (`ivr.flow.yamlread`) reads back exactly what was meant (`1:` menu keys
-and `yes`/`no` stay words). Every save names the revision it edited (a stale one is
+(or, before the first publish, the working files). This module is the store (start,
+read, discard, save at a revision) and the edit operations, which decide what may be
+edited; the text itself is changed by `ivr.versions.yamledit`, which keeps comments,
+key order and layout (a file nobody edited stays byte for byte what the live version
+has) and writes new values so the strict reader (`ivr.flow.yamlread`) reads back
+exactly what was meant. Every save names the revision it edited (a stale one is
 refused, nothing written), bumps it, and runs the full validation a publish runs: the
 problems come back and the draft is saved anyway (it is a draft); YAML that does not
 read back is never saved. Publishing is `ivr.versions.publish.publish_draft`, the same
@@ -14,12 +15,9 @@ operation as the CLI's. No Flask here.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
-import io
 import re
-import textwrap
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
@@ -29,10 +27,6 @@ from types import MappingProxyType, NoneType, UnionType
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError as RuamelError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarString
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -49,12 +43,10 @@ from ivr.flow.model.flow import (
     READ_CODE_PREFIX,
 )
 from ivr.storage.models import FlowDraft
-from ivr.versions import store
+from ivr.versions import store, yamledit
 
 STALE = "someone else saved this draft meanwhile: reload"
 PROMPT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# Prompt texts longer than this line are written folded (`>`), wrapped like the files.
-FOLD_WIDTH = 80
 # System prompts spoken with no call facts at hand (as the prompt loader says).
 PLAIN_PROMPTS = frozenset({"queue_hold"})
 
@@ -280,6 +272,29 @@ def editable_fields(node_class: type[Node]) -> list[str]:
     return [spec.name for spec in fields(node_class) if not spec.metadata.get("internal")]
 
 
+def _readable(draft: FlowDraft, path: str) -> None:
+    """DraftError when a file of the draft does not read (it must be mended as a whole)."""
+    try:
+        yamlread.read(draft.files.get(path, ""))
+    except yaml.YAMLError as exc:
+        raise DraftError(f"{path} does not read as YAML: {exc}") from None
+
+
+def _raw(draft: FlowDraft, path: str) -> Any:
+    text = draft.files.get(path)
+    return None if text is None else _read(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _read(text: str) -> Any:
+    """A file as the strict reader reads it, or None; remembered, since one page reads
+    the same files many times (callers only read the result)."""
+    try:
+        return yamlread.read(text)
+    except yaml.YAMLError:
+        return None
+
+
 # ---------------------------------------------------------------- edits
 
 
@@ -330,9 +345,12 @@ def set_prompts(
             raise DraftError(f"the {language} text of {key!r} is empty")
         path = store.prompt_path(language)
         written = prompt_texts(current, language).get(key)
-        if written is not None and _spoken(written) == _spoken(text):
+        if written is not None and yamledit.spoken(written) == yamledit.spoken(text):
             continue
-        files[path] = _edit_prompt(files[path], path, key, text)
+        try:
+            files[path] = yamledit.edit_prompt(files[path], path, key, text)
+        except yamledit.EditError as exc:
+            raise DraftError(str(exc)) from None
     return _save(session, current, files, revision=revision, by=by, region=region)
 
 
@@ -361,7 +379,10 @@ def set_node_fields(
         _check_value(node_class, name, hints[name], value)
     path = flow_file(current)
     files = dict(current.files)
-    files[path] = _edit_node(files[path], path, node_id, changes)
+    try:
+        files[path] = yamledit.edit_node(files[path], path, node_id, changes)
+    except yamledit.EditError as exc:
+        raise DraftError(str(exc)) from None
     return _save(session, current, files, revision=revision, by=by, region=region)
 
 
@@ -426,246 +447,3 @@ def _save(
     saved = get(session, current.flow)
     assert saved is not None
     return Saved(saved.revision, True, problems_of(saved, region))
-
-
-# ---------------------------------------------------------------- the YAML text
-
-
-def round_trip(text: str) -> str:
-    """`text` read and written back by the editor with no edit (the same bytes, for every
-    file the project ships: a test holds it to that)."""
-    return _dump(_load(text, "text"))
-
-
-def _yaml() -> YAML:
-    rt = YAML(typ="rt")
-    rt.width = 4096  # never reflow a line nobody edited
-    rt.preserve_quotes = True
-    rt.indent(mapping=2, sequence=4, offset=2)
-    return rt
-
-
-def _load(text: str, path: str) -> Any:
-    try:
-        return _yaml().load(text)
-    except RuamelError as exc:
-        raise DraftError(f"{path} does not read as YAML: {exc}") from None
-
-
-def _dump(data: Any) -> str:
-    out = io.StringIO()
-    _yaml().dump(data, out)
-    return out.getvalue()
-
-
-def _readable(draft: FlowDraft, path: str) -> None:
-    """DraftError when a file of the draft does not read (it must be mended as a whole)."""
-    try:
-        yamlread.read(draft.files.get(path, ""))
-    except yaml.YAMLError as exc:
-        raise DraftError(f"{path} does not read as YAML: {exc}") from None
-
-
-def _raw(draft: FlowDraft, path: str) -> Any:
-    text = draft.files.get(path)
-    return None if text is None else _read(text)
-
-
-@functools.lru_cache(maxsize=32)
-def _read(text: str) -> Any:
-    """A file as the strict reader reads it, or None; remembered, since one page reads
-    the same files many times (callers only read the result)."""
-    try:
-        return yamlread.read(text)
-    except yaml.YAMLError:
-        return None
-
-
-def _spoken(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _edit_prompt(text: str, path: str, key: str, value: str) -> str:
-    data = _load(text, path)
-    prompts = data.get("prompts") if isinstance(data, CommentedMap) else None
-    if not isinstance(prompts, CommentedMap):
-        raise DraftError(f"{path} has no prompts: mapping to edit")
-    old = prompts.get(key)
-    new = _prompt_scalar(key, _spoken(value), folded=isinstance(old, FoldedScalarString))
-    if key in prompts:
-        prompts[key] = new
-    else:
-        _append(prompts, key, new)
-    result = _dump(data)
-    _expect(result, path, lambda d: _spoken(d["prompts"][key]) == _spoken(value))
-    return result
-
-
-def _prompt_scalar(key: str, text: str, *, folded: bool) -> Any:
-    """Short texts on the key's line; long ones (or ones written folded) as `>` blocks
-    wrapped like the prompt files."""
-    if not folded and len(f"  {key}: {text}") <= FOLD_WIDTH + 10:
-        return _plain_safe(text)
-    lines = textwrap.wrap(text, FOLD_WIDTH - 4, break_long_words=False, break_on_hyphens=False)
-    scalar = FoldedScalarString(" ".join(lines) + "\n")
-    positions, at = [], 0
-    for line in lines[:-1]:
-        at += len(line)
-        positions.append(at)
-        at += 1
-    scalar.fold_pos = positions
-    return scalar
-
-
-def _plain_safe(value: str) -> Any:
-    """`value` as ruamel may write it plain, or quoted when the strict reader would read
-    the plain text as something else (`1:30`, `on: x`, a leading `#`...)."""
-    try:
-        if yamlread.read(f"k: {value}\n") == {"k": value}:
-            return value
-    except yaml.YAMLError:
-        pass
-    return DoubleQuotedScalarString(value)
-
-
-def _edit_node(text: str, path: str, node_id: str, changes: Mapping[str, Any]) -> str:
-    data = _load(text, path)
-    nodes = data.get("nodes") if isinstance(data, CommentedMap) else None
-    node = nodes.get(node_id) if isinstance(nodes, CommentedMap) else None
-    if not isinstance(node, CommentedMap):
-        raise DraftError(f"{path} has no node {node_id!r} to edit")
-    for name, value in changes.items():
-        if value is None:
-            _remove(node, name)
-        elif isinstance(value, Mapping):
-            _set_mapping(node, name, value)
-        elif name in node:
-            node[name] = _plain_safe(value) if isinstance(value, str) else value
-        else:
-            _append(node, name, _plain_safe(value) if isinstance(value, str) else value)
-    result = _dump(data)
-
-    def as_meant(read: Any) -> bool:
-        written = read["nodes"][node_id]
-        for name, value in changes.items():
-            got = written.get(name)
-            if (dict(got) if isinstance(got, dict) else got) != (
-                dict(value) if isinstance(value, Mapping) else value
-            ):
-                return False
-        return True
-
-    _expect(result, path, as_meant)
-    return result
-
-
-def _set_mapping(node: CommentedMap, name: str, value: Mapping[str, str]) -> None:
-    """Edit a mapping field in place (its comments and order stay); digit keys are
-    written as plain `1:`, which the strict reader keeps as the string "1"."""
-    inner = node.get(name)
-    if not isinstance(inner, CommentedMap):
-        fresh = CommentedMap()
-        for key, target in value.items():
-            fresh[_key(key)] = _plain_safe(target)
-        if name in node:
-            node[name] = fresh
-        else:
-            _append(node, name, fresh)
-        return
-    written = {str(key): key for key in inner}
-    for key in [k for k in written if k not in value]:
-        _remove(inner, written[key])
-    for key, target in value.items():
-        if key in written:
-            if inner[written[key]] != target:
-                inner[written[key]] = _plain_safe(target)
-        else:
-            _append(inner, _key(key), _plain_safe(target))
-
-
-def _key(key: str) -> Any:
-    return int(key) if key.isdigit() and str(int(key)) == key else _plain_safe(key)
-
-
-def _last(mapping: CommentedMap) -> tuple[CommentedMap, Any] | None:
-    """The deepest last key of a mapping: it holds the blank lines after the mapping."""
-    if not mapping:
-        return None
-    key = list(mapping)[-1]
-    value = mapping[key]
-    if isinstance(value, CommentedMap) and value:
-        return _last(value)
-    return mapping, key
-
-
-def _take_tail(mapping: CommentedMap) -> str:
-    """Cut the blank lines after a mapping off its last key's comment; return them."""
-    owner = _last(mapping)
-    if owner is None:
-        return ""
-    where, key = owner
-    entry = where.ca.items.get(key)
-    token = entry[2] if entry and len(entry) > 2 else None
-    if token is None or "\n" not in token.value:
-        return ""
-    head, tail = token.value.split("\n", 1)
-    if head.strip():
-        entry[2] = copy.copy(token)
-        entry[2].value = head + "\n"
-    else:
-        where.ca.items.pop(key, None)
-    return tail
-
-
-def _give_tail(mapping: CommentedMap, tail: str, like: Any) -> None:
-    """Put the blank lines after a mapping back, after its (new) last key's comment."""
-    owner = _last(mapping)
-    if not tail or owner is None or like is None:
-        return
-    where, key = owner
-    entry = where.ca.items.get(key)
-    kept = entry[2] if entry and len(entry) > 2 and entry[2] is not None else None
-    token = copy.copy(kept if kept is not None else like)
-    token.value = (kept.value if kept is not None else "\n") + tail
-    if entry and len(entry) > 2:
-        entry[2] = token
-    else:
-        where.ca.items[key] = [None, None, token, None]
-
-
-def _append(mapping: CommentedMap, key: Any, value: Any) -> None:
-    """Add a key at the end of a mapping, keeping the blank lines after the mapping."""
-    owner = _last(mapping)
-    like = None
-    if owner is not None:
-        entry = owner[0].ca.items.get(owner[1])
-        like = entry[2] if entry and len(entry) > 2 else None
-    tail = _take_tail(mapping)
-    mapping[key] = value
-    _give_tail(mapping, tail, like)
-
-
-def _remove(mapping: CommentedMap, key: Any) -> None:
-    """Delete a key (if written); the blank lines after the mapping stay."""
-    if key not in mapping:
-        return
-    owner = _last(mapping)
-    like = None
-    if owner is not None:
-        entry = owner[0].ca.items.get(owner[1])
-        like = entry[2] if entry and len(entry) > 2 else None
-    last = list(mapping)[-1] == key
-    tail = _take_tail(mapping) if last else ""
-    del mapping[key]
-    mapping.ca.items.pop(key, None)
-    _give_tail(mapping, tail, like)
-
-
-def _expect(text: str, path: str, check: Any) -> None:
-    """The edited text must read back, strictly, as meant."""
-    try:
-        ok = bool(check(yamlread.read(text)))
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise DraftError(f"{path} would not read back after the edit: {exc}") from None
-    if not ok:
-        raise DraftError(f"{path} would not read back as meant after the edit")

@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
@@ -46,6 +46,8 @@ from ivr.verification.codes import codes_from
 from ivr.versions.store import LoadedFlow
 
 log = logging.getLogger(__name__)
+
+AppFactory = Callable[[Mapping[str, str]], Flask]  # environ -> app (ivr.app.create_app)
 
 SANDBOX_URL = "https://sandbox.ivr.invalid"  # the sandbox's public URL (never reached)
 LOG_PREFIX = "simulator."  # what the sandbox's log lines are named under
@@ -107,13 +109,11 @@ def sandbox_environ(settings: Settings, folder: Path) -> dict[str, str]:
 class Sandbox:
     """A private app for simulated calls; `replay` plays one script in it."""
 
-    def __init__(self, settings: Settings):
-        from ivr.app import create_app  # the sandbox is an app like the service's
-
+    def __init__(self, settings: Settings, factory: AppFactory):
         self.folder = Path(tempfile.mkdtemp(prefix="ivr-sandbox-"))
         atexit.register(shutil.rmtree, self.folder, True)
         environ = sandbox_environ(settings, self.folder)
-        self.app: Flask = create_app(environ)
+        self.app: Flask = factory(environ)  # an app like the service's, on its own stores
         self.settings: Settings = self.app.config["IVR_SETTINGS"]
         self.auth_token = environ["TWILIO_AUTH_TOKEN"]
         self.lock = threading.Lock()
@@ -217,8 +217,10 @@ _sandboxes: dict[tuple[Any, ...], Sandbox] = {}
 _building = threading.Lock()
 
 
-def sandbox_for(settings: Settings) -> Sandbox:
-    """This process's sandbox for the service's settings (built on first use)."""
+def sandbox_for(settings: Settings, factory: AppFactory) -> Sandbox:
+    """This process's sandbox for the service's settings (built on first use, with the
+    app factory the service was built with: `ivr.app.create_app`, handed in so the
+    sandbox does not import the app that imports the console that imports it)."""
     key = (
         settings.flow,
         str(settings.flows_dir),
@@ -237,5 +239,5 @@ def sandbox_for(settings: Settings) -> Sandbox:
     with _building:
         found = _sandboxes.get(key)
         if found is None:
-            found = _sandboxes[key] = Sandbox(settings)
+            found = _sandboxes[key] = Sandbox(settings, factory)
         return found
