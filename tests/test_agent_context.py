@@ -328,6 +328,19 @@ def test_a_logged_in_agent_gets_the_context(api_app: Flask) -> None:
     assert row.details["requester"] == "agent"
 
 
+def test_ops_staff_get_no_call_context(api_app: Flask) -> None:
+    """Ops staff share the staff sign-in but take no calls: no caller's facts for them."""
+    ops_id = add_user(api_app, "olga", role="ops")
+    client = api_app.test_client()
+    assert sign_in(client, "olga").status_code == 303
+    response = client.get(f"/agent/api/context/{fresh_token()}")
+    assert response.status_code == 403
+    assert "customer" not in response.get_json()
+    (row,) = audit_rows(api_app)
+    assert (row.action, row.actor) == ("agent.context_refused", f"agent:{ops_id}")
+    assert row.details["reason"] == "not_an_agent"
+
+
 def test_a_forged_session_cookie_naming_a_user_is_not_a_login(api_app: Flask) -> None:
     # The cookie is signed with the app's key, but names no live server-side session.
     add_user(api_app)

@@ -274,6 +274,29 @@ def prompt_dir(tmp_path: Path) -> Path:
             "unknown placeholder {nombre}",
         ),
         (("language: es-US", "language: es-MX"), "language: must be 'es-US'"),
+        # A control character (YAML lets a quoted string carry it as an escape) would
+        # make every answer that speaks the prompt unparseable TwiML.
+        (
+            ("  goodbye: Gracias por llamar. Adiós.", '  goodbye: "Gracias\\x0e por llamar."'),
+            "goodbye: text: contains the control character U+000E",
+        ),
+        # The call-back leg knows nothing of the caller: no account facts there, and
+        # the code-reading prompts get the code only.
+        (
+            (
+                "  read_code_callback: Su código es {code_digits}.",
+                "  read_code_callback: Hola {name}, su código es {code_digits}.",
+            ),
+            "read_code_callback: text: unknown placeholder {name}; allowed: code_digits",
+        ),
+        (
+            ("  callback_no_key:", "  callback_no_key: Hola {first_name}."),
+            "callback_no_key: text: is read with no call facts: no placeholders",
+        ),
+        (
+            ("  error_apology: >\n", "  error_apology: >\n    {first_name},\n"),
+            "error_apology: text: is read with no call facts: no placeholders",
+        ),
     ],
 )
 def test_prompt_problems_are_explained(

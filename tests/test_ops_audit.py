@@ -219,6 +219,21 @@ def test_refused_sign_ins_and_sign_outs_are_listed_with_the_reason(app: Flask) -
     assert [row["action"] for row in rows(olga, "?person=alice")] == ["agent.login_failed"]
 
 
+def test_a_typed_name_cannot_pose_as_a_signed_in_person(app: Flask) -> None:
+    """Anyone may type anything at the sign-in: "ops:olga" or "agent:1" must not show up
+    as olga's doing, and text no username can be (often a password typed in the wrong
+    field) is not kept."""
+    olga = signed_in(app, "olga", "ops")
+    stranger = app.test_client()
+    for typed in ("ops:olga", "agent:1", "Tr0ub4dor&3 pass"):
+        assert sign_in(stranger, typed, "whatever").status_code == 401
+    refused = [row for row in rows(olga, "?kind=sign_ins") if row["action"] == "agent.login_failed"]
+    assert [row["who"] for row in refused] == ["(not a username)"] * 3
+    assert [row["action"] for row in rows(olga, "?person=olga")] == ["agent.login"]
+    page = olga.get("/ops/audit").get_data(as_text=True)
+    assert "Tr0ub4dor" not in page and "ops:olga" not in page
+
+
 def test_draft_edits_read_as_what_changed(app: Flask) -> None:
     record(app, "ops.draft_started", "ops:olga", flow="support", based_on="ab" * 32)
     record(

@@ -31,6 +31,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ivr.agent.context import ContextExpired, ContextInvalid, ContextSigner, token_fingerprint
 from ivr.agent.sessions import signed_in_user
+from ivr.agent.users import AGENT_PAGE_ROLES
 from ivr.config import Settings
 from ivr.errors import StorageUnavailable
 from ivr.storage import audit, db
@@ -60,6 +61,9 @@ def context_signer() -> ContextSigner:
     return signer
 
 
+NOT_AN_AGENT = "not_an_agent"  # signed in, but in a role that takes no calls
+
+
 def key_actor(key: str) -> str:
     """How an API key is named in audit records: a hash prefix, never the key."""
     return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
@@ -81,6 +85,8 @@ def context(token: str) -> tuple[Response, int] | Response:
         log.error("agent context: the session could not be checked: %s", exc)
         return _error(503, "storage unavailable; try again")
     fingerprint = token_fingerprint(token)
+    if requester.refusal == NOT_AN_AGENT:
+        return _refuse(403, requester, requester.refusal, fingerprint)
     if requester.refusal is not None:
         return _refuse(401, requester, requester.refusal, fingerprint)
     try:
@@ -115,6 +121,8 @@ def _requester() -> Requester:
         return Requester("api-key", key_actor(key))
     agent = signed_in_user()
     if agent is not None:
+        if agent.role not in AGENT_PAGE_ROLES:  # ops staff take no calls: no caller's facts
+            return Requester("agent", f"agent:{agent.id}", NOT_AN_AGENT)
         return Requester("agent", f"agent:{agent.id}")
     return Requester("anonymous", "anonymous", "no_credentials")
 
@@ -155,6 +163,7 @@ def _refuse(
         "bad_api_key": "unknown API key",
         "invalid_token": "invalid context token",
         "expired": "context token expired",
+        NOT_AN_AGENT: "call context is for agents and supervisors",
     }
     response, code = _error(status, messages[reason])
     if status == 401:

@@ -30,6 +30,7 @@ from flask import Response, after_this_request, g, jsonify, redirect, request, s
 from flask.blueprints import BlueprintSetupState
 
 from ivr.agent.users import AGENT_PAGE_ROLES, authenticate
+from ivr.agent.users import USERNAME as USERNAME_PATTERN
 from ivr.staff import csrf, devices, pending, recovery, totp, wiring
 from ivr.staff.throttle import DEVICE, USERNAME, Attempt, Scope, scopes_for
 from ivr.storage import audit as audit_log
@@ -191,10 +192,20 @@ def _failed(actor: str, reason: str) -> None:
     )
 
 
+def typed_actor(username: str) -> str:
+    """How a refused sign-in names who tried: the typed username when it could be one,
+    else a fixed word. A name with a colon could pose as a signed-in actor in the audit
+    trail ("ops:olga", "agent:1"), and text no username can be is often a password
+    typed into the wrong field: neither is recorded."""
+    if not username:
+        return "(blank)"
+    return username if USERNAME_PATTERN.fullmatch(username) else "(not a username)"
+
+
 def sign_in(username: str, password: str) -> Refused | NeedCode | None:
     """Step one: check the password, throttled per username and client. None: signed in;
     NeedCode: a pending sign-in awaits the second factor."""
-    actor = username or "(blank)"
+    actor = typed_actor(username)
     attempt = _reserve(username, actor)
     if isinstance(attempt, Refused):
         return attempt

@@ -28,8 +28,10 @@ from ivr.flow.model import Flow
 from ivr.flow.proofs import ARROW
 
 # A path in the proofs' messages: steps (a node id, then the exit taken in brackets)
-# joined by arrows; ids hold no blanks, brackets, commas, semicolons or colons.
-_STEP = r"[^\s\[\],;:()→]+(?:\[[^\]]*\])?"
+# joined by arrows; ids hold no blanks, brackets, commas, semicolons or colons. Each
+# part is bounded, so a long word in a message (a prompt's text is quoted in some)
+# costs linear time, not quadratic, on every page view.
+_STEP = r"[^\s\[\],;:()→]{1,200}(?:\[[^\]]{0,200}\])?"
 _PATH = re.compile(rf"{_STEP}(?:{re.escape(ARROW)}{_STEP})+")
 _EXIT = re.compile(r"\[[^\]]*\]$")
 # Layouts drawn lately, so a page view does not lay the flow out again.

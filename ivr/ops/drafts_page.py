@@ -17,6 +17,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from ivr.errors import DefinitionProblem, InvalidDefinition
+from ivr.flow.loader.prompts import allowed_placeholders
 from ivr.flow.model import Flow, Node
 from ivr.ops import diagram_view
 from ivr.ops import draft_common as common
@@ -368,7 +369,7 @@ def _prompt_page(
         users=users,
         beside=beside,
         general=general,
-        allowed=sorted(drafts.allowed_placeholders(key)),
+        allowed=sorted(allowed_placeholders(key)),
         refused=refused,
     )
     return page, status

@@ -35,20 +35,11 @@ from ivr.errors import DefinitionProblem, InvalidDefinition, IvrError
 from ivr.flow import yamlread
 from ivr.flow.loader.nodes import parse_node
 from ivr.flow.model import NODE_TYPES, Flow, Node
-from ivr.flow.model.flow import (
-    MESSAGE_PLACEHOLDERS,
-    MESSAGE_PREFIX,
-    PLACEHOLDERS,
-    READ_CODE_PLACEHOLDERS,
-    READ_CODE_PREFIX,
-)
 from ivr.storage.models import FlowDraft
 from ivr.versions import store, yamledit
 
 STALE = "someone else saved this draft meanwhile: reload"
 PROMPT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# System prompts spoken with no call facts at hand (as the prompt loader says).
-PLAIN_PROMPTS = frozenset({"queue_hold"})
 
 
 class DraftError(IvrError):
@@ -244,17 +235,6 @@ def prompt_users(draft: FlowDraft) -> dict[str, list[str]]:
             if node_id not in users[key]:
                 users[key].append(node_id)
     return users
-
-
-def allowed_placeholders(key: str) -> frozenset[str]:
-    """The placeholders the prompt loader lets the text of `key` use."""
-    if key in PLAIN_PROMPTS:
-        return frozenset()
-    if key.startswith(MESSAGE_PREFIX):
-        return MESSAGE_PLACEHOLDERS
-    if key.startswith(READ_CODE_PREFIX):
-        return PLACEHOLDERS | READ_CODE_PLACEHOLDERS
-    return PLACEHOLDERS
 
 
 def node_type(draft: FlowDraft, node_id: str) -> type[Node]:

@@ -7,6 +7,7 @@ stored version loads exactly as its files did and problems name the file either 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -73,3 +74,15 @@ def read_yaml(source: Source, problems: list[DefinitionProblem]) -> Any:
             )
         )
         return None
+
+
+# Characters TwiML (XML 1.0) cannot carry, and DEL: YAML lets a quoted string hold them
+# as escapes ("\x0e"), and one spoken in a <Say> would make every answer that speaks it
+# unparseable for Twilio.
+_UNSAYABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def unsayable(text: str) -> str | None:
+    """Why `text` cannot go into TwiML (a control character, named), or None when it can."""
+    found = _UNSAYABLE.search(text)
+    return None if found is None else f"contains the control character U+{ord(found.group()):04X}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from ivr.errors import DefinitionProblem
 from ivr.flow import yamlread
-from ivr.flow.loader.files import unknown_keys
+from ivr.flow.loader.files import unknown_keys, unsayable
 from ivr.flow.model.base import DTMF_KEYS, Node
 from ivr.flow.model.number_change import NUMBER_PROBLEMS
 from ivr.flow.model.registry import NODE_TYPES
@@ -103,6 +103,9 @@ def _type_problem(value: Any, hint: Any, metadata: Mapping[str, Any]) -> str | N
     if hint is str:
         if not isinstance(value, str) or not value.strip():
             return "must be a non-empty word"
+        unfit = unsayable(value)
+        if unfit is not None:
+            return unfit
         choices = metadata.get("choices")
         if choices and value not in choices:
             return f"{value!r} is not one of: " + ", ".join(sorted(choices))

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from ivr.errors import DefinitionProblem
 from ivr.flow import yamlread
-from ivr.flow.loader.files import Source, read_source, read_yaml, unknown_keys
+from ivr.flow.loader.files import Source, read_source, read_yaml, unknown_keys, unsayable
 from ivr.flow.model.flow import (
     MESSAGE_PLACEHOLDERS,
     MESSAGE_PREFIX,
@@ -30,8 +30,31 @@ PROMPT_FILE_KEYS = ("language", "voice", "prompts")
 VOICE_PATTERN = r"^(man|woman|Polly\.[A-Za-z]+)$"
 SAY_LIMIT = 4096
 POLLY_SAY_LIMIT = 3000
-# System prompts spoken where no call facts are at hand (while holding in a queue).
-PLAIN_PROMPTS = frozenset({"queue_hold"})
+# System prompts spoken where no call facts are at hand: while holding in a queue, the
+# apologies of a failing step, and everything on a call we place (the call-back leg
+# knows nothing of the caller: a placeholder there would be spoken as written, or
+# break the answer).
+PLAIN_PROMPTS = frozenset(
+    {"queue_hold", "error_apology", "agents_unavailable"}
+    | {key for key in SYSTEM_PROMPTS if key.startswith("callback_")}
+)
+# System prompts of the call-back leg that read the code out: the code and nothing else.
+CALLBACK_CODE_PROMPTS = frozenset(
+    key for key in SYSTEM_PROMPTS if key.startswith(READ_CODE_PREFIX + "_callback")
+)
+
+
+def allowed_placeholders(key: str) -> frozenset[str]:
+    """The placeholders the text of prompt `key` may use (none: spoken as written)."""
+    if key in PLAIN_PROMPTS:
+        return frozenset()
+    if key in CALLBACK_CODE_PROMPTS:
+        return READ_CODE_PLACEHOLDERS
+    if key.startswith(MESSAGE_PREFIX):
+        return MESSAGE_PLACEHOLDERS
+    if key.startswith(READ_CODE_PREFIX):
+        return PLACEHOLDERS | READ_CODE_PLACEHOLDERS
+    return PLACEHOLDERS
 
 
 def load_catalog(prompts_dir: Path) -> tuple[Catalog, list[DefinitionProblem]]:
@@ -98,20 +121,19 @@ def _load_prompt_file(source: Source, problems: list[DefinitionProblem]) -> Prom
         if not isinstance(text, str) or not text.strip():
             problems.append(DefinitionProblem(file, key, "text", "must be non-empty text", line))
             continue
+        bad = unsayable(text)
+        if bad is not None:
+            problems.append(DefinitionProblem(file, key, "text", bad, line))
+            continue
         if len(text) > limit:
             problems.append(
                 DefinitionProblem(
                     file, key, "text", f"is {len(text)} characters; at most {limit}", line
                 )
             )
-        if key.startswith(MESSAGE_PREFIX):
-            allowed = MESSAGE_PLACEHOLDERS
-        elif key.startswith(READ_CODE_PREFIX):
-            allowed = PLACEHOLDERS | READ_CODE_PLACEHOLDERS
-        else:
-            allowed = PLACEHOLDERS
+        allowed = allowed_placeholders(key)
         for placeholder in _placeholders(text, file, key, line, problems):
-            if key in PLAIN_PROMPTS:
+            if not allowed:
                 problems.append(
                     DefinitionProblem(
                         file, key, "text", "is read with no call facts: no placeholders", line
