@@ -287,3 +287,41 @@ def test_removing_the_last_field_keeps_the_blank_line_and_other_comments(
     assert "    too_many_tries: agent_unverified\n\n  last4_family:\n" in text
     assert "    ambiguous: account_number         # two accounts on this phone end" in text
     assert "locked" not in yamlread.read(text)["nodes"]["last4"]
+
+
+def test_each_change_and_its_audit_record_land_together(session: Session, working: Path) -> None:
+    """The record is written in the change's own transaction: a refused (stale) save
+    records nothing, a saved one is recorded with the revision it made."""
+    from sqlalchemy import select
+
+    from ivr.storage.models import AuditEvent
+
+    def recorded() -> list[tuple[str, str, dict[str, Any]]]:
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        return [(row.action, row.actor, row.details) for row in rows]
+
+    row = drafts.start(
+        session,
+        "support",
+        BY,
+        flows_dir=working / "flows",
+        prompts_dir=working / "prompts",
+        region="US",
+        note=drafts.Note("ops.draft_started", {"flow": "support"}),
+    )
+    note = drafts.Note("ops.draft_edited", {"flow": "support", "prompt": "welcome"})
+    drafts.set_prompt(
+        session, row, "en-US", "welcome", "Hello.", revision=1, by=BY, region="US", note=note
+    )
+    with pytest.raises(drafts.StaleDraft):
+        drafts.set_prompt(
+            session, row, "en-US", "welcome", "Hi.", revision=1, by=BY, region="US", note=note
+        )
+    drafts.discard(
+        session, "support", revision=2, by=BY, note=drafts.Note("ops.draft_discarded", {})
+    )
+    assert recorded() == [
+        ("ops.draft_started", BY, {"flow": "support", "based_on": None}),
+        ("ops.draft_edited", BY, {"flow": "support", "prompt": "welcome", "revision": 2}),
+        ("ops.draft_discarded", BY, {"revision": 2}),
+    ]

@@ -21,7 +21,7 @@ from ivr.flow.loader.prompts import allowed_placeholders
 from ivr.flow.model import Flow, Node
 from ivr.ops import diagram_view
 from ivr.ops import draft_common as common
-from ivr.ops.blueprint import audit, bp, editable, readable, staff_name
+from ivr.ops.blueprint import bp, editable, readable, staff_name
 from ivr.ops.draft_forms import (
     EXTRA_ROWS,
     RevisionForm,
@@ -96,6 +96,7 @@ def draft_start(flow: str) -> Any:
             flows_dir=settings.flows_dir,
             prompts_dir=settings.prompts_dir,
             region=settings.default_region,
+            note=drafts.Note("ops.draft_started", {"flow": flow}),
         )
     except drafts.DraftError as exc:
         flash(str(exc), "error")
@@ -103,7 +104,6 @@ def draft_start(flow: str) -> Any:
     except InvalidDefinition as exc:
         flash(f"The working files of {flow} do not load ({len(exc.problems)} problem(s)).", "error")
         return redirect(url_for("ops.draft", flow=flow), 303)
-    audit("ops.draft_started", {"flow": flow, "based_on": row.based_on})
     flash(f"Draft started from {common.based(row)}.", "ok")
     return redirect(url_for("ops.draft", flow=flow), 303)
 
@@ -112,16 +112,21 @@ def draft_start(flow: str) -> Any:
 @editable
 def draft_discard(flow: str) -> Any:
     """Discard the draft (after the confirmation step on the draft page)."""
-    row = common.draft_or_404(flow)
+    common.draft_or_404(flow)
     form = RevisionForm()
     if not form.validate():
         abort(400, "The discard form was incomplete. Reload and try again.")
     try:
-        drafts.discard(db.session(), flow, revision=form.revision.data)
+        drafts.discard(
+            db.session(),
+            flow,
+            revision=form.revision.data,
+            by=staff_name(),
+            note=drafts.Note("ops.draft_discarded", {"flow": flow}),
+        )
     except drafts.DraftError as exc:
         flash(str(exc), "error")
         return redirect(url_for("ops.draft", flow=flow), 303)
-    audit("ops.draft_discarded", {"flow": flow, "revision": row.revision})
     flash("Draft discarded.", "ok")
     return redirect(url_for("ops.draft", flow=flow), 303)
 
@@ -178,20 +183,18 @@ def _save_node(flow: str, node_id: str) -> Any:
             revision=form.revision.data,
             by=staff_name(),
             region=common.region(),
+            note=drafts.Note(
+                "ops.draft_edited",
+                {
+                    "flow": flow,
+                    "node": node_id,
+                    "fields": sorted(changes),
+                    "values": {name: _brief(value) for name, value in changes.items()},
+                },
+            ),
         )
     except drafts.DraftError as exc:
         return _node_page(row, node_id, form, status=409, refused=str(exc))
-    if saved.changed:
-        audit(
-            "ops.draft_edited",
-            {
-                "flow": flow,
-                "node": node_id,
-                "fields": sorted(changes),
-                "values": {name: _brief(value) for name, value in changes.items()},
-                "revision": saved.revision,
-            },
-        )
     _flash_saved(saved)
     return redirect(url_for("ops.draft_node", flow=flow, node_id=node_id), 303)
 
@@ -298,6 +301,11 @@ def _save_prompt(flow: str, key: str) -> Any:
         text = str(form[f"text_{index}"].data or "").strip()
         if text:
             texts[language] = text
+    changed = {
+        language: text[:200]
+        for language, text in texts.items()
+        if " ".join(text.split()) != " ".join((present.get(language) or "").split())
+    }
     try:
         saved = drafts.set_prompts(
             db.session(),
@@ -307,19 +315,10 @@ def _save_prompt(flow: str, key: str) -> Any:
             revision=form.revision.data,
             by=staff_name(),
             region=common.region(),
+            note=drafts.Note("ops.draft_edited", {"flow": flow, "prompt": key, "texts": changed}),
         )
     except drafts.DraftError as exc:
         return _prompt_page(row, key, form, status=409, refused=str(exc))
-    if saved.changed:
-        changed = {
-            language: text[:200]
-            for language, text in texts.items()
-            if " ".join(text.split()) != " ".join((present.get(language) or "").split())
-        }
-        audit(
-            "ops.draft_edited",
-            {"flow": flow, "prompt": key, "texts": changed, "revision": saved.revision},
-        )
     _flash_saved(saved)
     return redirect(url_for("ops.draft_prompt", flow=flow, key=key), 303)
 

@@ -35,11 +35,27 @@ from ivr.errors import DefinitionProblem, InvalidDefinition, IvrError
 from ivr.flow import yamlread
 from ivr.flow.loader.nodes import parse_node
 from ivr.flow.model import NODE_TYPES, Flow, Node
-from ivr.storage.models import FlowDraft
+from ivr.storage.models import AuditEvent, FlowDraft
 from ivr.versions import store, yamledit
 
 STALE = "someone else saved this draft meanwhile: reload"
 PROMPT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Note:
+    """The audit record of a draft change (`details` without the revision, which the save
+    adds): written in the change's own transaction, so a change is never left
+    unrecorded."""
+
+    action: str
+    details: dict[str, Any]
+
+
+def _record(session: Session, note: Note | None, by: str, revision: int | None) -> None:
+    if note is not None:
+        details = {**note.details, **({"revision": revision} if revision is not None else {})}
+        session.add(AuditEvent(action=note.action, actor=by, details=details))
 
 
 class DraftError(IvrError):
@@ -68,7 +84,14 @@ class Saved:
 
 
 def start(
-    session: Session, flow: str, by: str, *, flows_dir: Path, prompts_dir: Path, region: str
+    session: Session,
+    flow: str,
+    by: str,
+    *,
+    flows_dir: Path,
+    prompts_dir: Path,
+    region: str,
+    note: Note | None = None,
 ) -> FlowDraft:
     """A new draft of `flow`: the live version's files, or the working files before the
     first publish. DraftError when a draft exists; InvalidDefinition when there is no
@@ -94,6 +117,8 @@ def start(
         updated_by=by,
     )
     session.add(row)
+    if note is not None:
+        _record(session, Note(note.action, {**note.details, "based_on": based_on}), by, None)
     try:
         session.commit()
     except IntegrityError:  # someone else's start won the race
@@ -107,9 +132,12 @@ def get(session: Session, flow: str) -> FlowDraft | None:
     return session.get(FlowDraft, flow, populate_existing=True)
 
 
-def discard(session: Session, flow: str, *, revision: int) -> None:
+def discard(
+    session: Session, flow: str, *, revision: int, by: str = "", note: Note | None = None
+) -> None:
     """Delete the draft of `flow` as it was at `revision` (StaleDraft if saved since)."""
     take(session, flow, revision=revision)
+    _record(session, note, by, revision)
     session.commit()
 
 
@@ -288,10 +316,11 @@ def set_prompt(
     revision: int,
     by: str,
     region: str,
+    note: Note | None = None,
 ) -> Saved:
     """Set one prompt text in one language (see set_prompts)."""
     return set_prompts(
-        session, draft, key, {language: text}, revision=revision, by=by, region=region
+        session, draft, key, {language: text}, revision=revision, by=by, region=region, note=note
     )
 
 
@@ -304,6 +333,7 @@ def set_prompts(
     revision: int,
     by: str,
     region: str,
+    note: Note | None = None,
 ) -> Saved:
     """Set the text of prompt `key` in each given language, in one save. A key a
     language lacks is added when a node uses it or another language has it; a text equal
@@ -331,7 +361,7 @@ def set_prompts(
             files[path] = yamledit.edit_prompt(files[path], path, key, text)
         except yamledit.EditError as exc:
             raise DraftError(str(exc)) from None
-    return _save(session, current, files, revision=revision, by=by, region=region)
+    return _save(session, current, files, revision=revision, by=by, region=region, note=note)
 
 
 def set_node_fields(
@@ -343,6 +373,7 @@ def set_node_fields(
     revision: int,
     by: str,
     region: str,
+    note: Note | None = None,
 ) -> Saved:
     """Change fields of one node: a value sets the field (a str, an int, or a mapping of
     str → str for options, cases...), None removes it. Only fields of the node's kind."""
@@ -363,7 +394,7 @@ def set_node_fields(
         files[path] = yamledit.edit_node(files[path], path, node_id, changes)
     except yamledit.EditError as exc:
         raise DraftError(str(exc)) from None
-    return _save(session, current, files, revision=revision, by=by, region=region)
+    return _save(session, current, files, revision=revision, by=by, region=region, note=note)
 
 
 def _check_value(node_class: type[Node], name: str, hint: Any, value: Any) -> None:
@@ -404,6 +435,7 @@ def _save(
     revision: int,
     by: str,
     region: str,
+    note: Note | None = None,
 ) -> Saved:
     """Write the files at `revision` + 1 in one statement guarded by the revision, so two
     saves racing cannot both land; the full validation's problems come back."""
@@ -423,6 +455,7 @@ def _save(
     if getattr(result, "rowcount", 0) != 1:
         session.rollback()
         raise StaleDraft()
+    _record(session, note, by, revision + 1)
     session.commit()
     saved = get(session, current.flow)
     assert saved is not None
