@@ -6,7 +6,7 @@ PORT ?= 5000
 
 PRISM := .cache/node/node_modules/.bin/prism
 
-.PHONY: install run test test-services lint typecheck validate prism bench clean
+.PHONY: install run test test-services lint typecheck validate prism bench screenshots clean
 
 $(BIN)/ivr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,18 @@ test-services: install prism
 # set, else the embedded defaults. BENCH_ARGS passes options (e.g. --seconds 5).
 bench: install
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+
+# The ops console's pictures for the README: the browser tests (tests/test_ops_browser.py,
+# part of `make test`) save them in tests/artifacts/ops/, or $IVR_TEST_ARTIFACTS/ops/;
+# this copies the last run's into docs/screenshots/.
+screenshots:
+	@shots="$${IVR_TEST_ARTIFACTS:-tests/artifacts}/ops"; \
+	if ! ls "$$shots"/*.png >/dev/null 2>&1; then \
+		echo "no screenshots in $$shots: run make test (or $(BIN)/pytest tests/test_ops_browser.py) first" >&2; \
+		exit 1; \
+	fi; \
+	mkdir -p docs/screenshots && cp "$$shots"/*.png docs/screenshots/ && \
+	echo "copied $$(ls "$$shots"/*.png | wc -l) screenshots from $$shots to docs/screenshots/"
 
 clean:
 	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/artifacts

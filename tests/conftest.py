@@ -40,6 +40,9 @@ from ivr.storage import keys, kv  # noqa: E402
 from ivr.storage.db import Base  # noqa: E402
 from ivr.storage.migrate import upgrade  # noqa: E402
 
+# The browser tests' fixtures (browser, server, page, problems): see tests/browser_kit.py.
+pytest_plugins = ["browser_kit"]
+
 TEST_DATABASE_URL = os.environ.get("IVR_TEST_DATABASE_URL", "").strip()
 TEST_REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "").strip()
 TEST_JOBS_REDIS_URL = os.environ.get("IVR_TEST_JOBS_REDIS_URL", "").strip()

@@ -1,5 +1,5 @@
 """The agent page in a real browser: Debian's chromium driven by Playwright, against the
-app served by a real HTTP server in a thread.
+app served by a real HTTP server in a thread (the fixtures of tests/browser_kit.py).
 
 Covers signing in, a screen pop arriving by the page's own polling while it is open,
 and verification by hand (checklist, a code sent to the phone on file and read back
@@ -13,95 +13,29 @@ they skip, except under CI, where they fail.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import browser_kit
 import pytest
 from agent_kit import PASSWORD, QUEUE, VERIFIED_JANE, transfer
+from browser_kit import WAIT_MS
 from caller import code_of, sent
 from flask import Flask
 from kit import JANE_PHONE, add_account
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from ivr.agent.users import create_user
 from ivr.storage import db
 from ivr.storage.models import AuditEvent
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("IVR_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
-SHOTS = ARTIFACTS / "agent-browser"
-WAIT_MS = 15_000  # the page polls every 2 s; a slow CI machine gets room
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so the browser tests may not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian chromium under Playwright, shared by the module's tests."""
-    if importlib.util.find_spec("playwright") is None:
-        _unavailable("the playwright package is not installed: pip install -e '.[dev]'")
-    if not CHROMIUM.exists():
-        _unavailable(f"no chromium at {CHROMIUM}: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def server(app: Flask) -> Iterator[str]:
-    """The test app on a real HTTP server (127.0.0.1, a free port), in a thread."""
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="agent-page-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=10)
-    http.server_close()
-
-
-@pytest.fixture
-def problems() -> list[str]:
-    """Script errors and console errors of the test's page (a test may take expected ones out)."""
-    return []
-
-
-@pytest.fixture
-def page(browser: Any, server: str, problems: list[str]) -> Iterator[Any]:
-    """A fresh browser page; fails the test on any script error or CSP violation."""
-    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
-    yield opened
-    context.close()
-    assert problems == []
+SHOTS = "agent-browser"
 
 
 def shot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot for people to look at after the run."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
+    """Save a full-page screenshot under the artifacts' agent-browser folder."""
+    return browser_kit.shot(page, SHOTS, name)
 
 
 @pytest.fixture

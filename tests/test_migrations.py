@@ -100,7 +100,7 @@ def test_migrations_0007_and_0008_add_and_drop_the_drafts_and_the_audit_index(
                 sa.text(
                     "INSERT INTO flow_drafts (flow, based_on, files, revision, created_at,"
                     " created_by, updated_at, updated_by) VALUES ('support', NULL,"
-                    " '{\"flows/support.yaml\": \"name: support\"}', 1, CURRENT_TIMESTAMP,"
+                    ' \'{"flows/support.yaml": "name: support"}\', 1, CURRENT_TIMESTAMP,'
                     " 'ops:olga', CURRENT_TIMESTAMP, 'ops:olga')"
                 )
             )

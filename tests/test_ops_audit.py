@@ -148,7 +148,7 @@ def listed(html: str) -> list[dict[str, str]]:
     return [
         {
             "action": row.attrs["data-action"],
-            "who": cell(row, "who"),
+            "who": cell(row, "person"),
             "flow": cell(row, "flow"),
             "what": cell(row, "what"),
         }

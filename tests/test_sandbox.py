@@ -1,38 +1,64 @@
 """The simulator's sandbox: scripts are checked strictly, a replay of the same script
 hears the same words and gets the same codes, and answers that no longer fit the call
-are refused with a reason."""
+are refused with a reason; the sandbox boots from its own files, waits a bounded time
+for another replay and bounds each replay's work."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from ivr.app import create_app
 from ivr.calls import runtime
+from ivr.errors import ConfigError
 from ivr.simulator.sandbox import (
     MAX_ANSWERS,
     MAX_SCRIPT_CHARS,
     Answer,
     Replay,
+    ReplayTooLong,
     Sandbox,
+    SandboxBusy,
+    SandboxFailed,
     Script,
     ScriptError,
     SeededCodes,
     sandbox_for,
+    service,
 )
-from ivr.simulator.sandbox.service import LOG_PREFIX, SandboxLogName
-from ivr.versions.store import LoadedFlow
+from ivr.simulator.sandbox.service import (
+    LOG_PREFIX,
+    MAX_REPLAY_REQUESTS,
+    Budgeted,
+    SandboxLogName,
+)
+from ivr.versions import store
+from ivr.versions.store import Draft, LoadedFlow
 
 SEED = "0123456789abcdef0123456789abcdef"
+VERSION = "0123456789ab"  # what a replay is pinned to (the sandbox plays what it is given)
 
 
 @pytest.fixture
-def sandbox(app: Flask) -> Sandbox:
-    return sandbox_for(app.config["IVR_SETTINGS"], create_app)
+def served(app: Flask) -> Draft:
+    settings = app.config["IVR_SETTINGS"]
+    return store.read_draft(
+        settings.flows_dir, settings.prompts_dir, "support", settings.default_region
+    )
+
+
+@pytest.fixture
+def sandbox(app: Flask, served: Draft) -> Sandbox:
+    return sandbox_for(app.config["IVR_SETTINGS"], create_app, served)
 
 
 @pytest.fixture
@@ -42,7 +68,7 @@ def working(app: Flask) -> LoadedFlow:
 
 
 def script(*answers: Answer, caller: str = "customer:0", language: str = "en-US") -> Script:
-    return Script("support", "draft", caller, language, SEED, tuple(answers))
+    return Script("support", "live", VERSION, caller, language, SEED, tuple(answers))
 
 
 def caller(keys: str) -> Answer:
@@ -99,7 +125,7 @@ def test_the_same_script_hears_the_same_words_and_gets_the_same_codes(
 
 def test_another_seed_gives_other_codes(sandbox: Sandbox, working: LoadedFlow) -> None:
     mine = sandbox.replay(working, script(caller("4321")))
-    other = Script("support", "draft", "customer:0", "en-US", "f" * 32, (caller("4321"),))
+    other = Script("support", "draft", VERSION, "customer:0", "en-US", "f" * 32, (caller("4321"),))
     theirs = sandbox.replay(working, other)
     assert mine.codes != theirs.codes
 
@@ -137,7 +163,8 @@ def test_a_script_survives_its_json() -> None:
 
 
 def test_a_new_script_has_a_fresh_seed() -> None:
-    one, two = Script.new("support", "draft", "withheld"), Script.new("support", "draft", "unknown")
+    one = Script.new("support", "draft", VERSION, "withheld")
+    two = Script.new("support", "draft", VERSION, "unknown")
     assert one.seed != two.seed and len(one.seed) == 32
 
 
@@ -153,11 +180,13 @@ def _raw(**changes: object) -> str:
         ("{not json", "not valid JSON"),
         ("[]", "must be a JSON object"),
         (_raw(extra=1), "unknown fields: extra"),
-        (_raw(v=2), "v=1"),
+        (_raw(v=1), "v=2"),
         (_raw(seed="xyz"), "seed must be 32 hexadecimal digits"),
         (_raw(caller="customer:99"), "unknown caller"),
         (_raw(flow="../etc"), "flow name"),
-        (_raw(version="x"), "neither 'draft' nor a version id"),
+        (_raw(chosen="x"), "neither live, draft nor a version id"),
+        (_raw(version="draft"), "not a version id"),
+        (_raw(version="x"), "not a version id"),
         (_raw(language="english!"), "not a language tag"),
         (_raw(answers={}), "answers must be a list"),
         (_raw(answers=[{"who": "caller", "do": "keys", "keys": "12a"}]), "keys must be 1 to"),
@@ -176,10 +205,10 @@ def test_a_bad_script_is_refused_with_the_reason(raw: str, message: str) -> None
         Script.from_json(raw)
 
 
-def test_one_sandbox_per_process_and_settings(app: Flask) -> None:
+def test_one_sandbox_per_process_and_settings(app: Flask, served: Draft) -> None:
     settings = app.config["IVR_SETTINGS"]
-    assert sandbox_for(settings, create_app) is sandbox_for(settings, create_app)
-    sandbox = sandbox_for(settings, create_app)
+    sandbox = sandbox_for(settings, create_app, served)
+    assert sandbox_for(settings, create_app, served) is sandbox
     assert sandbox.settings.delivery == "outbox" and sandbox.settings.redis_url is None
     assert sandbox.settings.database_url != settings.database_url
     assert sandbox.settings.outbox_path != settings.outbox_path
@@ -215,3 +244,70 @@ def test_log_lines_of_a_replay_are_named_as_the_simulators(
         logging.getLogger().removeHandler(handler)
     logging.getLogger("ivr.delivery.outbox").warning("the service's own line")
     assert caplog.records[-1].name == "ivr.delivery.outbox"
+
+
+def test_a_replay_past_its_bound_of_work_stops_with_the_reason(
+    sandbox: Sandbox, working: LoadedFlow
+) -> None:
+    assert isinstance(sandbox.transport, Budgeted)
+    sandbox.transport.requests = 2
+    try:
+        with pytest.raises(ReplayTooLong, match="more than 2 webhook requests"):
+            sandbox.replay(working, script(caller("4321")))
+    finally:
+        sandbox.transport.requests = MAX_REPLAY_REQUESTS
+    assert sandbox.replay(working, script()).node == "last4"  # nothing left held
+
+
+def test_a_sandbox_held_too_long_is_busy(
+    sandbox: Sandbox, working: LoadedFlow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "LOCK_WAIT", 0.05)
+    ready, done = threading.Event(), threading.Event()
+
+    def another_replay() -> None:
+        with sandbox.lock:
+            ready.set()
+            done.wait(5)
+
+    other = threading.Thread(target=another_replay)
+    other.start()
+    try:
+        assert ready.wait(5)
+        started = time.monotonic()
+        with pytest.raises(SandboxBusy, match="try again in a moment"):
+            sandbox.replay(working, script())
+        assert time.monotonic() - started < 2
+    finally:
+        done.set()
+        other.join()
+    assert sandbox.replay(working, script()).node == "last4"
+
+
+def test_the_sandbox_needs_none_of_the_service_s_working_files(
+    app: Flask, served: Draft, tmp_path: Path
+) -> None:
+    """The working files are drafts on disk: broken ones must not stop simulated calls."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "support.yaml").write_text("name: support\nnodes: {oops\n")
+    settings = replace(app.config["IVR_SETTINGS"], flows_dir=flows, prompts_dir=tmp_path)
+    sandbox = Sandbox(settings, create_app, served)
+    try:
+        replay = sandbox.replay(served.loaded, script())
+        assert replay.node == "last4"
+        assert sandbox.settings.flows_dir != flows
+    finally:
+        sandbox.close()
+
+
+def test_a_sandbox_that_cannot_start_says_so(
+    app: Flask, served: Draft, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "_sandboxes", {})
+
+    def refused(environ: Mapping[str, str]) -> Flask:
+        raise ConfigError("IVR_CODE_TTL must be a number")
+
+    with pytest.raises(SandboxFailed, match="could not start: IVR_CODE_TTL must be a number"):
+        sandbox_for(app.config["IVR_SETTINGS"], refused, served)

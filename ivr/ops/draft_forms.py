@@ -33,6 +33,7 @@ from wtforms import (
 from wtforms import Form as PlainForm
 from wtforms.validators import (
     AnyOf,
+    DataRequired,
     InputRequired,
     Length,
     NumberRange,
@@ -100,7 +101,8 @@ def prompt_form(languages: Sequence[str], present: Mapping[str, bool], **kwargs:
 
     for index, language in enumerate(languages):
         required = present.get(language, False)
-        check = InputRequired(f"The {language} text may not be empty.") if required else Optional()
+        # DataRequired, not InputRequired: a text of blanks is no text either.
+        check = DataRequired(f"The {language} text may not be empty.") if required else Optional()
         setattr(
             PromptForm,
             f"text_{index}",

@@ -6,6 +6,11 @@ Views are thin: publishing and rollback are `ivr.versions.publish` (the CLI's ow
 operations, which audit them); the draft is `ivr.versions.drafts`, reached through
 `ivr.ops.draft_common` like the editing pages. Every POST redirects
 (post/redirect/get) unless the form has errors to show.
+
+Both make a version live only if the live version is still the one the person saw
+(the draft's `based_on`; the version the confirmation page named), checked in the
+database as it writes; and a stored version that fails today's checks is marked in
+the history and never offered, since every new call would fail on it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ivr.ops import draft_common as common
 from ivr.ops.blueprint import bp, editable, readable, staff_name
 from ivr.ops.draft_forms import ReviewForm, RollbackForm
 from ivr.storage import db, kv
-from ivr.storage.models import FlowDraft
+from ivr.storage.models import FlowDraft, FlowVersion, LiveFlow
 from ivr.versions import drafts, publish, store
 
 # ---------------------------------------------------------------- review and publish
@@ -112,10 +117,17 @@ def _publish(flow: str) -> Any:
     try:
         drafts.take(session, flow, revision=row.revision)
         outcome = publish.publish_draft(
-            session, kv.client(), checked, by=staff_name(), message=form.message.data.strip()
+            session,
+            kv.client(),
+            checked,
+            by=staff_name(),
+            message=form.message.data.strip(),
+            expected=row.based_on,
         )
     except drafts.StaleDraft:
         return _review_page(row, form, status=409, refused=[drafts.STALE])
+    except publish.LiveChanged as exc:  # another publish landed since the checks above
+        return _review_page(row, form, status=409, refused=[_sentence(str(exc))])
     except Exception:
         session.rollback()
         raise
@@ -123,8 +135,17 @@ def _publish(flow: str) -> Any:
         session.rollback()
         flash("The live version already has this content; nothing was published.", "error")
         return redirect(url_for("ops.review", flow=flow), 303)
-    flash(f"Version {outcome.version} is live.", "ok")
+    flash(f"Version {outcome.version} is live.{_pointer_note(outcome)}", "ok")
     return redirect(url_for("ops.history", flow=flow), 303)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _pointer_note(outcome: publish.Outcome) -> str:
+    """What to add to the success message when Redis did not take the live pointer."""
+    return "" if outcome.pointer_set else f" Note: {publish.POINTER_NOTE}."
 
 
 # ---------------------------------------------------------------- history and rollback
@@ -133,8 +154,9 @@ def _publish(flow: str) -> Any:
 @bp.get("/flows/<flow>/history")
 @readable
 def history(flow: str) -> Any:
-    """Every published version, the live one marked; `?diff=<version>` compares one
-    with the live version."""
+    """Every published version, the live one marked, and those that no longer pass
+    today's checks (never offered to go live); `?diff=<version>` compares one with the
+    live version."""
     session = db.session()
     rows = store.history(session, flow)
     if not rows:
@@ -152,6 +174,7 @@ def history(flow: str) -> Any:
         except InvalidDefinition:
             abort(409, f"Version {compared} no longer loads; it cannot be compared.")
         changes = diff_flows((old.flow, old.catalog), (new.flow, new.catalog))
+    live_at = next((i for i, r in enumerate(rows) if live and r.id == live.version_id), None)
     return render_template(
         "ops/history.html",
         flow=flow,
@@ -159,14 +182,28 @@ def history(flow: str) -> Any:
         live=live,
         changes=changes,
         compared=compared,
+        # Newest first: the versions listed above the live one were published after it.
+        newer={r.id for r in rows[:live_at]} if live_at is not None else set(),
+        refusals={r.id: _refusal(r) for r in rows if not (live and r.id == live.version_id)},
         view_url=lambda version: common.link("ops.flow", flow=flow, version=version),
     )
+
+
+def _refusal(row: FlowVersion) -> list[str]:
+    """Why `row` cannot be made live today (empty: it can)."""
+    return [str(problem) for problem in store.version_problems(row, common.region())]
+
+
+def _newer_than_live(row: FlowVersion, live: LiveFlow) -> bool:
+    current = live.version_row
+    return (row.published_at, row.id) > (current.published_at, current.id)
 
 
 @bp.route("/flows/<flow>/history/<version>/rollback", methods=["GET", "POST"])
 @readable
 def rollback(flow: str, version: str) -> Any:
-    """Confirm (GET), then make `version` live again (POST, ops only)."""
+    """Confirm (GET), then make `version` live (again) (POST, ops only); a version that
+    no longer passes today's checks is refused on both."""
     session = db.session()
     target = store.find_version(session, flow, version)
     live = store.live_row(session, flow)
@@ -175,7 +212,17 @@ def rollback(flow: str, version: str) -> Any:
     if request.method == "POST":
         return _rollback(flow, target.version)
     form = RollbackForm(data={"live": live.version_row.version})
-    return render_template("ops/history.html", flow=flow, confirm=target, live=live, form=form)
+    refusal = [] if target.id == live.version_id else _refusal(target)
+    page = render_template(
+        "ops/history.html",
+        flow=flow,
+        confirm=target,
+        live=live,
+        form=form,
+        newer=_newer_than_live(target, live),
+        refusal=refusal,
+    )
+    return page, 409 if refusal else 200
 
 
 @editable
@@ -193,12 +240,27 @@ def _rollback(flow: str, version: str) -> Any:
         )
         return redirect(url_for("ops.history", flow=flow), 303)
     try:
-        outcome = publish.rollback(session, kv.client(), flow=flow, to=version, by=staff_name())
-    except LookupError as exc:
-        flash(str(exc.args[0]), "error")
+        outcome = publish.rollback(
+            session,
+            kv.client(),
+            flow=flow,
+            to=version,
+            by=staff_name(),
+            region=common.region(),
+            expected=form.live.data,
+        )
+    except publish.NoLongerValid as exc:
+        flash(f"Refused: {exc}; nothing was changed (the reasons are in the history).", "error")
+        return redirect(url_for("ops.history", flow=flow), 303)
+    except (LookupError, publish.LiveChanged) as exc:
+        flash(_sentence(str(exc.args[0])), "error")
         return redirect(url_for("ops.history", flow=flow), 303)
     if outcome.status == publish.UNCHANGED:
         flash(f"Version {outcome.version} is live already.", "ok")
     else:
-        flash(f"Version {outcome.version} is live again (was {outcome.previous}).", "ok")
+        flash(
+            f"Version {outcome.version} is live again (was {outcome.previous})."
+            f"{_pointer_note(outcome)}",
+            "ok",
+        )
     return redirect(url_for("ops.history", flow=flow), 303)

@@ -1,39 +1,38 @@
 """The browser call simulator: a phone on the page that runs a call through the real
 engine on the draft or any version, in a sandbox that never sends anything real.
 
-The page keeps the call's script (caller, language, seed, the answers so far) in a
-hidden field; every post replays it in the sandbox (`ivr.simulator.sandbox`) and shows
-the transcript, what the call asks now, the codes "sent" and the node it is at. Nothing
-is stored between requests, on any web node, and the service's own database, Redis and
-outbox are never touched, so nothing here is audited: a simulated call changes nothing.
+The page keeps the call's script (caller, language, seed, the version chosen and the
+one the call runs on, the answers so far) in a hidden field; every post replays it in
+the sandbox (`ivr.simulator.sandbox`) and shows the transcript, what the call asks now,
+the codes "sent" and the node it is at. Nothing is stored between requests, on any web
+node, and the service's own database, Redis and outbox are never touched, so nothing
+here is audited: a simulated call changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from flask import current_app, render_template, request
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from wtforms import SelectField
 from wtforms.validators import InputRequired
 
 from ivr.agent.forms import PageForm
-from ivr.calls import runtime
 from ivr.config import APP_FACTORY, Settings
-from ivr.errors import InvalidDefinition
 from ivr.flow.model.registry import NODE_TYPES
 from ivr.ops.blueprint import bp, readable
+from ivr.ops.simulator_versions import DRAFT, LIVE, NoDraft, Unavailable, pinned, resolve
 from ivr.simulator.sandbox import (
     KEYS,
     MAX_KEYS,
     Answer,
     Replay,
+    SandboxBusy,
+    SandboxFailed,
     Script,
     ScriptError,
     callers,
@@ -42,22 +41,13 @@ from ivr.simulator.sandbox import (
 from ivr.storage import db
 from ivr.storage.models import FlowDraft, FlowVersion
 from ivr.versions import store
-from ivr.versions.store import LoadedFlow
+from ivr.versions.store import Draft, LoadedFlow
 
 log = logging.getLogger(__name__)
 
-LIVE, DRAFT = "live", "draft"
 KEYPAD = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
 ACTIONS = ("send", "silence", "hangup", "answer", "ignore")
-CACHED_FLOWS = 8  # loaded versions and drafts kept per process
 _KINDS = {kind: name for name, kind in NODE_TYPES.items()}
-
-_loaded: OrderedDict[tuple[str, str, str], LoadedFlow] = OrderedDict()
-_loaded_lock = threading.Lock()
-
-
-class Unavailable(Exception):
-    """The chosen flow version cannot be simulated; the message says why."""
 
 
 class StartForm(PageForm):
@@ -86,148 +76,135 @@ def _flows() -> list[str]:
     return sorted(names)
 
 
-def _version_choices(flow: str) -> list[tuple[str, str]]:
+def _version_choices(flow: str, chosen: str | None = None) -> list[tuple[str, str]]:
     session = db.session()
     choices = [(LIVE, "Live version")]
     draft = session.get(FlowDraft, flow)
     if draft is not None:
         choices.append((DRAFT, f"Draft (revision {draft.revision}, by {draft.updated_by})"))
-    for row in store.history(session, flow)[:50]:
+    for row in [*store.history(session, flow)[:50], _older(session, flow, chosen)]:
+        if row is None or any(row.version == value for value, _ in choices):
+            continue
         when = row.published_at.strftime("%Y-%m-%d %H:%M")
         choices.append((row.version, f"{row.version[:12]} · {when} · {row.published_by}"))
     return choices
 
 
-def resolve(flow: str, version: str) -> tuple[LoadedFlow, str]:
-    """The flow version to simulate and its id in scripts (`draft` or a stored id);
-    Unavailable says why when there is none."""
-    session = db.session()
-    rt = runtime.get()
-    if version == DRAFT:
-        draft = session.get(FlowDraft, flow)
-        if draft is None:
-            raise Unavailable(f"Flow {flow!r} has no draft to simulate.")
-        digest = hashlib.sha256(json.dumps(draft.files, sort_keys=True).encode()).hexdigest()
-        key = (flow, DRAFT, digest)
-        with _loaded_lock:
-            if key in _loaded:
-                return _loaded[key], DRAFT
-        try:
-            loaded = store.load_files(draft.files, flow, _settings().default_region).loaded
-        except InvalidDefinition as exc:
-            count = len(exc.problems)
-            raise Unavailable(
-                f"The draft of {flow!r} has {count} problem{'s' if count != 1 else ''} "
-                "to fix before it can be simulated."
-            ) from None
-        except KeyError:
-            raise Unavailable(f"The draft does not define flow {flow!r}.") from None
-        return _remember(key, loaded), DRAFT
-    if version == LIVE:
-        live = store.live_row(session, flow)
-        if live is not None:
-            version = live.version_row.version
-        elif flow == rt.working.flow.name:
-            return rt.working, rt.working.flow.version  # nothing published yet
-        else:
-            raise Unavailable(f"Flow {flow!r} has no live version.")
-    if flow == rt.working.flow.name and version == rt.working.flow.version:
-        return rt.working, version
-    key = (flow, version, "")
-    with _loaded_lock:
-        if key in _loaded:
-            return _loaded[key], version
-    row = store.find_version(session, flow, version)
-    if row is None:
-        raise Unavailable(f"Flow {flow!r} has no version {version!r}.")
-    try:
-        loaded = store.load_version(row, _settings().default_region)
-    except InvalidDefinition:
-        raise Unavailable(f"Version {row.version[:12]} of {flow!r} no longer loads.") from None
-    return _remember((flow, row.version, ""), loaded), row.version
-
-
-def _remember(key: tuple[str, str, str], loaded: LoadedFlow) -> LoadedFlow:
-    with _loaded_lock:
-        _loaded[key] = loaded
-        while len(_loaded) > CACHED_FLOWS:
-            _loaded.popitem(last=False)
-    return loaded
+def _older(session: Session, flow: str, chosen: str | None) -> FlowVersion | None:
+    """The version chosen by id, when it is older than the history's first 50."""
+    if not chosen or chosen in (LIVE, DRAFT):
+        return None
+    return store.find_version(session, flow, chosen)
 
 
 # ------------------------------------------------------------------ views
 
 
-def _start_form(formdata: Any, flow: str | None = None) -> StartForm:
+def _start_form(formdata: Any, flow: str | None = None, version: str | None = None) -> StartForm:
+    """The setup form, its lists filled: the flow's versions, and the languages of the
+    version chosen (or of the live one, when the version chosen cannot be loaded)."""
     form = StartForm(formdata)
     flows = _flows()
     chosen = flow or form.flow.data or _settings().flow
     if chosen not in flows:
         chosen = _settings().flow
+    choice = version or form.version.data or LIVE
     form.flow.choices = [(name, name) for name in flows]
-    form.version.choices = _version_choices(chosen)
-    form.caller.choices = [(choice, label) for choice, label, _ in callers()]
-    languages: list[tuple[str, str]] = [("", "Let the caller choose (the flow's language menu)")]
-    try:
-        live, _ = resolve(chosen, LIVE)
-        languages += [(lang, lang) for lang in live.flow.languages]
-    except Unavailable:
-        pass
-    form.language.choices = languages
+    form.version.choices = _version_choices(chosen, choice)
+    form.caller.choices = [(name, label) for name, label, _ in callers()]
+    form.language.choices = [("", "Let the caller choose (the flow's language menu)")] + [
+        (language, language) for language in _languages(chosen, choice)
+    ]
     if formdata is None:
-        form.flow.data = chosen
+        form.flow.data, form.version.data = chosen, choice
+        _offer_live(form)
     return form
+
+
+def _languages(flow: str, choice: str) -> tuple[str, ...]:
+    for each in (choice, LIVE):
+        try:
+            return resolve(flow, each).loaded.flow.languages
+        except Unavailable:
+            continue
+    return ()
+
+
+def _offer_live(form: StartForm) -> None:
+    """A draft chosen that is no longer there: say so on the field, the live one chosen."""
+    if form.version.data == DRAFT and all(value != DRAFT for value, _ in form.version.choices):
+        form.version.errors = [str(NoDraft(form.flow.data or ""))]
+        form.version.data = LIVE
 
 
 @bp.get("/simulator")
 @readable
 def simulator() -> Any:
     """The phone, ready for a new call (`?flow=` and `?version=` preselect)."""
-    form = _start_form(None, request.args.get("flow"))
-    version = request.args.get("version")
-    if version:
-        form.version.data = version
+    form = _start_form(None, request.args.get("flow"), request.args.get("version"))
     return _page(form)
 
 
 @bp.post("/simulator/start")
 @readable
 def simulator_start() -> Any:
-    """Start a call: check the choices, make a script, play it up to its first question."""
+    """Start a call: check the choices, resolve the version chosen as it is now, pin the
+    call to it, and play it up to its first question."""
     form = _start_form(request.form)
     if not form.validate():
         return _page(form), 400
     flow, language = form.flow.data or "", form.language.data or ""
+    choice = form.version.data or LIVE
     if flow not in _flows():
         form.flow.errors = [f"There is no flow {flow!r}."]
         return _page(form), 400
     try:
-        loaded, version = resolve(flow, form.version.data or LIVE)
+        served = resolve(flow, choice)
     except Unavailable as exc:
         form.version.errors = [str(exc)]
+        if isinstance(exc, NoDraft):
+            form.version.data = LIVE
         return _page(form), 400
+    loaded = served.loaded
     if language and language not in loaded.flow.languages:
         form.language.errors = [
             f"This version speaks {', '.join(loaded.flow.languages)}, not {language}."
         ]
         return _page(form), 400
-    script = Script.new(flow, version, form.caller.data or "", language)
-    return _page(form, script=script, loaded=loaded, replay=_replay(loaded, script))
+    script = Script.new(flow, choice, loaded.flow.version, form.caller.data or "", language)
+    try:
+        replay = _replay(served, script)
+    except (SandboxBusy, SandboxFailed) as exc:
+        return _busy(form, str(exc))
+    except ScriptError as exc:
+        return _page(form, problem=f"This simulated call cannot go on: {exc}"), 400
+    return _page(form, script=script, loaded=loaded, replay=replay)
 
 
 @bp.post("/simulator/answer")
 @readable
 def simulator_answer() -> Any:
     """Answer what the call asks (keys, silence, hang up; answer or let a call-back ring),
-    or edit the entry without JavaScript (a key pressed, a code keyed in, cleared)."""
+    or edit the entry without JavaScript (a key pressed, a code keyed in, cleared). The
+    call replays on the version it started on."""
     try:
         script = Script.from_json(request.form.get("script", ""))
-        loaded, _ = resolve(script.flow, script.version)
-    except (ScriptError, Unavailable) as exc:
-        form = _start_form(None)
+    except ScriptError as exc:
+        return _page(_start_form(None), problem=f"This simulated call cannot go on: {exc}"), 400
+    form = _start_form(None, script.flow, script.chosen)
+    form.caller.data, form.language.data = script.caller, script.language
+    try:
+        served = pinned(script)
+    except Unavailable as exc:
         return _page(form, problem=f"This simulated call cannot go on: {exc}"), 400
-    form = _start_form(None, script.flow)
-    _fill(form, script)
+    try:
+        return _answered(form, script, served)
+    except (SandboxBusy, SandboxFailed) as exc:
+        return _busy(form, str(exc))
+
+
+def _answered(form: StartForm, script: Script, served: Draft) -> Any:
+    loaded = served.loaded
     entry, answer, problems = _entry_and_answer(request.form)
     errors = {"entry": problems} if problems else {}
     problem = None
@@ -235,12 +212,12 @@ def simulator_answer() -> Any:
         try:
             extended = script.with_answer(answer)
             return _page(
-                form, script=extended, loaded=loaded, replay=_replay(loaded, extended), entry=""
+                form, script=extended, loaded=loaded, replay=_replay(served, extended), entry=""
             )
         except ScriptError as exc:  # an answer the call did not ask for: not taken
             problem = f"That answer was not taken: {exc}"
     try:
-        replay = _replay(loaded, script)
+        replay = _replay(served, script)
     except ScriptError as exc:
         return _page(form, problem=f"This simulated call cannot go on: {exc}"), 400
     page = _page(
@@ -253,6 +230,15 @@ def simulator_answer() -> Any:
         problem=problem,
     )
     return page, 400 if errors or problem else 200
+
+
+def _busy(form: StartForm, message: str) -> tuple[str, int]:
+    """The sandbox stayed busy (or could not start): nothing is lost, the same post can
+    be sent again."""
+    again = [
+        (name, value) for name, value in request.form.items(multi=True) if name != "csrf_token"
+    ]
+    return _page(form, problem=message, retry=again), 503
 
 
 def _entry_and_answer(posted: Any) -> tuple[str, Answer | None, list[str]]:
@@ -282,16 +268,11 @@ def _entry_and_answer(posted: Any) -> tuple[str, Answer | None, list[str]]:
     return "", Answer(who, "keys", entry), []
 
 
-def _fill(form: StartForm, script: Script) -> None:
-    """Show the running call's choices in the form (for a new call like it)."""
-    form.flow.data = script.flow
-    form.version.data = script.version
-    form.caller.data = script.caller
-    form.language.data = script.language
-
-
-def _replay(loaded: LoadedFlow, script: Script) -> Replay:
-    return sandbox_for(_settings(), current_app.extensions[APP_FACTORY]).replay(loaded, script)
+def _replay(served: Draft, script: Script) -> Replay:
+    """Play `script` on `served` in this process's sandbox (which boots, the first time,
+    from the files of the version it is first asked to serve)."""
+    factory = current_app.extensions[APP_FACTORY]
+    return sandbox_for(_settings(), factory, served).replay(served.loaded, script)
 
 
 def _diagram(loaded: LoadedFlow, node: str | None) -> Markup | None:
@@ -314,6 +295,7 @@ def _page(
     entry: str = "",
     errors: dict[str, list[str]] | None = None,
     problem: str | None = None,
+    retry: list[tuple[str, str]] | None = None,
 ) -> str:
     node_label = ""
     if loaded is not None and replay is not None and replay.node:
@@ -333,5 +315,6 @@ def _page(
         entry=entry,
         errors=errors or {},
         problem=problem,
+        retry=retry or [],
         keypad=KEYPAD,
     )

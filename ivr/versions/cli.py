@@ -102,9 +102,12 @@ def publish_command(flow: str | None, message: str, as_json: bool) -> None:
     """Validate the working files of FLOW (default: IVR_FLOW) and make them live."""
     settings = _settings()
     name = flow or settings.flow
+    session = db.session()
+    # What is live as this command starts: a publish that lands in between is refused.
+    live = store.live_row(session, name)
     try:
         outcome = lifecycle.publish(
-            db.session(),
+            session,
             kv.client(),
             flows_dir=settings.flows_dir,
             prompts_dir=settings.prompts_dir,
@@ -112,9 +115,12 @@ def publish_command(flow: str | None, message: str, as_json: bool) -> None:
             region=settings.default_region,
             by=_by(),
             message=message,
+            expected=live.version_row.version if live is not None else None,
         )
     except InvalidDefinition as exc:
         raise _refused(exc) from None
+    except lifecycle.LiveChanged as exc:
+        raise click.ClickException(str(exc)) from None
     texts = {
         lifecycle.PUBLISHED: f"published {name} version {outcome.version}; it is live",
         lifecycle.UNCHANGED: f"{name}: the working files are the live version {outcome.version};"
@@ -124,6 +130,15 @@ def publish_command(flow: str | None, message: str, as_json: bool) -> None:
     }
     data = {"flow": name, "version": outcome.version, "previous": outcome.previous}
     _emit(as_json, {**data, "status": outcome.status}, texts[outcome.status])
+    _pointer_note(outcome)
+
+
+def _pointer_note(outcome: lifecycle.Outcome) -> None:
+    """Say so (on stderr: `--json` output stays one object) when Redis missed the pointer."""
+    if not outcome.pointer_set:
+        click.echo(
+            f"note: {outcome.flow} {outcome.version} is live; {lifecycle.POINTER_NOTE}", err=True
+        )
 
 
 @flows.command("history")
@@ -168,10 +183,25 @@ def _described(row: FlowVersion, live: bool) -> dict[str, Any]:
 @with_appcontext
 def rollback_command(flow: str | None, to: str | None, as_json: bool) -> None:
     """Make the version before the live one (or --to VERSION) of FLOW live again."""
-    name = flow or _settings().flow
+    settings = _settings()
+    name = flow or settings.flow
+    session = db.session()
+    live = store.live_row(session, name)
     try:
-        outcome = lifecycle.rollback(db.session(), kv.client(), flow=name, to=to, by=_by())
-    except LookupError as exc:
+        outcome = lifecycle.rollback(
+            session,
+            kv.client(),
+            flow=name,
+            to=to,
+            by=_by(),
+            region=settings.default_region,
+            expected=live.version_row.version if live is not None else None,
+        )
+    except lifecycle.NoLongerValid as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"refused: {exc}; nothing was rolled back") from None
+    except (LookupError, lifecycle.LiveChanged) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     text = (
         f"{name}: version {outcome.version} is already live"
@@ -180,6 +210,7 @@ def rollback_command(flow: str | None, to: str | None, as_json: bool) -> None:
     )
     data = {"flow": name, "version": outcome.version, "previous": outcome.previous}
     _emit(as_json, {**data, "status": outcome.status}, text)
+    _pointer_note(outcome)
 
 
 @flows.command("export")

@@ -7,13 +7,16 @@ each of its languages), so it loads and exports exactly as published.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.errors import DefinitionProblem, InvalidDefinition
@@ -83,6 +86,34 @@ def load_version(row: FlowVersion, region: str) -> LoadedFlow:
     return load_files({f.path: f.content for f in row.files}, row.flow, region).loaded
 
 
+def version_problems(row: FlowVersion, region: str) -> list[DefinitionProblem]:
+    """Why a stored version no longer passes today's checks (empty: it could go live)."""
+    files = {f.path: f.content for f in row.files}
+    digest = hashlib.sha256(repr(sorted(files.items())).encode("utf-8")).hexdigest()
+    key = (row.flow, region, digest)
+    with _checked_lock:
+        known = _checked_versions.get(key)
+    if known is None:
+        try:
+            load_files(files, row.flow, region)
+            known = ()
+        except InvalidDefinition as exc:
+            known = tuple(exc.problems)
+        with _checked_lock:
+            _checked_versions[key] = known
+            while len(_checked_versions) > CHECKED_VERSIONS:
+                _checked_versions.popitem(last=False)
+    return list(known)
+
+
+# A version never changes and the checks change only with the code, so the history
+# page remembers each version's verdict (by content) instead of running the proofs of
+# every version on every view.
+CHECKED_VERSIONS = 256
+_checked_versions: OrderedDict[tuple[str, str, str], tuple[DefinitionProblem, ...]] = OrderedDict()
+_checked_lock = threading.Lock()
+
+
 def load_files(files: Mapping[str, str], flow: str, region: str) -> Draft:
     """Files kept in the database (a version's, or the console's draft), checked as a
     publish checks them; InvalidDefinition lists every problem."""
@@ -145,13 +176,27 @@ def add_version(
     return row
 
 
-def set_live(session: Session, row: FlowVersion, *, by: str, now: datetime) -> None:
-    live = session.get(LiveFlow, row.flow)
-    if live is None:
+def set_live(
+    session: Session, row: FlowVersion, *, expected: int | None, by: str, now: datetime
+) -> bool:
+    """Make `row` live if the live version of its flow is still the version row
+    `expected` (None: no version is live yet); False, nothing changed, if it is not.
+
+    A compare-and-set in the database, not in this session's memory: the conditional
+    UPDATE waits for a concurrent one on PostgreSQL and then finds the row moved, and
+    a racing first publish fails on the primary key (IntegrityError, from the flush).
+    """
+    if expected is None:
         session.add(LiveFlow(flow=row.flow, version_id=row.id, since=now, by=by))
-    else:
-        live.version_id, live.since, live.by = row.id, now, by
-    session.flush()
+        session.flush()
+        return True
+    result = session.execute(
+        update(LiveFlow)
+        .where(LiveFlow.flow == row.flow, LiveFlow.version_id == expected)
+        .values(version_id=row.id, since=now, by=by)
+        .execution_options(synchronize_session="fetch")
+    )
+    return getattr(result, "rowcount", 0) == 1
 
 
 def read_pointer(client: redis.Redis, flow: str) -> str | None:

@@ -13,7 +13,8 @@ file in a temporary folder seeded with the demo customers, its own in-process Re
 stand-in, the local outbox (nothing is ever sent: no Twilio, no SMTP), jobs run as
 each webhook ends, and the chosen flow version served as live. Building it is what
 costs, so there is one per process and settings; its storage is emptied before every
-replay, under a lock (one replay at a time per sandbox).
+replay, under a lock (one replay at a time per sandbox, waited for a few seconds at
+most). It boots from flow files of its own, never the service's working files.
 
 Replays must agree with each other: the caller's CallSid and every one-time code come
 from an HMAC of the script's seed (`ivr.verification.codes.codes_from`), so a code the
@@ -31,7 +32,13 @@ from ivr.simulator.sandbox.script import (
     ScriptError,
     callers,
 )
-from ivr.simulator.sandbox.service import Sandbox, sandbox_for
+from ivr.simulator.sandbox.service import (
+    ReplayTooLong,
+    Sandbox,
+    SandboxBusy,
+    SandboxFailed,
+    sandbox_for,
+)
 
 __all__ = [
     "KEYS",
@@ -40,7 +47,10 @@ __all__ = [
     "MAX_SCRIPT_CHARS",
     "Answer",
     "Replay",
+    "ReplayTooLong",
     "Sandbox",
+    "SandboxBusy",
+    "SandboxFailed",
     "Script",
     "ScriptError",
     "SeededCodes",

@@ -83,6 +83,7 @@ class Player:
         self.language_pending = bool(script.language)
         self.node: str | None = None
         self.events: list[Event] = []
+        self.legs: list[tuple[int, str]] = []  # call-backs rung: (first event, number masked)
 
     def _next(self, turn: Turn) -> Answer:
         if self.position >= len(self.script.answers):
@@ -129,6 +130,7 @@ class Player:
         return None
 
     def callee(self, number: str) -> CalleeBehaviour:
+        self.legs.append((len(self.events), mask(number)))  # its leg's events follow
         answer = self._next(Turn("callee", "ring", number=mask(number)))
         if answer.do == "ignore":
             return CalleeBehaviour("no-answer")

@@ -1,7 +1,8 @@
-"""A simulated call's script: the caller, the language, a seed, and every answer the
-tester has given so far. The page keeps it in a hidden field and posts it back, so it is
-checked strictly here: unknown fields, bad keys or a malformed seed are a ScriptError
-that says what is wrong, never a crash."""
+"""A simulated call's script: the caller, the language, a seed, the version chosen and
+the version the call runs on, and every answer the tester has given so far. The page
+keeps it in a hidden field and posts it back, so it is checked strictly here: unknown
+fields, bad keys or a malformed seed are a ScriptError that says what is wrong, never a
+crash."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from ivr.customers.seed import DEMO_CUSTOMERS
 from ivr.errors import IvrError
 from ivr.phone import mask
 
-SCRIPT_VERSION = 1
+SCRIPT_VERSION = 2
 MAX_SCRIPT_CHARS = 20_000  # what the page posts back; a long call is a few kilobytes
 MAX_ANSWERS = 200  # answers in one script: far more than any flow's max_inputs
 MAX_KEYS = 32  # keys in one answer
 KEYS = re.compile(r"[0-9*#]+")
 SEED = re.compile(r"[0-9a-f]{32}")
-VERSION = re.compile(r"draft|[0-9A-Za-z._-]{4,64}")
+VERSION = re.compile(r"[0-9A-Za-z._-]{4,64}")  # a version id (a flow's content hash)
+CHOICES = ("live", "draft")  # what a tester may choose besides a version id
 FLOW_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
@@ -32,7 +34,7 @@ WHO = ("caller", "callee")  # whose turn: the caller's phone, or the phone calle
 KEY_ACTIONS = ("keys", "silence", "hangup")
 RING_ACTIONS = ("answer", "ignore")
 ANSWER_FIELDS = {"who", "do", "keys"}
-SCRIPT_FIELDS = {"v", "flow", "version", "caller", "language", "seed", "answers"}
+SCRIPT_FIELDS = {"v", "flow", "chosen", "version", "caller", "language", "seed", "answers"}
 
 
 class ScriptError(IvrError):
@@ -79,19 +81,25 @@ class Answer:
 
 @dataclass(frozen=True)
 class Script:
-    """Everything a replay needs: the call's settings and the answers given so far."""
+    """Everything a replay needs: the call's settings and the answers given so far.
+
+    `chosen` is what the tester asked for (live, draft, or a version id): a new call like
+    this one resolves it again. `version` is the version this call runs on, pinned when
+    it started: every replay of it plays that version, whatever is live or drafted since.
+    """
 
     flow: str
-    version: str  # "draft" or a stored version's id
+    chosen: str  # "live", "draft" or a version id
+    version: str  # the id (content hash) of the version the call runs on
     caller: str  # a choice of `callers()`
     language: str  # "" leaves it to the flow's language menu
     seed: str  # 32 hex digits: the call's CallSid and codes derive from it
     answers: tuple[Answer, ...] = ()
 
     @classmethod
-    def new(cls, flow: str, version: str, caller: str, language: str = "") -> Script:
-        """A script for a new call, with a fresh seed."""
-        script = cls(flow, version, caller, language, secrets.token_hex(16))
+    def new(cls, flow: str, chosen: str, version: str, caller: str, language: str = "") -> Script:
+        """A script for a new call on `version` (what `chosen` resolved to), with a fresh seed."""
+        script = cls(flow, chosen, version, caller, language, secrets.token_hex(16))
         script.check()
         return script
 
@@ -101,6 +109,7 @@ class Script:
             raise ScriptError(f"a simulated call takes at most {MAX_ANSWERS} answers")
         return Script(
             self.flow,
+            self.chosen,
             self.version,
             self.caller,
             self.language,
@@ -113,6 +122,7 @@ class Script:
             {
                 "v": SCRIPT_VERSION,
                 "flow": self.flow,
+                "chosen": self.chosen,
                 "version": self.version,
                 "caller": self.caller,
                 "language": self.language,
@@ -140,8 +150,12 @@ class Script:
                 f"(allowed: {', '.join(sorted(SCRIPT_FIELDS))})"
             )
         if data.get("v") != SCRIPT_VERSION:
-            raise ScriptError(f"the call script must have v={SCRIPT_VERSION}")
-        text = {name: data.get(name, "") for name in ("flow", "version", "caller", "language")}
+            raise ScriptError(
+                f"the call script must have v={SCRIPT_VERSION} "
+                "(a call started before the simulator was updated: start a new one)"
+            )
+        names = ("flow", "chosen", "version", "caller", "language")
+        text = {name: data.get(name, "") for name in names}
         for name, value in [*text.items(), ("seed", data.get("seed"))]:
             if not isinstance(value, str):
                 raise ScriptError(f"the call script's {name} must be a string")
@@ -152,6 +166,7 @@ class Script:
             raise ScriptError(f"a simulated call takes at most {MAX_ANSWERS} answers")
         script = cls(
             text["flow"],
+            text["chosen"],
             text["version"],
             text["caller"],
             text["language"],
@@ -165,8 +180,12 @@ class Script:
         """ScriptError unless every setting is well formed (answers are checked as read)."""
         if not FLOW_NAME.fullmatch(self.flow):
             raise ScriptError(f"the flow name {self.flow!r} is not valid")
-        if not VERSION.fullmatch(self.version):
-            raise ScriptError(f"the version {self.version!r} is neither 'draft' nor a version id")
+        if self.chosen not in CHOICES and not VERSION.fullmatch(self.chosen):
+            raise ScriptError(
+                f"the version chosen, {self.chosen!r}, is neither live, draft nor a version id"
+            )
+        if self.version in CHOICES or not VERSION.fullmatch(self.version):
+            raise ScriptError(f"the call's version {self.version!r} is not a version id")
         caller_number(self.caller)
         if self.language and not LANGUAGE.fullmatch(self.language):
             raise ScriptError(f"the language {self.language!r} is not a language tag")
