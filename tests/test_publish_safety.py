@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import redis
 from agent_kit import add_user, csrf_of, sign_in
-from conftest import TEST_DATABASE_URL
 from flask import Flask
 from flask.testing import FlaskClient
 from kit import Clock, call_form, new_sid, post, says, twiml
@@ -334,10 +333,10 @@ def test_a_stale_expected_version_is_refused_by_publish_and_rollback(
     assert versions(ops_app) == [first]
 
 
-@pytest.mark.skipif(not TEST_DATABASE_URL, reason="row locks need PostgreSQL")
-def test_two_concurrent_makes_live_on_postgresql_one_wins(ops_app: Flask, working: Path) -> None:
-    """The second conditional UPDATE waits on the first's row lock, then finds the live
-    row moved: it changes nothing instead of overwriting."""
+def test_two_concurrent_makes_live_one_wins(ops_app: Flask, working: Path) -> None:
+    """The second conditional UPDATE waits on the first's lock (PostgreSQL's row lock,
+    SQLite's one writer), then finds the live row moved: it changes nothing instead of
+    overwriting."""
     first = live_version(ops_app)
     edit(working, OLD_WELCOME, NEW_WELCOME)
     assert flows(ops_app, "publish", "-m", "b").exit_code == 0
