@@ -216,6 +216,10 @@ def write_flow(tmp_path: Path, body: str) -> Path:
             "hello: prompt: must be a non-empty word",
         ),
         ("nodes: []\n", "nodes: must be a mapping"),
+        (
+            'nodes:\n  hello:\n    type: hangup\n    prompt: "good\\x0ebye"\n',
+            "hello: prompt: contains the control character U+000E",
+        ),
         ("nodes:\n  hello:\n    type: say\n    prompt: goodbye\n", "hello: next: missing"),
         (
             "max_inputs: 1\nnodes:\n  hello:\n    type: hangup\n",

@@ -512,3 +512,47 @@ def _revision(client: FlaskClient) -> int:
     found = re.search(r'data-testid="revision">(\d+)<', client.get(DRAFT).get_data(as_text=True))
     assert found, "no draft revision on the draft page"
     return int(found.group(1))
+
+
+def test_the_history_says_when_the_live_version_itself_fails_todays_checks(
+    ops_app: Flask, ops: FlaskClient, working: Path
+) -> None:
+    """A rule added since a version went live can leave it unloadable: ops must see it."""
+    store_broken_version(ops_app, working, published_at=datetime(2030, 1, 1, tzinfo=UTC))
+    with ops_app.app_context():
+        session = db.session()
+        broken = session.scalars(select(FlowVersion).where(FlowVersion.version == BROKEN)).one()
+        live = session.get(LiveFlow, "support")
+        assert live is not None
+        live.version_id = broken.id
+        session.commit()
+    row = _row(ops.get(HISTORY).get_data(as_text=True), BROKEN)
+    assert 'data-testid="live-fails-today"' in row
+    assert "new calls get the apology" in row and "first_name" in row
+
+
+def test_the_first_start_never_overwrites_a_publish_that_landed_meanwhile(
+    make_app: Any, working: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime publishes the working files only while nothing is live: a version made
+    live between its look and its publish (the console, the CLI, another worker) wins."""
+    app: Flask = make_app(
+        IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts")
+    )
+    edit(working, OLD_WELCOME, NEW_WELCOME)
+    assert flows(app, "publish", "-m", "from the console, meanwhile").exit_code == 0
+    landed = live_version(app)
+    edit(working, NEW_WELCOME, OLD_WELCOME)  # the working files say something else again
+    real_live_row = store.live_row
+    looks: list[str] = []
+
+    def nothing_live_at_first(session: Any, flow: str) -> Any:
+        looks.append(flow)
+        return None if len(looks) == 1 else real_live_row(session, flow)
+
+    monkeypatch.setattr(store, "live_row", nothing_live_at_first)
+    with app.app_context():
+        assert app.extensions["ivr.runtime"]._live_from_database() == landed
+    monkeypatch.undo()
+    assert live_version(app) == landed
+    assert [v for v in versions(app) if v != landed] == []  # the working files: not stored

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -301,13 +302,25 @@ def test_the_sandbox_needs_none_of_the_service_s_working_files(
         sandbox.close()
 
 
-def test_a_sandbox_that_cannot_start_says_so(
-    app: Flask, served: Draft, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "failure", [ConfigError("IVR_CODE_TTL must be a number"), OSError("No space left on device")]
+)
+def test_a_sandbox_that_cannot_start_says_so_and_leaves_nothing(
+    app: Flask, served: Draft, monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
     monkeypatch.setattr(service, "_sandboxes", {})
+    folders: list[str] = []
+    real_mkdtemp = service.tempfile.mkdtemp
+
+    def mkdtemp(**kwargs: Any) -> str:
+        folders.append(real_mkdtemp(**kwargs))
+        return folders[-1]
+
+    monkeypatch.setattr(service.tempfile, "mkdtemp", mkdtemp)
 
     def refused(environ: Mapping[str, str]) -> Flask:
-        raise ConfigError("IVR_CODE_TTL must be a number")
+        raise failure
 
-    with pytest.raises(SandboxFailed, match="could not start: IVR_CODE_TTL must be a number"):
+    with pytest.raises(SandboxFailed, match=f"could not start: {failure}"):
         sandbox_for(app.config["IVR_SETTINGS"], refused, served)
+    assert len(folders) == 1 and not Path(folders[0]).exists()

@@ -151,10 +151,13 @@ class Runtime:
                         region=self.settings.default_region,
                         by=FIRST_START,
                         message="the working files, published on the first start",
+                        # Only while nothing is live: a publish (console, CLI, another
+                        # worker) landing meanwhile wins, never overwritten by this one.
+                        expected=None,
                     )
                     log.info("flow %s: first start published version %s", name, outcome.version)
                     return outcome.version
-                except IntegrityError:  # another worker's first start won
+                except (IntegrityError, publish.LiveChanged):  # another publish won
                     session.rollback()
                     live = store.live_row(session, name)
             assert live is not None

@@ -184,7 +184,9 @@ def history(flow: str) -> Any:
         compared=compared,
         # Newest first: the versions listed above the live one were published after it.
         newer={r.id for r in rows[:live_at]} if live_at is not None else set(),
-        refusals={r.id: _refusal(r) for r in rows if not (live and r.id == live.version_id)},
+        # The live one too: a rule added since it was published can leave it unloadable
+        # (new calls then get the apology), and ops must see that here.
+        refusals={r.id: _refusal(r) for r in rows},
         view_url=lambda version: common.link("ops.flow", flow=flow, version=version),
     )
 

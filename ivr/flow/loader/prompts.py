@@ -27,7 +27,7 @@ from ivr.flow.model.flow import (
 
 PROMPT_FILE_KEYS = ("language", "voice", "prompts")
 # Twilio's schema allows these voices (see ../shared/twilio); Polly voices sound best.
-VOICE_PATTERN = r"^(man|woman|Polly\.[A-Za-z]+)$"
+VOICE_PATTERN = r"man|woman|Polly\.[A-Za-z]+"  # the whole value (fullmatch: no "man\n")
 SAY_LIMIT = 4096
 POLLY_SAY_LIMIT = 3000
 # System prompts spoken where no call facts are at hand: while holding in a queue, the
@@ -101,7 +101,7 @@ def _load_prompt_file(source: Source, problems: list[DefinitionProblem]) -> Prom
         )
         return None
     voice = data.get("voice")
-    if voice is not None and (not isinstance(voice, str) or not re.match(VOICE_PATTERN, voice)):
+    if voice is not None and (not isinstance(voice, str) or not re.fullmatch(VOICE_PATTERN, voice)):
         problems.append(
             DefinitionProblem(
                 file, "", "voice", "must be man, woman or Polly.<Name>", data.line_of("voice")

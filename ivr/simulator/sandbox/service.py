@@ -31,7 +31,7 @@ from ivr.calls import store as call_store
 from ivr.config import Settings
 from ivr.customers.seed import seed_demo
 from ivr.delivery import outbox
-from ivr.errors import ConfigError, InvalidDefinition, IvrError
+from ivr.errors import IvrError
 from ivr.jobs import queue as jobs_queue
 from ivr.phone import mask
 from ivr.simulator.codes import spoken_codes, written_code
@@ -183,14 +183,18 @@ class Sandbox:
 
     def __init__(self, settings: Settings, factory: AppFactory, boot: Draft):
         self.folder = Path(tempfile.mkdtemp(prefix="ivr-sandbox-"))
+        try:
+            environ = sandbox_environ(settings, self.folder, boot)
+            self.app: Flask = factory(environ)  # an app like the service's, own stores
+            with self.app.app_context():
+                Base.metadata.create_all(db.engine())
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)  # a failed build leaves nothing
+            raise
         atexit.register(shutil.rmtree, self.folder, True)
-        environ = sandbox_environ(settings, self.folder, boot)
-        self.app: Flask = factory(environ)  # an app like the service's, on its own stores
         self.settings: Settings = self.app.config["IVR_SETTINGS"]
         self.auth_token = environ["TWILIO_AUTH_TOKEN"]
         self.lock = threading.Lock()
-        with self.app.app_context():
-            Base.metadata.create_all(db.engine())
         self.transport = Budgeted(
             InProcess(self.app, self.auth_token), MAX_REPLAY_REQUESTS, REPLAY_SECONDS
         )
@@ -360,7 +364,7 @@ def sandbox_for(settings: Settings, factory: AppFactory, boot: Draft) -> Sandbox
         if found is None:
             try:
                 found = Sandbox(settings, factory, boot)
-            except (ConfigError, InvalidDefinition) as exc:
+            except Exception as exc:  # a page that explains, never a 500
                 log.exception("simulator: the sandbox could not be built")
                 raise SandboxFailed(f"The simulator's sandbox could not start: {exc}") from exc
             _sandboxes[key] = found
