@@ -394,10 +394,10 @@ def test_every_node_and_prompt_form_saves_back_unchanged(console: Flask, ops: Fl
     start_draft(ops)
     before = draft_row(console)
     with console.app_context():
-        from ivr.versions import drafts
+        from ivr.versions import draft_reading
 
-        nodes = list(drafts.raw_nodes(before))
-        keys = sorted(drafts.prompt_users(before))
+        nodes = list(draft_reading.raw_nodes(before))
+        keys = sorted(draft_reading.prompt_users(before))
     assert len(nodes) == 44
     paths = [f"{DRAFT}/nodes/{n}" for n in nodes] + [f"{DRAFT}/prompts/{k}" for k in keys]
     for path in paths:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ivr.flow import yamlread
 from ivr.storage import db, kv
 from ivr.storage.models import FlowDraft
-from ivr.versions import drafts, publish, store, yamledit
+from ivr.versions import draft_reading, drafts, publish, store, yamledit
 
 ROOT = Path(__file__).resolve().parent.parent
 EN, ES, FLOW = "prompts/en-US.yaml", "prompts/es-US.yaml", "flows/support.yaml"
@@ -112,7 +112,7 @@ def test_one_language_edited_leaves_every_other_file_byte_for_byte(
 
 def test_the_same_text_saved_again_changes_nothing(session: Session, working: Path) -> None:
     row = begin(session, working)
-    text = drafts.prompt_texts(row, "en-US")["enter_code"]  # folded over two lines
+    text = draft_reading.prompt_texts(row, "en-US")["enter_code"]  # folded over two lines
     saved = drafts.set_prompt(
         session, row, "en-US", "enter_code", " ".join(text.split()), revision=1, by=BY, region="US"
     )
@@ -197,7 +197,7 @@ def test_problems_come_back_and_the_draft_is_saved_anyway(session: Session, work
     assert "{first_name} (en-US, es-US)" in saved.problems[0].message
     stored = drafts.get(session, "support")
     assert stored is not None and "Hello {first_name}." in stored.files[EN]
-    sketch = drafts.sketch(stored)
+    sketch = draft_reading.sketch(stored)
     assert sketch is not None and sketch.start == "welcome" and len(sketch.nodes) == 44
 
 

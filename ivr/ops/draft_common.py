@@ -17,7 +17,7 @@ from ivr.config import Settings
 from ivr.errors import DefinitionProblem
 from ivr.storage import db
 from ivr.storage.models import FlowDraft
-from ivr.versions import drafts, store
+from ivr.versions import draft_reading, drafts, store
 
 INVALID = 422  # a form with errors, shown again
 FLOW_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -68,12 +68,12 @@ def based(row: FlowDraft) -> str:
 
 def problem_items(row: FlowDraft, problems: list[DefinitionProblem]) -> list[dict[str, Any]]:
     """Each problem with links to the node and the prompt it concerns."""
-    nodes = drafts.parsed_nodes(row)
-    raw_ids = set(drafts.raw_nodes(row))
+    nodes = draft_reading.parsed_nodes(row)
+    raw_ids = set(draft_reading.raw_nodes(row))
     items = []
     for problem in problems:
         node_url = prompt_url = None
-        if problem.file == drafts.flow_file(row) and problem.where in raw_ids:
+        if problem.file == draft_reading.flow_file(row) and problem.where in raw_ids:
             node_url = url_for("ops.draft_node", flow=row.flow, node_id=problem.where)
             key = prompt_of(nodes.get(problem.where), problem.field)
             if key:

@@ -32,7 +32,7 @@ from ivr.ops.draft_forms import (
 )
 from ivr.storage import db
 from ivr.storage.models import FlowDraft
-from ivr.versions import drafts, store
+from ivr.versions import draft_reading, drafts, store
 
 
 def _diagram(flow: Flow | None, problems: list[DefinitionProblem], link: Any) -> Markup | None:
@@ -57,14 +57,19 @@ def draft(flow: str) -> Any:
     if row is None:
         return render_template("ops/draft.html", flow=flow, row=None, live=live)
     problems = drafts.problems_of(row, common.region())
-    shown = drafts.loaded(row, common.region()).loaded.flow if not problems else drafts.sketch(row)
+    shown = (
+        drafts.loaded(row, common.region()).loaded.flow
+        if not problems
+        else draft_reading.sketch(row)
+    )
     diagram = _diagram(
         shown, problems, lambda node_id: url_for("ops.draft_node", flow=flow, node_id=node_id)
     )
-    users = drafts.prompt_users(row)
-    languages = drafts.languages(row)
+    users = draft_reading.prompt_users(row)
+    languages = draft_reading.languages(row)
     system = sorted(
-        {k for language in languages for k in drafts.prompt_texts(row, language)} - set(users)
+        {k for language in languages for k in draft_reading.prompt_texts(row, language)}
+        - set(users)
     )
     return render_template(
         "ops/draft.html",
@@ -73,7 +78,7 @@ def draft(flow: str) -> Any:
         live=live,
         problems=common.problem_items(row, problems),
         diagram=diagram,
-        nodes={node_id: raw.get("type") for node_id, raw in drafts.raw_nodes(row).items()},
+        nodes={node_id: raw.get("type") for node_id, raw in draft_reading.raw_nodes(row).items()},
         users=users,
         system=system,
         confirm_discard=request.args.get("discard") == "1",
@@ -207,7 +212,7 @@ def _brief(value: Any) -> Any:
 
 
 def _raw_node(row: FlowDraft, node_id: str) -> Mapping[str, Any]:
-    raw = drafts.raw_nodes(row).get(node_id)
+    raw = draft_reading.raw_nodes(row).get(node_id)
     if not isinstance(raw, Mapping):
         abort(404, f"The draft of {row.flow} has no node {node_id!r}.")
     return raw
@@ -222,11 +227,11 @@ def _node_class(row: FlowDraft, node_id: str) -> type[Node]:
 
 def _node_form(row: FlowDraft, node_id: str, **kwargs: Any) -> Any:
     node_class = _node_class(row, node_id)
-    languages = drafts.languages(row)
-    keys = sorted({k for language in languages for k in drafts.prompt_texts(row, language)})
+    languages = draft_reading.languages(row)
+    keys = sorted({k for language in languages for k in draft_reading.prompt_texts(row, language)})
     return node_form(
         node_class,
-        node_ids=list(drafts.raw_nodes(row)),
+        node_ids=list(draft_reading.raw_nodes(row)),
         languages=languages,
         prompt_keys=keys,
         region=common.region(),
@@ -238,10 +243,10 @@ def _node_page(
     row: FlowDraft, node_id: str, form: Any, *, status: int = 200, refused: str | None = None
 ) -> Any:
     problems = [p for p in drafts.problems_of(row, common.region()) if p.where == node_id]
-    node = drafts.parsed_nodes(row).get(node_id)
+    node = draft_reading.parsed_nodes(row).get(node_id)
     prompts = sorted(set(node.prompts().values())) if node is not None else []
-    languages = drafts.languages(row)
-    texts = {language: drafts.prompt_texts(row, language) for language in languages}
+    languages = draft_reading.languages(row)
+    texts = {language: draft_reading.prompt_texts(row, language) for language in languages}
     page = render_template(
         "ops/draft_node.html",
         flow=row.flow,
@@ -325,13 +330,13 @@ def _save_prompt(flow: str, key: str) -> Any:
 
 def _prompt_languages(row: FlowDraft, key: str) -> tuple[list[str], dict[str, str]]:
     """The flow's languages and the prompt's text in those that have it (404: unknown)."""
-    languages = drafts.languages(row)
+    languages = draft_reading.languages(row)
     present = {}
     for language in languages:
-        text = drafts.prompt_texts(row, language).get(key)
+        text = draft_reading.prompt_texts(row, language).get(key)
         if text is not None:
             present[language] = " ".join(text.split())
-    if not present and key not in drafts.prompt_users(row):
+    if not present and key not in draft_reading.prompt_users(row):
         abort(404, f"No node of {row.flow} uses a prompt {key!r} and no language has it.")
     return languages, present
 
@@ -339,9 +344,9 @@ def _prompt_languages(row: FlowDraft, key: str) -> tuple[list[str], dict[str, st
 def _prompt_page(
     row: FlowDraft, key: str, form: Any, *, status: int = 200, refused: str | None = None
 ) -> Any:
-    languages = drafts.languages(row)
-    users = drafts.prompt_users(row).get(key, [])
-    nodes = drafts.parsed_nodes(row)
+    languages = draft_reading.languages(row)
+    users = draft_reading.prompt_users(row).get(key, [])
+    nodes = draft_reading.parsed_nodes(row)
     beside: dict[str, list[dict[str, Any]]] = {language: [] for language in languages}
     general = []
     for item in common.problem_items(row, drafts.problems_of(row, common.region())):

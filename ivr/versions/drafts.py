@@ -3,7 +3,7 @@
 A draft is one row of `flow_drafts` per flow, started from the live version's files
 (or, before the first publish, the working files). This module is the store (start,
 read, discard, save at a revision) and the edit operations, which decide what may be
-edited; the text itself is changed by `ivr.versions.yamledit`, which keeps comments,
+edited (reading a draft for the pages is `ivr.versions.draft_reading`); the text itself is changed by `ivr.versions.yamledit`, which keeps comments,
 key order and layout (a file nobody edited stays byte for byte what the live version
 has) and writes new values so the strict reader (`ivr.flow.yamlread`) reads back
 exactly what was meant. Every save names the revision it edited (a stale one is
@@ -16,14 +16,13 @@ operation as the CLI's. No Flask here.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType, NoneType, UnionType
+from types import NoneType, UnionType
 from typing import Any
 
 import yaml
@@ -33,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from ivr.errors import DefinitionProblem, InvalidDefinition, IvrError
 from ivr.flow import yamlread
-from ivr.flow.loader.nodes import parse_node
-from ivr.flow.model import NODE_TYPES, Flow, Node
+from ivr.flow.model import NODE_TYPES, Node
 from ivr.storage.models import AuditEvent, FlowDraft
+from ivr.versions import draft_reading as reading
 from ivr.versions import store, yamledit
 
 STALE = "someone else saved this draft meanwhile: reload"
@@ -189,95 +188,14 @@ def _files_key(files: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 # ---------------------------------------------------------------- reading the draft
 
 
-def flow_file(draft: FlowDraft) -> str:
-    return store.flow_path(draft.flow)
-
-
-def languages(draft: FlowDraft) -> list[str]:
-    """The flow's languages that have a prompt file in the draft, default first."""
-    raw = _raw(draft, flow_file(draft))
-    listed = raw.get("languages") if isinstance(raw, dict) else None
-    names = [x for x in listed if isinstance(x, str)] if isinstance(listed, list) else []
-    return [x for x in names if store.prompt_path(x) in draft.files]
-
-
-def raw_nodes(draft: FlowDraft) -> dict[str, Any]:
-    """The flow file's nodes as the strict reader reads them ({} when it does not)."""
-    raw = _raw(draft, flow_file(draft))
-    nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    return dict(nodes) if isinstance(nodes, dict) else {}
-
-
-def prompt_texts(draft: FlowDraft, language: str) -> dict[str, str]:
-    """The prompt texts of one language as written (folded text unfolded)."""
-    raw = _raw(draft, store.prompt_path(language))
-    texts = raw.get("prompts") if isinstance(raw, dict) else None
-    if not isinstance(texts, dict):
-        return {}
-    return {key: value for key, value in texts.items() if isinstance(value, str)}
-
-
-def parsed_nodes(draft: FlowDraft) -> dict[str, Node]:
-    """Every node of the draft that parses on its own (its fields, not its targets)."""
-    result: dict[str, Node] = {}
-    ignored: list[DefinitionProblem] = []
-    for node_id, raw in raw_nodes(draft).items():
-        node = parse_node(node_id, raw, None, flow_file(draft), ignored)
-        if isinstance(node, Node):
-            result[node_id] = node
-    return result
-
-
-def sketch(draft: FlowDraft) -> Flow | None:
-    """The draft's flow for drawing when it does not load (a proof fails, a prompt is
-    missing): None unless every node parses and every target is a node."""
-    raw = _raw(draft, flow_file(draft))
-    nodes = parsed_nodes(draft)
-    if not isinstance(raw, dict) or not nodes or len(nodes) != len(raw_nodes(draft)):
-        return None
-    if any(t not in nodes for node in nodes.values() for t in node.transitions().values()):
-        return None
-    start_node = raw.get("start")
-    if start_node not in nodes:
-        return None
-    text = draft.files[flow_file(draft)]
-    return Flow(
-        name=draft.flow,
-        file=flow_file(draft),
-        # Diagrams are laid out once per (flow, version): a sketch's "version" is its text.
-        version="draft-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
-        description=str(raw.get("description", "")),
-        start=str(start_node),
-        languages=tuple(languages(draft)),
-        nodes=MappingProxyType(nodes),
-        max_inputs=40,
-    )
-
-
-def prompt_users(draft: FlowDraft) -> dict[str, list[str]]:
-    """Prompt key → the nodes whose fields name it."""
-    users: dict[str, list[str]] = {}
-    for node_id, node in parsed_nodes(draft).items():
-        for key in node.prompts().values():
-            users.setdefault(key, [])
-            if node_id not in users[key]:
-                users[key].append(node_id)
-    return users
-
-
 def node_type(draft: FlowDraft, node_id: str) -> type[Node]:
     """The dataclass of a node of the draft (DraftError when there is no such node)."""
-    raw = raw_nodes(draft).get(node_id)
+    raw = reading.raw_nodes(draft).get(node_id)
     kind = raw.get("type") if isinstance(raw, dict) else None
     node_class = NODE_TYPES.get(kind) if isinstance(kind, str) else None
     if node_class is None:
         raise DraftError(f"the draft of {draft.flow!r} has no node {node_id!r} of a known type")
     return node_class
-
-
-def editable_fields(node_class: type[Node]) -> list[str]:
-    """The fields of a node kind that YAML sets (the loader's allowed keys but `type`)."""
-    return [spec.name for spec in fields(node_class) if not spec.metadata.get("internal")]
 
 
 def _readable(draft: FlowDraft, path: str) -> None:
@@ -286,21 +204,6 @@ def _readable(draft: FlowDraft, path: str) -> None:
         yamlread.read(draft.files.get(path, ""))
     except yaml.YAMLError as exc:
         raise DraftError(f"{path} does not read as YAML: {exc}") from None
-
-
-def _raw(draft: FlowDraft, path: str) -> Any:
-    text = draft.files.get(path)
-    return None if text is None else _read(text)
-
-
-@functools.lru_cache(maxsize=32)
-def _read(text: str) -> Any:
-    """A file as the strict reader reads it, or None; remembered, since one page reads
-    the same files many times (callers only read the result)."""
-    try:
-        return yamlread.read(text)
-    except yaml.YAMLError:
-        return None
 
 
 # ---------------------------------------------------------------- edits
@@ -341,9 +244,9 @@ def set_prompts(
     current = _current(session, draft.flow, revision)
     if not PROMPT_KEY.match(key):
         raise DraftError(f"{key!r} is not a prompt key (lowercase letters, digits and _)")
-    offered = languages(current)
-    known = set(prompt_users(current)) | {
-        k for language in offered for k in prompt_texts(current, language)
+    offered = reading.languages(current)
+    known = set(reading.prompt_users(current)) | {
+        k for language in offered for k in reading.prompt_texts(current, language)
     }
     if key not in known:
         raise DraftError(f"no node uses a prompt {key!r} and no language has it")
@@ -354,7 +257,7 @@ def set_prompts(
         if not text.strip():
             raise DraftError(f"the {language} text of {key!r} is empty")
         path = store.prompt_path(language)
-        written = prompt_texts(current, language).get(key)
+        written = reading.prompt_texts(current, language).get(key)
         if written is not None and yamledit.spoken(written) == yamledit.spoken(text):
             continue
         try:
@@ -378,9 +281,9 @@ def set_node_fields(
     """Change fields of one node: a value sets the field (a str, an int, or a mapping of
     str → str for options, cases...), None removes it. Only fields of the node's kind."""
     current = _current(session, draft.flow, revision)
-    _readable(current, flow_file(current))
+    _readable(current, reading.flow_file(current))
     node_class = node_type(current, node_id)
-    allowed = editable_fields(node_class)
+    allowed = reading.editable_fields(node_class)
     hints = typing.get_type_hints(node_class)
     for name, value in changes.items():
         if name not in allowed:
@@ -388,7 +291,7 @@ def set_node_fields(
                 f"a {node_class.__name__} has no field {name!r}; its fields: " + ", ".join(allowed)
             )
         _check_value(node_class, name, hints[name], value)
-    path = flow_file(current)
+    path = reading.flow_file(current)
     files = dict(current.files)
     try:
         files[path] = yamledit.edit_node(files[path], path, node_id, changes)
