@@ -124,8 +124,13 @@ class LoginThrottle:
             earlier = [score for name, score in last_two if _text(name) != member]
             if not earlier:
                 continue
+            delay = scope.policy.delay(count - 1)
+            if delay <= 0:
+                # Within the free allowance: no wait, whatever the clocks say (an attempt
+                # counted just before this one may carry a timestamp a hair later).
+                continue
             # The attempts before this one (any that arrived at the same moment included).
-            left = earlier[-1] + scope.policy.delay(count - 1) - now
+            left = earlier[-1] + delay - now
             if left > 0 and (worst is None or left > worst.seconds):
                 worst = Wait(math.ceil(left), scope.policy.scope)
         if worst is not None:

@@ -3,9 +3,10 @@
 A draft is one row of `flow_drafts` per flow, started from the live version's files
 (or, before the first publish, the working files). This module is the store (start,
 read, discard, save at a revision) and the edit operations, which decide what may be
-edited (reading a draft for the pages is `ivr.versions.draft_reading`); the text itself is changed by `ivr.versions.yamledit`, which keeps comments,
-key order and layout (a file nobody edited stays byte for byte what the live version
-has) and writes new values so the strict reader (`ivr.flow.yamlread`) reads back
+edited (reading a draft for the pages is `ivr.versions.draft_reading`); the text
+itself is changed by `ivr.versions.yamledit`, which keeps comments, key order and
+layout (a file nobody edited stays byte for byte what the live version has) and
+writes new values so the strict reader (`ivr.flow.yamlread`) reads back
 exactly what was meant. Every save names the revision it edited (a stale one is
 refused, nothing written), bumps it, and runs the full validation a publish runs: the
 problems come back and the draft is saved anyway (it is a draft); YAML that does not
