@@ -69,11 +69,18 @@ def browser() -> Iterator[Any]:
 def server(app: Flask) -> Iterator[str]:
     """The test's app on a real HTTP server (127.0.0.1, a free port), in a thread."""
     http = make_server("127.0.0.1", 0, app, threaded=True)
+    # Request threads are tracked (not daemons), so the teardown below waits for a request
+    # the browser still had in flight: one finishing after the app's Redis clients were
+    # closed would open a new connection that nobody closes (a ResourceWarning at exit).
+    http.daemon_threads = False
     thread = threading.Thread(target=http.serve_forever, name="browser-test-server", daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{http.server_port}"
     http.shutdown()
     thread.join(timeout=10)
+    for handler in list(getattr(http, "_threads", None) or []):
+        handler.join(timeout=10)
+    http.block_on_close = False  # joined above, each with a bound: never hang here
     http.server_close()
 
 
