@@ -10,6 +10,7 @@ Redis, IVR_TEST_JOBS_REDIS_URL (as production needs IVR_JOBS_REDIS_URL).
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,6 +239,16 @@ def _empty_storage(app: Flask) -> None:
         jobs = jobs_queue.get(app).connection
         if jobs is not client:
             jobs.flushdb()  # the job queue's own Redis: this run's database there
+
+
+@pytest.fixture
+def working(tmp_path: Path) -> Path:
+    """A scratch copy of flows/ and prompts/ that a test edits, as an ops person would
+    (point an app at it with IVR_FLOWS_DIR / IVR_PROMPTS_DIR)."""
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "flows", tmp_path / "flows")
+    shutil.copytree(root / "prompts", tmp_path / "prompts")
+    return tmp_path
 
 
 @pytest.fixture

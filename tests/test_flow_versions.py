@@ -5,7 +5,6 @@ export; a refused publish changes nothing."""
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -37,14 +36,6 @@ def later(clock: Clock) -> None:
 def heard(result: Any) -> list[str]:
     """Everything the caller heard on a simulated call, in order."""
     return [text for _, doc in caller_documents(result) for text in says(doc)]
-
-
-@pytest.fixture
-def working(tmp_path: Path) -> Path:
-    """A copy of flows/ and prompts/ that the test edits as an ops person would."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
 
 
 @pytest.fixture

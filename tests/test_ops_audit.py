@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -25,14 +24,6 @@ from ivr.storage.models import FlowVersion
 ROOT = Path(__file__).resolve().parent.parent
 OLD_WELCOME = "Thank you for calling Example support."
 NEW_WELCOME = "Welcome to Example support, audited."
-
-
-@pytest.fixture
-def working(tmp_path: Path) -> Path:
-    """A copy of flows/ and prompts/ that the test edits, as an ops person would."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,6 @@ REVIEW = "/ops/flows/support/review"
 HISTORY = "/ops/flows/support/history"
 NEW_EN = "Welcome to Example support, now edited in the browser."
 NEW_ES = "Bienvenido al servicio de Example, editado en el navegador."
-
-
-@pytest.fixture
-def working(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
 
 
 @pytest.fixture

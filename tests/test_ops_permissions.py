@@ -8,7 +8,6 @@ posts are open to readers: a simulated call changes nothing of the service's own
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,11 @@ POST_ONLY = {
 
 
 @pytest.fixture
-def console(make_app: Any, tmp_path: Path) -> Flask:
+def console(make_app: Any, working: Path) -> Flask:
     """The console with one published version and a draft open, so every page has
     something to show."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
     app: Flask = make_app(
-        IVR_FLOWS_DIR=str(tmp_path / "flows"), IVR_PROMPTS_DIR=str(tmp_path / "prompts")
+        IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts")
     )
     result = app.test_cli_runner().invoke(args=["flows", "publish", "-m", "first", "--json"])
     assert result.exit_code == 0, result.output

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -42,13 +41,6 @@ DRAFT = "/ops/flows/support/draft"
 WELCOME = "/ops/flows/support/draft/prompts/welcome"
 REVIEW = "/ops/flows/support/review"
 HISTORY = "/ops/flows/support/history"
-
-
-@pytest.fixture
-def working(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
 
 
 @pytest.fixture

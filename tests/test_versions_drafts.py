@@ -4,7 +4,6 @@ every save, never saved when the text would not read back."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,6 @@ from ivr.versions import draft_reading, drafts, publish, store, yamledit
 ROOT = Path(__file__).resolve().parent.parent
 EN, ES, FLOW = "prompts/en-US.yaml", "prompts/es-US.yaml", "flows/support.yaml"
 BY = "ops:olga"
-
-
-@pytest.fixture
-def working(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
 
 
 @pytest.fixture
