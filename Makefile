@@ -62,9 +62,10 @@ test-services: install prism
 bench: install
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
-# The ops console's pictures for the README: the browser tests (tests/test_ops_browser.py,
-# part of `make test`) save them in tests/artifacts/ops/, or $IVR_TEST_ARTIFACTS/ops/;
-# this copies the last run's into docs/screenshots/.
+# The ops console's pictures for the README: the browser tests (tests/test_ops_browser.py
+# and tests/test_ops_calls_browser.py, part of `make test`) save them in tests/artifacts/ops/
+# and tests/artifacts/calls/ (or under $IVR_TEST_ARTIFACTS); this copies the last run's
+# into docs/screenshots/.
 screenshots:
 	@shots="$${IVR_TEST_ARTIFACTS:-tests/artifacts}/ops"; \
 	if ! ls "$$shots"/*.png >/dev/null 2>&1; then \
@@ -72,7 +73,12 @@ screenshots:
 		exit 1; \
 	fi; \
 	mkdir -p docs/screenshots && cp "$$shots"/*.png docs/screenshots/ && \
-	echo "copied $$(ls "$$shots"/*.png | wc -l) screenshots from $$shots to docs/screenshots/"
+	echo "copied $$(ls "$$shots"/*.png | wc -l) screenshots from $$shots to docs/screenshots/"; \
+	calls="$${IVR_TEST_ARTIFACTS:-tests/artifacts}/calls"; \
+	if ls "$$calls"/*.png >/dev/null 2>&1; then \
+		for shot in "$$calls"/*.png; do cp "$$shot" "docs/screenshots/calls-$$(basename "$$shot")"; done; \
+		echo "copied the call history pages' screenshots from $$calls"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .cache instance .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/artifacts

@@ -31,6 +31,7 @@ def create_app(
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
         )
     configure_logging(settings)
+    register_metrics(app)
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
@@ -38,17 +39,24 @@ def create_app(
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain structured-ish lines on stderr; handlers set once per process."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+    """Lines on stderr, text or JSON (IVR_LOG_FORMAT); the handler set once per process."""
+    from ivr.metrics import logs
+
+    logs.configure(settings.observe.log_format)
     # Alembic announces each of its plugins at INFO on every command; keep its migrations line.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # twilio logs every request's URL and headers at INFO; ours say what matters.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
+def register_metrics(app: Flask) -> None:
+    """`/metrics` and the request hooks (timing, the CallSid of log lines), first of all
+    hooks so they time the others."""
+    from ivr import scrape
+    from ivr.metrics import requests
+
+    requests.init_app(app)
+    scrape.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
 
+from ivr import config_observe
+from ivr.config_observe import ObserveSettings
 from ivr.errors import ConfigError
 from ivr.phone import LINE_TYPES, WHY_NEVER_ALLOWED
 from ivr.storage.kv import is_cluster_url
@@ -111,6 +113,8 @@ class Settings:
     jobs: str = JOBS_IN_PROCESS  # JOBS_IN_PROCESS or JOBS_WORKER
     jobs_redis_url: str | None = None  # the job queue's Redis; None: REDIS_URL's
     proxy_hops: int = 0  # trusted proxies in front (X-Forwarded-For entries to believe)
+    # Call history, metrics and log format (ivr.config_observe).
+    observe: ObserveSettings = field(default_factory=ObserveSettings)
 
     @property
     def is_production(self) -> bool:
@@ -240,6 +244,7 @@ class Settings:
         )
 
         proxy_hops = _count_setting(get("IVR_PROXY_HOPS"), "IVR_PROXY_HOPS", problems)
+        observe = config_observe.read(get, problems)
         _check_redis(get("REDIS_URL"), get("IVR_JOBS_REDIS_URL"), get("IVR_REDIS_PREFIX"), problems)
 
         if problems:
@@ -283,6 +288,7 @@ class Settings:
             jobs=jobs,
             jobs_redis_url=get("IVR_JOBS_REDIS_URL"),
             proxy_hops=proxy_hops,
+            observe=observe,
         )
 
 

@@ -56,3 +56,8 @@ class CallStateLost(CallError):
 
 class StorageUnavailable(CallError):
     """Redis or the database could not be reached in time: verification fails closed."""
+
+
+class RedisUnavailable(StorageUnavailable):
+    """Redis (not the database) could not be reached: writes queued for the request's end
+    would only be sent into the same outage."""

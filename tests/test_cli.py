@@ -26,6 +26,7 @@ COMMANDS = [
     ["users", "list"],
     ["call", "--from", "+14155550100"],
     ["routes"],
+    ["calls", "list"],
 ]
 # Every variable the service reads, so the developer's own environment cannot leak in.
 CLEAN = {name: "" for name in os.environ if name.startswith(("IVR_", "TWILIO_"))}

@@ -259,12 +259,16 @@ def test_call_ended_audits_once_and_queues_the_after_call_job(app: Flask) -> Non
         assert store.load(sid) is None  # the state is forgotten
         assert call_ended(sid, "completed", 42) is False  # Twilio repeating itself
 
+    queued = jobqueue.get(app).queue.get_job_ids()
+    assert queued == [
+        jobqueue.job_id(f"call.record:{sid}:completed"),  # the record, written by the worker
+        jobqueue.job_id(f"after_call:{sid}"),
+    ]
+    assert call_ended_rows(app, sid) == []  # not by the webhook
+    runner.run_pending(app)  # no pending change: the after-call job has nothing to ring
     (row,) = call_ended_rows(app, sid)
     assert row.details["duration"] == 42 and row.details["caller"] == "+1415•••0100"
     assert row.details["verification"] == "code"
-    queued = jobqueue.get(app).queue.get_job_ids()
-    assert queued == [jobqueue.job_id(f"after_call:{sid}")]
-    runner.run_pending(app)  # no pending change: the job has nothing to ring
     assert sent(app) == []
 
 
@@ -279,7 +283,10 @@ def test_a_call_that_keyed_a_new_number_gets_its_after_call_job_without_the_flag
     with app.app_context():
         assert call_ended(sid, "completed", 42) is True
 
-    assert jobqueue.get(app).queue.get_job_ids() == [jobqueue.job_id(f"after_call:{sid}")]
+    assert jobqueue.get(app).queue.get_job_ids() == [
+        jobqueue.job_id(f"call.record:{sid}:completed"),
+        jobqueue.job_id(f"after_call:{sid}"),
+    ]
 
 
 def test_a_call_that_started_no_number_change_queues_no_after_call_job(app: Flask) -> None:
@@ -289,6 +296,10 @@ def test_a_call_that_started_no_number_change_queues_no_after_call_job(app: Flas
     with app.app_context():
         assert call_ended(sid, "completed", 42) is True
 
+    assert jobqueue.get(app).queue.get_job_ids() == [
+        jobqueue.job_id(f"call.record:{sid}:completed")
+    ]
+    runner.run_pending(app)
     assert len(call_ended_rows(app, sid)) == 1
     assert jobqueue.get(app).queue.get_job_ids() == []
 
@@ -300,7 +311,9 @@ def test_call_ended_with_the_database_down_queues_the_audit(
     with app.app_context():
         assert call_ended(sid, "completed", 7) is True
 
-    assert jobqueue.get(app).queue.get_job_ids() == [jobqueue.job_id(f"call.ended:{sid}:completed")]
+    assert jobqueue.get(app).queue.get_job_ids() == [
+        jobqueue.job_id(f"call.record:{sid}:completed")
+    ]
     runner.run_pending(app)  # still down: the audit waits for its retry
     assert jobqueue.get(app).queue.scheduled_job_registry.count == 1
 

@@ -431,8 +431,9 @@ def test_change_notices_are_queued_jobs_sent_once(make_app: Any) -> None:
 
     assert not [m for m in sent(app) if m.purpose == "number_changed"]
     queued = [job.args[0] for job in jobqueue.get(app).queue.get_jobs()]
-    # The two notices, and the after-call job the call's final status queued.
-    assert sorted(queued) == ["notice", "notice", "number_change.after_call"]
+    # The two notices, and the jobs the call's final status queued: the call's record
+    # (its history) and the after-call job.
+    assert sorted(queued) == ["call.record", "notice", "notice", "number_change.after_call"]
     run_pending(app)
     run_pending(app, retries=True)
     notices = [m for m in sent(app) if m.purpose == "number_changed"]

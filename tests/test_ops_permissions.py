@@ -15,6 +15,9 @@ import pytest
 from agent_kit import add_user, csrf_of, sign_in
 from flask import Flask
 from flask.testing import FlaskClient
+from history_kit import path_steps, store_call
+
+from ivr.storage import db
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ROUTES: dict[str, tuple[str, str | None]] = {
     "ops.index": ("/ops/", None),
     "ops.audit_log": ("/ops/audit", None),
+    "ops.calls": ("/ops/calls", None),
+    "ops.call": ("/ops/calls/{call}", None),
+    "ops.dashboard": ("/ops/dashboard", None),
+    "ops.traffic": ("/ops/flows/support/traffic", None),
     "ops.flow": ("/ops/flows/support", None),
     "ops.draft": ("/ops/flows/support/draft", None),
     "ops.draft_start": ("/ops/flows/support/draft", "edit"),
@@ -57,6 +64,8 @@ def console(make_app: Any, working: Path) -> Flask:
     ops = signed_in(app, "olga", "ops")
     started = ops.post("/ops/flows/support/draft", data={"csrf_token": csrf_of(ops, "/ops/")})
     assert started.status_code == 303
+    with app.app_context():  # a stored call, for the call page
+        app.config["TEST_CALL"] = store_call(db.session(), path_steps([("welcome", None)]))
     return app
 
 
@@ -68,7 +77,9 @@ def signed_in(app: Flask, username: str, role: str) -> FlaskClient:
 
 
 def url(app: Flask, endpoint: str) -> str:
-    return ROUTES[endpoint][0].format(version=app.config["TEST_VERSION"])
+    return ROUTES[endpoint][0].format(
+        version=app.config["TEST_VERSION"], call=app.config["TEST_CALL"]
+    )
 
 
 def test_the_table_lists_every_route_of_the_console(console: Flask) -> None:

@@ -29,6 +29,10 @@ fallback URL, which needs no state.
 
 That is two round trips per step, the least a step can cost: the engine runs between
 the read and the write, so no script could fold them into one.
+
+The call's timeline rides in the same save: the turn's steps and a copy of the call's
+summary (same hash slot, same transaction; `timeline_store`), which outlive the state
+so that a call whose status callback never comes can still be closed by the sweeper.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
 from flask import current_app
 
+from ivr.calls import timeline_store
 from ivr.errors import StorageUnavailable
 from ivr.flow.state import CallState
+from ivr.flow.timeline import Step as TimelineStep
 from ivr.storage import deferred, keys, kv
 
 log = logging.getLogger(__name__)
@@ -63,14 +69,6 @@ def load(call_sid: str) -> CallState | None:
     return CallState.from_json(raw) if raw else None
 
 
-def take(call_sid: str) -> CallState | None:
-    """The stored state of a call that has ended, forgotten as it is read (GETDEL: one
-    round trip); None when there is none. Its last answer expires on its own."""
-    with kv.unavailable_as_storage_error():
-        raw = kv.client().getdel(keys.call_state(call_sid))
-    return CallState.from_json(raw) if raw else None
-
-
 def save(state: CallState) -> None:
     """Store the state; it expires on its own after IVR_CALL_STATE_TTL."""
     with kv.unavailable_as_storage_error():
@@ -81,6 +79,15 @@ def delete(call_sid: str) -> None:
     """Forget a finished call (its state and its last answer)."""
     with kv.unavailable_as_storage_error():
         kv.client().delete(keys.call_state(call_sid), keys.call_answer(call_sid))
+
+
+def open_call_sids(started_before: float | None = None, limit: int = 1000) -> list[str]:
+    """Calls started (before `started_before`, epoch seconds) and not closed yet, oldest
+    first: calls in progress, or (older than the state TTL) whose status never came."""
+    top = "+inf" if started_before is None else started_before
+    with kv.unavailable_as_storage_error():
+        found = kv.client().zrangebyscore(keys.open_calls(), "-inf", top, start=0, num=limit)
+    return [_text(item) or "" for item in found]  # type: ignore[arg-type]
 
 
 @dataclass
@@ -100,9 +107,16 @@ class Step:
     deadline: float = 0.0  # time.monotonic() before which the lock is surely ours
     done: bool = field(default=False, repr=False)
 
-    def save(self, state: CallState, answer: str | None) -> None:
-        """Store the new state and this request's answer (None: keep none, e.g. it reads
-        a code aloud), and release the lock: one transaction."""
+    def save(
+        self,
+        state: CallState,
+        answer: str | None,
+        steps: Sequence[TimelineStep] = (),
+        summary: str = "",
+    ) -> None:
+        """Store the new state, the steps the call took (appended to its timeline) with
+        the copy of its `summary` (JSON), and this request's answer (None: keep none,
+        e.g. it reads a code aloud), and release the lock: one transaction."""
         if not self.locked:
             raise RuntimeError("a step without the lock acts on nothing")
         self.done = True
@@ -111,19 +125,28 @@ class Step:
             with kv.unavailable_as_storage_error():
                 if time.monotonic() < self.deadline:
                     with client.pipeline(transaction=True) as pipe:
-                        self._write(pipe, state, answer)
+                        self._write(pipe, state, answer, steps, summary)
                         # With the request's deferred writes, in the same round trip
                         # where the server allows it (not across cluster slots).
                         deferred.execute_with(pipe)
                 else:
-                    self._save_if_owner(client, state, answer)
+                    self._save_if_owner(client, state, answer, steps, summary)
         except StorageUnavailable:
             deferred.drop("the call's save met a Redis outage")
             raise
         deferred.send()
 
-    def _write(self, pipe: redis.client.Pipeline, state: CallState, answer: str | None) -> None:
-        pipe.set(keys.call_state(self.call_sid), state.to_json(), ex=_state_ttl())
+    def _write(
+        self,
+        pipe: redis.client.Pipeline,
+        state: CallState,
+        answer: str | None,
+        steps: Sequence[TimelineStep],
+        summary: str,
+    ) -> None:
+        ttl = _state_ttl()
+        pipe.set(keys.call_state(self.call_sid), state.to_json(), ex=ttl)
+        timeline_store.write(pipe, self.call_sid, steps, summary, ttl)
         answer_key = keys.call_answer(self.call_sid)
         if answer is None:
             pipe.delete(answer_key)
@@ -132,7 +155,14 @@ class Step:
             pipe.set(answer_key, record, ex=ANSWER_TTL)
         pipe.delete(keys.call_lock(self.call_sid))
 
-    def _save_if_owner(self, client: redis.Redis, state: CallState, answer: str | None) -> None:
+    def _save_if_owner(
+        self,
+        client: redis.Redis,
+        state: CallState,
+        answer: str | None,
+        steps: Sequence[TimelineStep],
+        summary: str,
+    ) -> None:
         """The slow path, past the deadline: save and release only while the lock is ours."""
         lock = keys.call_lock(self.call_sid)
         with client.pipeline(transaction=True) as pipe:
@@ -140,7 +170,7 @@ class Step:
                 pipe.watch(lock)
                 if _text(pipe.get(lock)) == self.token:
                     pipe.multi()
-                    self._write(pipe, state, answer)
+                    self._write(pipe, state, answer, steps, summary)
                     pipe.execute()
                     return
             except redis.WatchError:

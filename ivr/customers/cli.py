@@ -1,4 +1,5 @@
-"""`ivr customers …` commands: import a customers CSV, show one account."""
+"""`ivr customers …` commands: import a customers CSV, show one account, export or erase
+one customer's data (ivr.customers.privacy_cli)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from ivr.customers.accounts import account_summary, find_account
 from ivr.customers.importer import CustomerImportError, import_csv
+from ivr.customers.privacy_cli import erase_command, export_command
 from ivr.errors import StorageUnavailable
 from ivr.numberchange.pending import pending_change_for
 from ivr.numberchange.rules import NumberRules
@@ -33,7 +35,11 @@ _PROGRESS_UNITS = {
 
 @click.group("customers")
 def customers() -> None:
-    """Import and inspect customers and their accounts."""
+    """Import and inspect customers and their accounts; export or erase a customer's data."""
+
+
+customers.add_command(export_command)
+customers.add_command(erase_command)
 
 
 @customers.command("import")

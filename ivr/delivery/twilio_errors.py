@@ -23,6 +23,7 @@ from twilio.base.exceptions import (
 )
 
 from ivr.delivery import DeliveryFailed, DeliveryUncertain
+from ivr.metrics import registry as metrics
 
 # Twilio error codes worth telling apart (https://www.twilio.com/docs/api/errors).
 TWILIO_ERROR_REASONS = {
@@ -63,17 +64,23 @@ def calling_twilio(channel: str) -> Iterator[None]:
     try:
         yield
     except (TwilioRestException, TwilioServiceException) as exc:
-        raise twilio_failure(channel, exc) from None
+        failure = twilio_failure(channel, exc)
+        metrics.count_twilio_error(failure.code, failure.status)
+        raise failure from None
     except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
         # The request never reached Twilio: nothing can go out.
+        metrics.count_twilio_error(kind="unreachable")
         raise DeliveryFailed(channel, "could not reach Twilio in time") from None
     except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
         # Sent, but no answer: Twilio may still create the message or call.
+        metrics.count_twilio_error(kind="timeout")
         raise DeliveryUncertain(channel, "Twilio did not answer in time") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        metrics.count_twilio_error(kind="unreachable")
         raise DeliveryFailed(channel, f"could not reach Twilio ({type(exc).__name__})") from None
     except (TwilioException, ValueError, AttributeError):
         # A proxy's HTML page, or JSON of another shape: not an answer we can vouch for.
+        metrics.count_twilio_error(kind="unreadable")
         raise DeliveryFailed(channel, UNREADABLE) from None
 
 

@@ -1,94 +1,69 @@
-"""What `/voice/status` does when a call ends, durably and quickly (issue 11, item 9).
+"""What `/voice/status` does when a call ends, durably and quickly (issues 11 and 14).
 
-The `call.ended` audit is written now if the database answers, else queued as a job
-with the same dedupe key (written once, whenever it can be). The after-call work of
-a number change (the AFTER_CALL call-back, or closing an abandoned change) is a job,
-queued only for a call whose state shows a change started or a new number keyed, so a
-Twilio outage is retried rather than lost and the webhook never waits on Twilio.
+The call's record — its summary and timeline, with the `call.ended` audit row — is
+written by the job worker in one batch (`ivr.history.record.write`), so the webhook
+waits on no SQL write; the job's idempotency key makes a repeated status callback a
+no-op. When Redis (hence the queue) is out of reach the record is written now
+instead, so an outage loses nothing the database can still take. The after-call work
+of a number change (the AFTER_CALL call-back, or closing an abandoned change) is a
+job too, queued only for a call whose state shows a change started or a new number
+keyed, so a Twilio outage is retried rather than lost.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ivr.calls import store
 from ivr.errors import StorageUnavailable
 from ivr.flow.state import CallState
-from ivr.jobs.queue import AFTER_CALL, AUDIT, enqueue
-from ivr.phone import mask
-from ivr.storage import audit, db
+from ivr.history import closing, record
+from ivr.jobs.queue import AFTER_CALL, CALL_RECORD, enqueue, was_queued
+from ivr.metrics import calls as call_metrics
+from ivr.storage import db
 
 log = logging.getLogger(__name__)
 
 
 def call_ended(call_sid: str, call_status: str, duration: int | None = None) -> bool:
-    """Audit a final call status once and queue its after-call work; True the first
+    """Record a final call status once and queue its after-call work; True the first
     time this (CallSid, CallStatus) is seen, or when that cannot be told yet."""
-    try:
-        # Read and forgotten at once: the call is over, and the after-call job needs
-        # only the ids in its payload.
-        state = store.take(call_sid)
-    except StorageUnavailable:
-        log.error("call %s ended: its state is out of reach; audited without it", call_sid)
-        state = None
-    details: dict[str, Any] = {"status": call_status}
-    if duration is not None:
-        details["duration"] = duration
-    if state is not None:
-        details.update(ended_details(state))
-    record: dict[str, Any] = {
-        "action": "call.ended",
-        "actor": "twilio",
-        "call_sid": call_sid,
-        "account_id": state.account_id if state else None,
-        "details": details,
-        "dedupe_key": f"call.ended:{call_sid}:{call_status}",
-    }
-    first = _audit_now_or_later(record)
+    ended, state, taken = closing.take_record(call_sid, call_status, duration)
+    first = _record_later_or_now(ended, taken)
+    if first and taken:  # a call whose state was lost is not counted (nor twice)
+        call_metrics.observe_call_ended(ended["steps"][-1]["outcome"], call_status)
     if first and state is not None:
         _after_call(state)
     return first
 
 
-def ended_details(state: CallState) -> dict[str, Any]:
-    """What the audit keeps of a call's state (masked caller, never digits or codes)."""
-    return {
-        "flow": state.flow,
-        "version": state.version,
-        "caller": mask(state.caller),
-        "identity": state.identity,
-        "verification": state.verification,
-        "methods": [method for method, _ in state.methods],
-        "failure": state.failure,
-        "transfer_reason": state.transfer_reason,
-        "flags": state.flags,
-        "stir_verstat": state.stir_verstat,
-    }
+def _record_later_or_now(ended: record.Record, taken: bool) -> bool:
+    """Queue the record's write; if Redis cannot take the job, write it now. False when
+    this call's end with this status was queued before (a repeated status callback).
 
-
-def _audit_now_or_later(record: dict[str, Any]) -> bool:
-    """Write the record; if the database cannot, queue it (same dedupe key) and carry
-    on as if first: what follows is idempotent too."""
+    `taken`: the call's state or timeline was just taken (atomically, so by this
+    request alone): the job is surely new and goes without checking its key first.
+    A record with nothing taken (a repeat, or a call whose state was lost) is a "bare"
+    one under a key of its own, so it can never replace a full one's queued job; the
+    writer lets a full record replace a bare one stored first."""
+    call_sid, status = ended["call_sid"], ended["status"]
+    key = f"call.record:{call_sid}:{status}"
+    try:
+        if taken:
+            return enqueue(CALL_RECORD, ended, key=key, fresh=True)
+        if was_queued(key):  # Twilio repeating itself: the full record is on its way
+            return False
+        return enqueue(CALL_RECORD, ended, key=f"{key}:bare")
+    except StorageUnavailable as exc:
+        log.error("call %s: record not queued (%s); written now", call_sid, exc)
     try:
         with db.unavailable_as_storage_error():
-            return audit.record_alone(db.engine(), **record)
+            return record.write(db.session(), ended)
     except (StorageUnavailable, SQLAlchemyError) as exc:
-        log.error(
-            "call %s: %s not written now (%s); queued", record["call_sid"], record["action"], exc
-        )
-    try:
-        enqueue(AUDIT, record, key=str(record["dedupe_key"]))
-    except StorageUnavailable:
-        # Neither the database nor Redis: the log line is all that is left of it.
-        log.error(
-            "call %s: %s lost (database and Redis unavailable): status %s",
-            record["call_sid"],
-            record["action"],
-            record["details"].get("status"),
-        )
+        db.session().rollback()
+        # Neither Redis nor the database: the log line is all that is left of it.
+        log.error("call %s: record lost (database and Redis unavailable): %s", call_sid, exc)
     return True
 
 

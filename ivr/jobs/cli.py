@@ -12,7 +12,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from ivr.jobs import queue as jobqueue
-from ivr.jobs import runner
+from ivr.jobs import runner, schedule
 
 
 @click.group("jobs")
@@ -42,7 +42,12 @@ def worker(burst: bool) -> None:
     connection = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
     runner.bind_worker_app(app)
     queue = Queue(jobqueue.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    work = runner.AppWorker([queue], connection=connection, serializer=JSONSerializer)
+    work = runner.AppWorker(
+        [queue],
+        connection=connection,
+        serializer=JSONSerializer,
+        maintenance_interval=schedule.SWEEP_EVERY,
+    )
     work.work(with_scheduler=True)
 
 

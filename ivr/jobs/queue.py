@@ -24,6 +24,7 @@ from rq.serializers import JSONSerializer
 
 from ivr.config import JOBS_IN_PROCESS
 from ivr.errors import ConfigError
+from ivr.metrics import registry as metrics
 from ivr.storage import keys, kv
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,18 @@ PERFORM = "ivr.jobs.runner.perform"  # every job runs through it, by name
 NOTICE = "notice"
 AFTER_CALL = "number_change.after_call"
 AUDIT = "audit"
+# A call's history (its record and steps) waits out a database outage as an audit row
+# does; the housekeeping jobs run again at their next period anyway.
+CALL_RECORD = "call.record"
+SWEEP = "calls.sweep"
+PRUNE = "calls.prune"
 BACKOFF: Mapping[str, tuple[int, ...]] = {
     NOTICE: (10, 30, 120, 600, 1800, 3600),
     AFTER_CALL: (5, 15, 30, 60),
     AUDIT: (5, 30, 120, 600, 1800, 3600),
+    CALL_RECORD: (5, 30, 120, 600, 1800, 3600),
+    SWEEP: (30,),
+    PRUNE: (300,),
 }
 
 KEY_TTL = 7 * 86400  # how long a key stays queued/done: a retry within it never acts twice
@@ -79,16 +88,23 @@ class JobQueue:
         self.queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
         self.on_enqueue: Callable[[], None] | None = None  # the in-process runner's wake-up
 
-    def enqueue(self, name: str, payload: Mapping[str, Any], key: str) -> bool:
+    def enqueue(
+        self, name: str, payload: Mapping[str, Any], key: str, *, fresh: bool = False
+    ) -> bool:
         """Queue job `name` for `key` unless that key was queued before; False then.
 
+        `fresh`: the caller knows this key was never queued (it has just taken the only
+        copy of what the job carries, e.g. an ended call's timeline), so the marker is
+        set with the job, in the same round trip, instead of being checked first.
         Redis trouble raises StorageUnavailable: the caller decides what is lost.
         """
         if name not in BACKOFF:
             raise ValueError(f"unknown job {name!r}; known: {', '.join(sorted(BACKOFF))}")
         identifier = job_id(key)
         with kv.unavailable_as_storage_error():
-            if not self.connection.set(queued_key(key), identifier, nx=True, ex=KEY_TTL):
+            if not fresh and not self.connection.set(
+                queued_key(key), identifier, nx=True, ex=KEY_TTL
+            ):
                 log.info("job %s %s already queued; not again", name, identifier)
                 return False
             try:
@@ -96,11 +112,14 @@ class JobQueue:
                 # round trip: handed our pipeline, RQ queues them and we send them.
                 with self.connection.pipeline() as pipe:
                     self._enqueue(pipe, name, payload, key, identifier)
+                    if fresh:  # after RQ's commands: RQ starts the pipeline's MULTI
+                        pipe.set(queued_key(key), identifier, ex=KEY_TTL)
                     pipe.execute()
             except Exception:
                 self.connection.delete(queued_key(key))  # not queued: a later try may
                 raise
         log.info("job %s %s queued", name, identifier)
+        metrics.count_job_queued(name)
         if has_app_context():
             g.ivr_jobs_queued = True
         if self.on_enqueue is not None:
@@ -147,9 +166,15 @@ def get(app: Flask | None = None) -> JobQueue:
     return found
 
 
-def enqueue(name: str, payload: Mapping[str, Any], *, key: str) -> bool:
+def enqueue(name: str, payload: Mapping[str, Any], *, key: str, fresh: bool = False) -> bool:
     """Queue job `name` with a JSON payload, once per idempotency `key` (see JobQueue)."""
-    return get().enqueue(name, payload, key)
+    return get().enqueue(name, payload, key, fresh=fresh)
+
+
+def was_queued(key: str) -> bool:
+    """Whether a job with this idempotency key was queued (within KEY_TTL)."""
+    with kv.unavailable_as_storage_error():
+        return bool(get().connection.exists(queued_key(key)))
 
 
 def in_process(app: Flask) -> bool:

@@ -29,7 +29,10 @@ from rq.timeouts import BaseDeathPenalty
 from ivr.delivery import DeliveryFailed, DeliveryUncertain
 from ivr.errors import StorageUnavailable
 from ivr.jobs import queue as jobqueue
+from ivr.jobs import schedule
 from ivr.jobs.failures import PermanentFailure
+from ivr.metrics import logs
+from ivr.metrics import registry as metrics
 from ivr.storage import audit, db
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ def perform(name: str, payload: Mapping[str, Any], key: str) -> str:
             log.info("job %s %s already done; skipped", name, jobqueue.job_id(key))
             return "already done"
         job = get_current_job()
+        # The job's lines carry its call's CallSid (JSON logs), as the webhook's did.
+        bound = logs.bind_call_sid(payload.get("call_sid"))
         try:
             TASKS[name](payload)
         except DeliveryUncertain as exc:
@@ -67,6 +72,8 @@ def perform(name: str, payload: Mapping[str, Any], key: str) -> str:
         except Exception as exc:
             _failed(job, name, payload, key, exc)
             raise
+        finally:
+            logs.unbind_call_sid(bound)
         _mark_done(jobs.connection, name, key)
     return "done"
 
@@ -110,6 +117,7 @@ def _failed(
         job.save_meta()
     final = job is None or permanent or not job.retries_left
     identifier = jobqueue.job_id(key)
+    metrics.count_job_failed(name, final=final)
     if not final:
         log.warning("job %s %s failed, will retry: %s", name, identifier, error)
         return
@@ -166,9 +174,24 @@ class ThreadWorker(SimpleWorker):
     def _install_signal_handlers(self) -> None:
         pass
 
+    def subscribe(self) -> None:
+        """No command channel: nobody sends `rq` commands to a thread of the web process,
+        and with redis-py 8 its listener thread's stop waits out its 60-second poll (a
+        minute at the end of every burst: every request that queued a job)."""
+
+    def unsubscribe(self) -> None:
+        pass
+
 
 class AppWorker(SimpleWorker):
-    """RQ's SimpleWorker (jobs in this process, no fork) for `ivr jobs worker`."""
+    """RQ's SimpleWorker (jobs in this process, no fork) for `ivr jobs worker`; its
+    maintenance rounds (every `schedule.SWEEP_EVERY` seconds or so) also queue the
+    housekeeping jobs that are due."""
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        if _worker_app is not None:
+            schedule.queue_due(jobqueue.get(_worker_app))
 
 
 def bind_worker_app(app: Flask) -> None:
@@ -251,12 +274,16 @@ class InProcessRunner:
         self.wake.set()
 
     def _loop(self) -> None:
+        asked = 0.0
         while not self.stopped.is_set():
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
             if self.stopped.is_set():
                 break
             try:
+                if time.monotonic() - asked >= schedule.ASK_EVERY:
+                    asked = time.monotonic()
+                    schedule.queue_due(jobqueue.get(self.app))
                 run_burst(self.app)
             except Exception:  # Redis gone for a moment: try again on the next round
                 log.exception("in-process jobs: the queue could not be run")

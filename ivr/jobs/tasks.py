@@ -8,14 +8,17 @@ nobody is waiting on the line).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from rq import get_current_job
 
 from ivr.delivery import registry as delivery
+from ivr.history import closing, prune, record
 from ivr.jobs.deliveries import message_of
 from ivr.jobs.failures import PermanentFailure
-from ivr.jobs.queue import AFTER_CALL, AUDIT, NOTICE
+from ivr.jobs.queue import AFTER_CALL, AUDIT, CALL_RECORD, NOTICE, PRUNE, SWEEP
 from ivr.storage import audit, db
 from ivr.voice import services
 
@@ -52,8 +55,27 @@ def write_audit(payload: Mapping[str, Any]) -> None:
     )
 
 
+def write_call(payload: Mapping[str, Any]) -> None:
+    """Write an ended call's record and steps, with its `call.ended` audit row."""
+    record.write(db.session(), payload)
+
+
+def sweep_calls(payload: Mapping[str, Any]) -> None:
+    """Close the calls whose status callback never came (older than the state TTL)."""
+    closing.sweep(db.session(), current_app.config["IVR_SETTINGS"].call_state_ttl)
+
+
+def prune_calls(payload: Mapping[str, Any]) -> None:
+    """Delete the call history older than IVR_CALL_HISTORY_DAYS."""
+    days = current_app.config["IVR_SETTINGS"].observe.call_history_days
+    prune.prune_expired(db.session(), days, datetime.now(UTC), actor="scheduler")
+
+
 TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
     NOTICE: send_notice,
     AFTER_CALL: ring_after_call,
     AUDIT: write_audit,
+    CALL_RECORD: write_call,
+    SWEEP: sweep_calls,
+    PRUNE: prune_calls,
 }

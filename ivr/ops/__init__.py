@@ -17,10 +17,13 @@ def register(app: Flask) -> None:
     """Add the console's blueprint, with every page's views, to the app."""
     from ivr.ops import (  # noqa: F401
         audit_page,
+        calls_page,
+        dashboard_page,
         drafts_page,
         flows_page,
         publish_page,
         simulator_page,
+        traffic_view,
     )
     from ivr.ops.blueprint import bp
 

@@ -41,6 +41,8 @@ bp = Blueprint(
 MENU = (
     ("ops.index", "Flows"),
     ("ops.simulator", "Simulator"),
+    ("ops.calls", "Calls"),
+    ("ops.dashboard", "Dashboard"),
     ("ops.audit_log", "Audit"),
 )
 

@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flask import render_template
 from markupsafe import Markup
@@ -56,10 +57,13 @@ def render_diagram(
     selected: str | None = None,
     current: str | None = None,
     findings: Sequence[Finding] = (),
+    traffic: Any = None,
 ) -> Markup:
     """The flow drawn as SVG: `link(node_id)` is where clicking a node goes, `selected`
     the node shown beside it, `current` the node a simulated call is at, `findings`
-    highlighted with their paths. Needs an app context (it renders a template)."""
+    highlighted with their paths, `traffic` the calls that went through it
+    (`traffic_view.Overlay`: counts by nodes and exits). Needs an app context (it
+    renders a template)."""
     layout = cached_layout(flow)
     on_path: set[str] = set()
     at_fault: set[str] = set()
@@ -86,6 +90,7 @@ def render_diagram(
             at_fault=at_fault,
             edge_on_path=lambda edge: _edge_on_path(edge, steps),
             findings=findings,
+            traffic=traffic,
             node_label=_node_label,
             header=HEADER,
             n=_number,

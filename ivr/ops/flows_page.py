@@ -133,7 +133,7 @@ def flow_page(flow: str) -> Any:
     if flow not in flow_names(settings):
         abort(404, f"There is no flow named {flow!r}.")
     asked = request.args.get("version", "").strip() or None
-    shown = _shown(settings, flow, asked)
+    shown = shown_version(settings, flow, asked)
     node_id = request.args.get("node", "").strip() or None
     panel = None
     if shown.loaded is not None and node_id is not None and node_id in shown.loaded.flow.nodes:
@@ -164,7 +164,7 @@ def flow_page(flow: str) -> Any:
     )
 
 
-def _shown(settings: Settings, flow: str, asked: str | None) -> Shown:
+def shown_version(settings: Settings, flow: str, asked: str | None) -> Shown:
     """The version asked for (404 when there is none), else the live one, else the
     working files."""
     session = db.session()

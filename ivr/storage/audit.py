@@ -69,6 +69,33 @@ def record(
     return True
 
 
+def add_unless_recorded(
+    db: Session,
+    action: str,
+    *,
+    actor: str,
+    dedupe_key: str,
+    call_sid: str | None = None,
+    account_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Add an audit event to the caller's transaction (committed with what it writes),
+    unless `dedupe_key` is recorded already; False then."""
+    if _recorded(db, dedupe_key):
+        return False
+    db.add(
+        AuditEvent(
+            action=action,
+            actor=actor,
+            call_sid=call_sid,
+            account_id=account_id,
+            details=details or {},
+            dedupe_key=dedupe_key,
+        )
+    )
+    return True
+
+
 def record_alone(
     engine: Engine,
     action: str,

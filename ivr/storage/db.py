@@ -45,6 +45,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, Operat
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from ivr.errors import ConfigError, StorageUnavailable
+from ivr.metrics import registry as metrics
 
 # A quiet pooled connection is probed after this long; a peer that stopped answering
 # is then dropped after KEEPALIVE_COUNT unanswered probes KEEPALIVE_INTERVAL apart.
@@ -277,5 +278,6 @@ def unavailable_as_storage_error() -> Iterator[None]:
         yield
     except DBAPIError as exc:
         if exc.connection_invalidated or isinstance(exc, OperationalError):
+            metrics.count_storage_error("database")
             raise StorageUnavailable("database unavailable") from exc
         raise

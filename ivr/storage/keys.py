@@ -44,6 +44,24 @@ def call_answer(call_sid: str) -> str:
     return f"{PREFIX}:{{call:{call_sid}}}:answer"
 
 
+def call_timeline(call_sid: str) -> str:
+    """The steps of a running call (a list of JSON steps, ivr.flow.timeline), appended
+    with each save of its state and written to the database when the call ends."""
+    return f"{PREFIX}:{{call:{call_sid}}}:timeline"
+
+
+def call_summary(call_sid: str) -> str:
+    """A copy of a call's summary (masked caller, account, verification), kept with its
+    timeline so a call whose status never came can be closed after its state expired."""
+    return f"{PREFIX}:{{call:{call_sid}}}:summary"
+
+
+def open_calls() -> str:
+    """Calls started and not yet closed (a sorted set: CallSid by start time), so the
+    sweeper can close those whose status callback never came."""
+    return f"{PREFIX}:calls:open"
+
+
 def account_pattern(account_id: int) -> str:
     """A SCAN pattern matching every key of one account (codes, limits, pending change)."""
     return f"{PREFIX}:{{acct:{account_id}}}:*"

@@ -44,7 +44,8 @@ from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
-from ivr.errors import ConfigError, StorageUnavailable
+from ivr.errors import ConfigError, RedisUnavailable, StorageUnavailable
+from ivr.metrics import registry as metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def connect(url: str | None, timeout: float) -> redis.Redis:
             )
         except (RedisClusterException, redis.exceptions.RedisError) as exc:
             # The client reads the slot map when built: no node answering is an outage.
-            raise StorageUnavailable(f"redis cluster unavailable: {exc}") from exc
+            raise RedisUnavailable(f"redis cluster unavailable: {exc}") from exc
         return cast(redis.Redis, client)
     return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **fail_fast)
 
@@ -172,7 +173,7 @@ class _Pending:
         # One attempt at a time (it may wait a timeout per startup node); the others
         # fail at once rather than queue behind it past Twilio's 15 s.
         if time.monotonic() < self.next_try or not self.lock.acquire(blocking=False):
-            raise StorageUnavailable("redis cluster unavailable (reconnecting)")
+            raise RedisUnavailable("redis cluster unavailable (reconnecting)")
         try:
             built = app.extensions["ivr.redis"]
             if built is None:
@@ -201,4 +202,5 @@ def unavailable_as_storage_error() -> Iterator[None]:
     try:
         yield
     except OUTAGES as exc:
-        raise StorageUnavailable("redis unavailable") from exc
+        metrics.count_storage_error("redis")
+        raise RedisUnavailable("redis unavailable") from exc

@@ -254,3 +254,75 @@ class FlowDraft(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class CallRecord(Base):
+    """One call that ended: its summary, written with its steps when it ended (or when
+    the sweeper closed it because its status callback never came).
+
+    Masked caller only; no digits, codes or full numbers (`ivr.flow.timeline` says what
+    a step may hold). Kept IVR_CALL_HISTORY_DAYS, then pruned (`ivr calls prune`).
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        # Lists (newest first, by period) and the funnel (a flow's calls in a period).
+        Index("ix_calls_started_at", "started_at"),
+        Index("ix_calls_flow_started_at", "flow", "started_at"),
+    )
+
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Twilio's CallDuration when the status callback came; else from the timeline.
+    duration: Mapped[int | None] = mapped_column(default=None)
+    # Seconds in the IVR: until the first transfer began, or the whole call without one.
+    ivr_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    # Twilio's final CallStatus, or "unknown" when the sweeper closed the call.
+    status: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))  # transferred | ended | abandoned
+    verification: Mapped[str] = mapped_column(String(10), default="none")
+    methods: Mapped[list[str]] = mapped_column(JSON, default=list)
+    identity: Mapped[str] = mapped_column(String(32), default="")
+    caller: Mapped[str] = mapped_column(String(32), default="")  # masked
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None, index=True
+    )
+    language: Mapped[str] = mapped_column(String(16), default="")
+    # Node ids and reasons are the flow author's words, of no fixed length.
+    transfer_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    failure: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_node: Mapped[str | None] = mapped_column(String(200), default=None)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A keyed hash of the caller's full number (`timeline.caller_key`): a customer's
+    # export and erasure find their unidentified calls by it, never by the mask.
+    caller_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+
+    steps: Mapped[list[CallStep]] = relationship(
+        back_populates="call",
+        order_by="CallStep.seq",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class CallStep(Base):
+    """One step of a call's timeline (`ivr.flow.timeline`): `node` and `exit` as columns
+    for the funnel's counts, the rest of the step's fields in `detail`."""
+
+    __tablename__ = "call_steps"
+    __table_args__ = (Index("ix_call_steps_node_event", "node", "event"),)
+
+    call_sid: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_sid", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(20))
+    node: Mapped[str | None] = mapped_column(String(200), default=None)
+    exit: Mapped[str | None] = mapped_column(String(200), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    call: Mapped[CallRecord] = relationship(back_populates="steps")

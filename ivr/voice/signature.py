@@ -21,7 +21,7 @@ import re
 from functools import cache
 from urllib.parse import urlparse
 
-from flask import abort, current_app, request
+from flask import abort, current_app, g, request
 from twilio.request_validator import RequestValidator, add_port, compare, remove_port
 from werkzeug.datastructures import MultiDict
 
@@ -98,3 +98,4 @@ def require_twilio_signature() -> None:
             call_sid,
         )
         abort(403)
+    g.ivr_twilio_verified = True  # the request's CallSid may now be put on log lines

@@ -10,24 +10,27 @@ and the queue's action then moves the call on.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from ivr.agent.whisper import whisper_says
-from ivr.calls import runtime, store
+from ivr.calls import runtime, store, timeline_store
 from ivr.customers.directory import SqlDirectory
-from ivr.errors import CallError, CallStateLost, StorageUnavailable
+from ivr.errors import CallError, CallStateLost, RedisUnavailable, StorageUnavailable
+from ivr.flow import timeline
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
 from ivr.flow.model import MAX_QUEUE_WAIT, READ_CODE_PREFIX, Catalog, TransferNode, TransferTarget
 from ivr.flow.state import CallState
 from ivr.jobs.calls import call_ended
+from ivr.metrics import calls as call_metrics
 from ivr.phone import mask
 from ivr.storage import db
 from ivr.versions.store import LoadedFlow
@@ -79,11 +82,16 @@ def _render(turn: Turn) -> str:
     return twiml.render(handover.prepare(turn.state, turn.instructions), _links())
 
 
-def _act(held: store.Step, turn: Turn, catalog: Catalog) -> Response:
-    """Store the turn's state and its answer (for a copy of this request) in one go."""
+def _act(held: store.Step, turn: Turn, loaded: LoadedFlow) -> Response:
+    """Store the turn's state, its timeline steps and its answer (for a copy of this
+    request) in one go; count what the steps say happened (metrics)."""
     document = _render(turn)
     # An answer that reads a code aloud is never stored: codes are never kept in plain.
-    held.save(turn.state, None if _speaks_code(turn.instructions, catalog) else document)
+    answer = None if _speaks_code(turn.instructions, loaded.catalog) else document
+    secret = current_app.config["IVR_SETTINGS"].secret_key
+    summary = json.dumps(timeline.summary_of(turn.state, secret), separators=(",", ":"))
+    held.save(turn.state, answer, turn.steps, summary)
+    call_metrics.observe_steps(turn.steps, loaded.flow.nodes)
     return _answer(document)
 
 
@@ -133,6 +141,11 @@ def incoming() -> Response:
         if not held.locked:
             raise StorageUnavailable(f"call {call.call_sid} is still starting elsewhere")
         live = rt.live()
+        # Open (and dated for the timeline) before the engine runs: a start that fails
+        # (the database down at identify) is still closed and shows the failure.
+        started = time.time()
+        timeline_store.mark_open(call.call_sid, started)
+        g.ivr_call_started_at = started
         turn = _engine(live).start(call.call_sid, call.caller, call.stir_verstat)
         log.info(
             "call %s started on %s@%s from %s",
@@ -141,7 +154,7 @@ def incoming() -> Response:
             live.flow.version,
             mask(turn.state.caller),
         )
-        return _act(held, turn, live.catalog)
+        return _act(held, turn, live)
 
 
 @bp.post("/input", endpoint="input")
@@ -172,11 +185,12 @@ def _step(call_sid: str, name: str, step: int, event: Callable[[], Input | DialR
         state = held.state
         if state is None:
             raise CallStateLost(f"no state for call {call_sid}")
+        g.ivr_call_started_at = state.started_at  # for the timeline, should the step fail
         loaded = runtime.get().for_call(state)
         engine = _engine(loaded)
         if not held.locked or step != state.step:
             return _answer(_render(engine.replay(state)))
-        return _act(held, engine.handle(state, event()), loaded.catalog)
+        return _act(held, engine.handle(state, event()), loaded)
 
 
 @bp.post("/queue/wait")
@@ -326,6 +340,25 @@ def _apology_and_transfer() -> str:
     return twiml.render(_with_task_attributes(instructions, lambda: attributes), links)
 
 
+def _note_apology(call_sid: str, exc: Exception) -> None:
+    """Put the failure and the apology's transfer on the call's timeline, when the call's
+    state was read before the failure (its start time dates the steps)."""
+    started = g.get("ivr_call_started_at")
+    if started is None or not webhook.CALL_SID.fullmatch(call_sid):
+        return
+    if isinstance(exc, RedisUnavailable):
+        return  # the steps would only be sent into the same outage
+    at = max(0, round((time.time() - started) * 1000))
+    target = runtime.get().agent_target
+    named = target.address if target.kind in ("queue", "workflow") else None
+    kind = "storage" if isinstance(exc, StorageUnavailable) else "failure"
+    steps = [
+        timeline.step(timeline.ERROR, at, result=kind),
+        timeline.step(timeline.TRANSFER, at, target=target.kind, queue=named, reason="error"),
+    ]
+    timeline_store.append_steps(call_sid, steps, current_app.config["IVR_SETTINGS"].call_state_ttl)
+
+
 @bp.errorhandler(Exception)
 def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
     """Any failure mid-call still answers valid TwiML: apology, then an agent."""
@@ -355,6 +388,10 @@ def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
         # An agent leg (or a status callback) must never dial the agent target again;
         # an empty document bridges the agent (or just acknowledges).
         return _answer(twiml.document())
+    try:
+        _note_apology(call_sid, exc)
+    except Exception:  # the timeline's note must never cost the caller the apology
+        log.exception("call %s: the failure was not noted on the timeline", call_sid)
     try:
         return _answer(_apology_and_transfer())
     except Exception:  # the prompts are in memory; this is a last resort

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ivr.flow.engine.context import INVALID, EngineContext, Invalid, Turn, flag
 from ivr.flow.model import CheckCodeNode, SendCodeNode
+from ivr.flow.timeline import CODE_CHECKED, CODE_SENT
 
 # Said after the "sent" prompt when the provider took the send without answering in
 # time: the code may still arrive, and stays valid. Prompt files published before this
@@ -20,8 +21,10 @@ MAY_TAKE_A_MOMENT = "code_may_take_a_moment"
 def enter_send_code(engine: EngineContext, turn: Turn, node: SendCodeNode) -> str:
     state = turn.state
     if engine.verifier is None or state.account_id is None:
-        return node.no_channel
+        engine.note(turn, CODE_SENT, channel=node.channel, result="no_account")
+        return "no_channel"
     outcome = engine.verifier.send_code(state, node.channel)
+    engine.note(turn, CODE_SENT, channel=node.channel, result=outcome)
     if outcome in ("sent", "sent_uncertain"):
         if node.channel != "email" and "number_changed_recently" in state.flags:
             flag(state, "code_to_new_number")  # the agent should know what this code proves
@@ -30,16 +33,16 @@ def enter_send_code(engine: EngineContext, turn: Turn, node: SendCodeNode) -> st
         texts = engine.catalog.languages[state.language].texts
         if outcome == "sent_uncertain" and MAY_TAKE_A_MOMENT in texts:
             turn.instructions.append(engine.say(turn, MAY_TAKE_A_MOMENT))
-        return node.sent
+        return "sent"
     if outcome == "line_in_use":
-        return node.line_in_use or node.no_channel
+        return "line_in_use" if node.line_in_use else "no_channel"
     if outcome in ("rate_limited", "locked"):
         state.failure = "locked" if outcome == "locked" else "code_rate_limited"
-        return node.rate_limited
+        return "rate_limited"
     if outcome == "failed":
         state.failure = f"{node.channel}_failed"
-        return node.failed
-    return node.no_channel
+        return "failed"
+    return "no_channel"
 
 
 def input_code(
@@ -47,16 +50,17 @@ def input_code(
 ) -> str | Invalid:
     state = turn.state
     if digits in node.options:  # a single key for another choice: resend, another channel
-        return node.options[digits]
+        return f"options.{digits}"
     if engine.verifier is None or state.account_id is None:
-        return node.expired
+        return "expired"
     outcome = engine.verifier.check_code(state, digits)
+    engine.note(turn, CODE_CHECKED, result=outcome if outcome != "invalid" else "wrong")
     if outcome == "ok":
         state.failure = None
-        return node.ok
+        return "ok"
     if outcome == "locked":
         state.failure = "locked"
-        return node.locked
+        return "locked"
     if outcome == "expired":
-        return node.expired
+        return "expired"
     return INVALID

@@ -15,6 +15,7 @@ from ivr.flow.engine.ports import AccountView, DigitLimits, Directory, NumberCha
 from ivr.flow.instructions import Instruction, Say
 from ivr.flow.model import FRESH_VERIFICATION, Catalog, Flow, TransferTarget
 from ivr.flow.state import CallState
+from ivr.flow.timeline import TRANSFER, Step, step
 
 COOLING_OFF = (
     7 * 86400
@@ -23,10 +24,12 @@ COOLING_OFF = (
 
 @dataclass
 class Turn:
-    """The engine's answer: the state to store and what the caller hears next."""
+    """The engine's answer: the state to store, what the caller hears next, and the
+    steps the call took on the way (its timeline; never digits or codes)."""
 
     state: CallState
     instructions: list[Instruction] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
 
 class Invalid:
@@ -64,6 +67,21 @@ class EngineContext:
         self.default_region = default_region
         self.clock = clock
         self.default_target = default_target
+
+    # ------------------------------------------------------------ the timeline
+
+    def note(self, turn: Turn, event: str, **fields: object) -> None:
+        """Record a step of the call (see ivr.flow.timeline for what each carries)."""
+        at = max(0, round((self.clock() - turn.state.started_at) * 1000))
+        turn.steps.append(step(event, at, **fields))
+
+    def note_transfer(
+        self, turn: Turn, target: TransferTarget, node: str | None, reason: str | None
+    ) -> None:
+        """A transfer on the timeline: the target's kind, and the name of a queue or
+        workflow (ours); never a number, SIP address or client identity (a person's)."""
+        named = target.address if target.kind in ("queue", "workflow") else None
+        self.note(turn, TRANSFER, node=node, target=target.kind, queue=named, reason=reason)
 
     # ------------------------------------------------------------ verification rules
 

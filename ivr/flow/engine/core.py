@@ -8,6 +8,10 @@ A turn runs from node to node until one waits for the caller (a keypad prompt or
 a transfer) or the call ends. Each wait gets a new step number; an event carrying
 an older step is a replay and only repeats the current prompt, with no side effect.
 What each node kind does lives with its family of handlers; the registry says which.
+
+Handlers return the label of the exit they take; the turn loop follows it and
+records the call's steps on the turn (`ivr.flow.timeline`): each node entered, each
+input by its kind and length, each exit by its label, each verification passed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 
 from ivr.errors import CallError
 from ivr.flow.engine.context import EngineContext, Turn
-from ivr.flow.engine.registry import BEFORE_ASK, ENTER, FAILURES, ON_INPUT
+from ivr.flow.engine.registry import BEFORE_ASK, FAILURES, ON_INPUT
+from ivr.flow.engine.registry import ENTER as ENTER_HANDLERS
 from ivr.flow.instructions import Gather, Hangup, Pause, Say, Transfer
 from ivr.flow.model import (
     CheckAccountDigitsNode,
@@ -30,7 +35,28 @@ from ivr.flow.model import (
     Node,
     TransferNode,
 )
+from ivr.flow.model.registry import NODE_KIND_OF
 from ivr.flow.state import CallState
+from ivr.flow.timeline import (
+    ACCEPTED,
+    CALLBACK_STATUS,
+    ENTER,
+    EXIT,
+    HANGUP,
+    INPUT,
+    INVALID,
+    KEYS,
+    LIMIT,
+    LOCKED,
+    NO_INPUT,
+    NONE,
+    REPEAT,
+    REPROMPT,
+    START,
+    TOO_MANY_TRIES,
+    TRANSFER_END,
+    VERIFIED,
+)
 from ivr.phone import normalise_caller_id
 
 MAX_HOPS = 200  # nodes in one turn; validation forbids silent loops, this is a backstop
@@ -75,6 +101,7 @@ class Engine(EngineContext):
             stir_verstat=stir_verstat or None,
         )
         turn = Turn(state)
+        self.note(turn, START, flow=state.flow, version=state.version, language=state.language)
         self._advance(turn, self.flow.start)
         return turn
 
@@ -126,7 +153,8 @@ class Engine(EngineContext):
         for _ in range(MAX_HOPS):
             node = self.flow.nodes[node_id]
             turn.state.node = node_id
-            enter = ENTER.get(type(node))
+            self.note(turn, ENTER, node=node_id, type=NODE_KIND_OF[type(node)])
+            enter = ENTER_HANDLERS.get(type(node))
             if enter is None:  # an input node: ask and wait, unless it lets the call pass
                 assert isinstance(node, InputNode)
                 before = BEFORE_ASK.get(type(node))
@@ -134,13 +162,30 @@ class Engine(EngineContext):
                 if passed is None:
                     self._ask(turn, node)
                     return
-                node_id = passed
+                node_id = self._exit(turn, node, passed)
                 continue
-            next_id = enter(self, turn, node)
-            if next_id is None:
+            verified = len(turn.state.methods)
+            label = enter(self, turn, node)
+            if label is None:
                 return
-            node_id = next_id
+            self._note_verified(turn, verified)
+            node_id = self._exit(turn, node, label)
         raise CallError(f"flow {self.flow.name} ran {MAX_HOPS} nodes without waiting")
+
+    def _exit(self, turn: Turn, node: Node, label: str) -> str:
+        """Follow the exit `label` of `node` (noting it on the timeline): the next node."""
+        field_name, _, key = label.partition(".")
+        value = getattr(node, field_name)
+        target = value[key] if key else value
+        if not isinstance(target, str):
+            raise CallError(f"node {node.id!r} has no exit {label!r}")
+        self.note(turn, EXIT, node=node.id, exit=label, to=target)
+        return target
+
+    def _note_verified(self, turn: Turn, before: int) -> None:
+        """Note the verification steps a handler just passed."""
+        for method, _at in turn.state.methods[before:]:
+            self.note(turn, VERIFIED, method=method)
 
     def _ask(self, turn: Turn, node: InputNode) -> None:
         state = turn.state
@@ -186,27 +231,55 @@ class Engine(EngineContext):
         if not digits:
             silences = state.silences[node.id] = state.silences.get(node.id, 0) + 1
             if silences < 2:  # no input repeats the prompt once…
+                self._note_input(turn, node, None, REPROMPT)
                 self._ask(turn, node)
                 return
             self._leave(state, node)  # …then takes the safe default
             state.failure = state.failure or "no_input"
-            self._advance(turn, node.no_input)
+            self._note_input(turn, node, None, NO_INPUT)
+            self._advance(turn, self._exit(turn, node, "no_input"))
             return
         if "*" in digits:  # * repeats the prompt anywhere, and costs no try
+            self._note_input(turn, node, digits, REPROMPT)
             self._ask(turn, node)
             return
+        verified, mark = len(state.methods), len(turn.steps)
         result = ON_INPUT[type(node)](self, turn, node, digits)
         if isinstance(result, str):
             self._leave(state, node)
-            self._advance(turn, result)
+            # A handler may take a failure exit itself (digits locked across calls).
+            outcome = result if result in (LOCKED, TOO_MANY_TRIES) else ACCEPTED
+            self._note_input(turn, node, digits, outcome, mark)
+            self._note_verified(turn, verified)
+            self._advance(turn, self._exit(turn, node, result))
             return
         tries = state.tries[node.id] = state.tries.get(node.id, 0) + 1
         if tries >= node.max_tries:
             self._leave(state, node)
             state.failure = FAILURES.get(type(node), "too_many_tries")
-            self._advance(turn, node.too_many_tries)
+            self._note_input(turn, node, digits, TOO_MANY_TRIES, mark)
+            self._advance(turn, self._exit(turn, node, "too_many_tries"))
         else:
-            self._advance(turn, node.invalid)
+            self._note_input(turn, node, digits, INVALID, mark)
+            self._advance(turn, self._exit(turn, node, "invalid"))
+
+    def _note_input(
+        self,
+        turn: Turn,
+        node: InputNode,
+        digits: str | None,
+        result: str,
+        before: int | None = None,
+    ) -> None:
+        """An input on the timeline (its kind and how many keys, never the keys), placed
+        `before` the steps its handler noted (a code check comes after the input)."""
+        if not digits:
+            self.note(turn, INPUT, node=node.id, input=NONE, keys=0, result=result)
+        else:
+            kind = REPEAT if "*" in digits else KEYS
+            self.note(turn, INPUT, node=node.id, input=kind, keys=len(digits), result=result)
+        if before is not None:
+            turn.steps.insert(before, turn.steps.pop())
 
     def _callback_silence(self, turn: Turn, node: CheckCallbackCodeNode) -> bool:
         """Silence while the call-back runs is waiting, not a failure; once it has ended
@@ -217,11 +290,11 @@ class Engine(EngineContext):
             state.slots["callback"] = "waiting"
             self._ask(turn, node)
             return True
-        exits = {"not_answered": node.not_answered, "busy": node.busy, "failed": node.failed}
-        if status in exits:
+        if status in ("not_answered", "busy", "failed"):
             self._leave(state, node)
             state.failure = f"callback_{status}"
-            self._advance(turn, exits[status])
+            self.note(turn, CALLBACK_STATUS, status=status)
+            self._advance(turn, self._exit(turn, node, status))
             return True
         return False  # the code was read out: an ordinary silence
 
@@ -231,24 +304,29 @@ class Engine(EngineContext):
         state.silences.pop(node.id, None)
 
     def _after_transfer(self, turn: Turn, node: TransferNode, result: DialResult) -> None:
+        self.note(turn, TRANSFER_END, node=node.id, status=result.status)
         if result.status in DONE_STATUSES:
             turn.state.ended = True
             turn.instructions.append(Hangup())
         else:
-            self._advance(turn, node.unanswered)
+            self._advance(turn, self._exit(turn, node, "unanswered"))
 
     def _limit_transfer(self, turn: Turn) -> None:
         """Too many prompts in one call: stop asking and hand over to people."""
         state = turn.state
+        self.note(turn, LIMIT, node=state.node)
         state.node = LIMIT_TRANSFER
         state.failure = state.failure or "input_limit"
         state.transfer_reason = "error"
         state.step += 1
+        self.note_transfer(turn, self.default_target, None, "error")
         turn.instructions.append(Transfer(self.default_target, state.step))
 
     def _after_limit_transfer(self, turn: Turn, result: DialResult) -> None:
+        self.note(turn, TRANSFER_END, status=result.status)
         if result.status not in DONE_STATUSES:
             turn.instructions.append(self.say(turn, "agents_unavailable"))
+            self.note(turn, HANGUP)
         turn.state.ended = True
         turn.instructions.append(Hangup())
 

@@ -24,14 +24,14 @@ def enter_identify(engine: EngineContext, turn: Turn, node: IdentifyCallerNode) 
     state = turn.state
     if state.caller is None:
         state.identity = "withheld"
-        return node.withheld
+        return "withheld"
     accounts = engine.directory.accounts_for_phone(state.caller)
     state.candidates = [account.id for account in accounts][:MAX_CANDIDATES]
     if not accounts:
         state.identity = "unknown_number"
-        return node.unknown_number
+        return "unknown_number"
     state.identity = "one_account" if len(accounts) == 1 else "several_accounts"
-    return node.one_account if len(accounts) == 1 else node.several_accounts
+    return state.identity
 
 
 def before_account_digits(
@@ -69,7 +69,7 @@ def input_account_digits(
             attempt.matched()  # right (or ambiguous): no failure
         if len(matches) > 1:
             assert node.ambiguous is not None  # validation requires it in last4 mode
-            return node.ambiguous
+            return "ambiguous"
         if not matches:
             return _wrong(attempt, state, node)
         account, method = matches[0], "account_digits"
@@ -98,7 +98,7 @@ def input_account_digits(
         flag(state, "caller_id_mismatch")
     if engine.changed_recently(account):
         flag(state, "number_changed_recently")
-    return node.ok
+    return "ok"
 
 
 def _is_locked(engine: EngineContext, state: CallState, node: CheckAccountDigitsNode) -> bool:
@@ -125,4 +125,4 @@ def _wrong(
 def _locked(state: CallState, node: CheckAccountDigitsNode) -> str:
     state.failure = "digits_locked"
     flag(state, "digits_locked")
-    return node.locked_exit
+    return node.locked_exit_label

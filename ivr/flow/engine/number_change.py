@@ -16,6 +16,7 @@ from ivr.flow.model import (
     CollectNewNumberNode,
     StartCallbackNode,
 )
+from ivr.flow.timeline import CALLBACK, CALLBACK_CODE
 
 
 def enter_check_number_change(
@@ -23,45 +24,46 @@ def enter_check_number_change(
 ) -> str:
     state = turn.state
     if state.account_id is None or not engine.fresh_code(state):
-        return node.needs_code
+        return "needs_code"
     accounts = engine.directory.accounts_by_ids([state.account_id])
     if not accounts:
-        return node.needs_code
+        return "needs_code"
     if engine.changed_recently(accounts[0]):
         state.failure = "number_changed_recently"
-        return node.cooling_off
-    return node.allowed
+        return "cooling_off"
+    return "allowed"
 
 
 def enter_start_callback(engine: EngineContext, turn: Turn, node: StartCallbackNode) -> str:
     state = turn.state
     account = engine.may_change_number(state)
     if engine.number_changer is None or account is None:
-        return node.needs_code
+        return "needs_code"
     started = engine.number_changer.start(state, account)
+    engine.note(turn, CALLBACK, result=started.outcome)
     if started.outcome == "calling":
         if node.calling_prompt:
             turn.instructions.append(engine.say(turn, node.calling_prompt))
-        return node.calling
+        return "calling"
     if started.outcome == "code_read" and started.code:
         digits = ", ".join(started.code)
         turn.instructions.append(
             engine.say(turn, node.read_code_prompt, extra={"code_digits": digits})
         )
-        return node.code_read
+        return "code_read"
     if started.outcome == "locked":
         state.failure = "locked"
-        return node.locked or node.limited
+        return "locked" if node.locked else "limited"
     if started.outcome == "limited":
         state.failure = "callback_limited"
-        return node.limited
+        return "limited"
     if started.outcome == "taken":
         state.failure = "recycled_number"
-        return node.taken
+        return "taken"
     if started.outcome == "needs_code":
-        return node.needs_code
+        return "needs_code"
     state.failure = "callback_failed"
-    return node.failed
+    return "failed"
 
 
 def input_new_number(
@@ -70,14 +72,14 @@ def input_new_number(
     state = turn.state
     account = engine.may_change_number(state)
     if engine.number_changer is None or account is None:
-        return node.needs_code
+        return "needs_code"
     outcome = engine.number_changer.check_number(state, account, digits)
     if outcome == "ok":
         state.slots.pop("number_problem", None)
-        return node.ok
+        return "ok"
     if outcome == "taken":
         state.failure = "recycled_number"
-        return node.taken
+        return "taken"
     state.slots["number_problem"] = outcome
     return INVALID
 
@@ -87,17 +89,18 @@ def input_callback_code(
 ) -> str | Invalid:
     state = turn.state
     if digits in node.options:
-        return node.options[digits]
+        return f"options.{digits}"
     if engine.number_changer is None:
-        return node.expired
+        return "expired"
     outcome = engine.number_changer.confirm(state, digits)
     exits = {
-        "ok": node.ok,
-        "conflict": node.conflict,
-        "taken": node.taken or node.conflict,
-        "expired": node.expired,
-        "locked": node.locked,
+        "ok": "ok",
+        "conflict": "conflict",
+        "taken": "taken" if node.taken else "conflict",
+        "expired": "expired",
+        "locked": "locked",
     }
+    engine.note(turn, CALLBACK_CODE, result=outcome if outcome in exits else "wrong")
     if outcome in exits:
         if outcome in ("locked", "taken"):
             state.failure = "locked" if outcome == "locked" else "recycled_number"

@@ -1,6 +1,10 @@
 """Node handlers that only steer the call: speak, branch, menus, plain digits,
 and the two ways a call leaves the flow (a transfer to people, a hang-up).
 
+Like every handler, they return the label of the exit taken ("next", "options.1",
+"cases.unknown_number", "default"): the engine follows it and records it on the
+call's timeline, so the funnel counts each exit even when two lead to one node.
+
 None of them touches an account or a code, so a flow built only from these
 needs none of the engine's services.
 """
@@ -22,6 +26,7 @@ from ivr.flow.model import (
     TransferNode,
 )
 from ivr.flow.state import CallState
+from ivr.flow.timeline import HANGUP
 
 # What a branch node can route on; the loader checks the values against model.FACTS.
 FACT_GETTERS: Mapping[str, Callable[[EngineContext, CallState], str]] = {
@@ -36,12 +41,12 @@ assert set(FACT_GETTERS) == set(FACTS) | {"language"}, "every branchable fact ne
 
 def enter_say(engine: EngineContext, turn: Turn, node: SayNode) -> str:
     turn.instructions.append(engine.say(turn, node.prompt))
-    return node.next
+    return "next"
 
 
 def enter_branch(engine: EngineContext, turn: Turn, node: BranchNode) -> str:
     value = FACT_GETTERS[node.on](engine, turn.state)
-    return node.cases.get(value, node.default)
+    return f"cases.{value}" if value in node.cases else "default"
 
 
 def enter_transfer(engine: EngineContext, turn: Turn, node: TransferNode) -> None:
@@ -50,7 +55,9 @@ def enter_transfer(engine: EngineContext, turn: Turn, node: TransferNode) -> Non
     if node.prompt:
         turn.instructions.append(engine.say(turn, node.prompt))
     state.step += 1
-    turn.instructions.append(Transfer(node.destination or engine.default_target, state.step))
+    target = node.destination or engine.default_target
+    engine.note_transfer(turn, target, node.id, node.reason)
+    turn.instructions.append(Transfer(target, state.step))
     return None
 
 
@@ -58,12 +65,13 @@ def enter_hangup(engine: EngineContext, turn: Turn, node: HangupNode) -> None:
     if node.prompt:
         turn.instructions.append(engine.say(turn, node.prompt))
     turn.state.ended = True
+    engine.note(turn, HANGUP, node=node.id)
     turn.instructions.append(Hangup())
     return None
 
 
 def input_menu(engine: EngineContext, turn: Turn, node: MenuNode, digits: str) -> str | Invalid:
-    return node.options.get(digits, INVALID)
+    return f"options.{digits}" if digits in node.options else INVALID
 
 
 def input_language(
@@ -73,7 +81,7 @@ def input_language(
     if language is None:
         return INVALID
     turn.state.language = language
-    return node.next
+    return "next"
 
 
 def input_collect(
@@ -84,4 +92,4 @@ def input_collect(
     ):
         return INVALID
     turn.state.slots[node.save_as] = digits
-    return node.next
+    return "next"

@@ -46,6 +46,11 @@ class CheckAccountDigitsNode(InputNode):
         """The node a locked call goes to: `locked`, else the node's failure route."""
         return self.locked or self.too_many_tries
 
+    @property
+    def locked_exit_label(self) -> str:
+        """The label of that exit, as the call's timeline records it."""
+        return "locked" if self.locked else "too_many_tries"
+
 
 @dataclass(frozen=True, kw_only=True)
 class CollectDigitsNode(InputNode):

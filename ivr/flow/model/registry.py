@@ -43,4 +43,7 @@ NODE_TYPES: Mapping[str, type[Node]] = {
     "hangup": HangupNode,
 }
 
+# The YAML `type` of each node class (the call timeline names node kinds this way).
+NODE_KIND_OF: Mapping[type[Node], str] = {kind: name for name, kind in NODE_TYPES.items()}
+
 TERMINAL_TYPES = (HangupNode,)
