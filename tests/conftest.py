@@ -105,7 +105,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if "redis_url" in _run:
         run_url = _run.pop("redis_url")
         if TEST_REDIS_IS_CLUSTER:
-            _delete_run_keys(kv.connect(run_url, 5.0))
+            # Closed after: left open, its sockets failed the run at exit (a
+            # ResourceWarning) once there were keys left to delete (timelines outlive
+            # their calls' states).
+            client = kv.connect(run_url, 5.0)
+            try:
+                _delete_run_keys(client)
+            finally:
+                client.close()
         else:
             _release_redis_database(TEST_REDIS_URL, run_url)
     if "jobs_redis_url" in _run:
