@@ -343,3 +343,38 @@ def test_an_entry_that_locks_the_digits_is_recorded_as_locked(make_app: Any) -> 
         ("input", "last4", "keys", 4, "locked"),
     ]
     assert ("exit", "last4", "locked", "agent_unverified") in brief(steps)
+
+
+def test_a_bare_record_written_in_a_redis_outage_gives_way_to_the_timeline(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis out of reach at the status callback: the call is recorded bare at once; the
+    sweeper's later find (its timeline) replaces it, keeping the status Twilio reported."""
+    from ivr.calls import timeline_store
+
+    add_account(app, "Jane Doe", JANE_PHONE, JANE_NUMBER)
+    sid = new_sid()
+    post(app, "/voice/incoming", call_form(sid, From=JANE_PHONE))
+    post(app, "/voice/input?s=1", call_form(sid, Digits="1"))
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise StorageUnavailable("redis unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(timeline_store, "take_ended", down)
+        patch.setattr(job_calls, "enqueue", down)
+        patch.setattr(job_calls, "was_queued", down)
+        post(app, "/voice/status", call_form(sid, CallStatus="completed", CallDuration="33"))
+    row, steps = stored(app, sid)
+    assert [item["event"] for item in steps] == ["end"]
+
+    settings = app.config["IVR_SETTINGS"]
+    with app.app_context():
+        kv.client().delete(keys.call_state(sid))  # the state expires; the timeline lives on
+        later = time.time() + settings.call_state_ttl + 60
+        assert closing.sweep(db.session(), settings.call_state_ttl, now=later) == 1
+
+    row, steps = stored(app, sid)
+    assert brief(steps)[0] == ("start", None) and ("enter", "last4") in brief(steps)
+    assert brief(steps)[-1] == ("end", "completed", "abandoned")
+    assert row.status == "completed" and row.duration == 33 and row.last_node == "last4"
