@@ -10,15 +10,17 @@ import click
 
 
 def project_commands() -> list[click.Command]:
-    """The project's command groups: db, customers, flows, call(s), demo, outbox, users, jobs."""
+    """The project's command groups: db, customers, flows, call(s), demo, outbox, users, jobs,
+    hours."""
     from ivr.agent.users import users
     from ivr.customers.cli import customers
     from ivr.customers.demo import demo
     from ivr.delivery.cli import outbox
     from ivr.history.cli import calls
+    from ivr.hours.cli import hours
     from ivr.jobs.cli import jobs
     from ivr.simulator.cli import call
     from ivr.storage.migrate import db_group
     from ivr.versions.cli import flows
 
-    return [db_group, customers, flows, call, calls, demo, outbox, users, jobs]
+    return [db_group, customers, flows, call, calls, demo, outbox, users, jobs, hours]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import phonenumbers
 
-from ivr import config_observe
+from ivr import config_line, config_observe
+from ivr.config_line import LineSettings
 from ivr.config_observe import ObserveSettings
 from ivr.errors import ConfigError
 from ivr.phone import LINE_TYPES, WHY_NEVER_ALLOWED
@@ -115,6 +116,8 @@ class Settings:
     proxy_hops: int = 0  # trusted proxies in front (X-Forwarded-For entries to believe)
     # Call history, metrics and log format (ivr.config_observe).
     observe: ObserveSettings = field(default_factory=ObserveSettings)
+    # The agent line for queued calls and voicemail (ivr.config_line).
+    line: LineSettings = field(default_factory=LineSettings)
 
     @property
     def is_production(self) -> bool:
@@ -245,6 +248,7 @@ class Settings:
 
         proxy_hops = _count_setting(get("IVR_PROXY_HOPS"), "IVR_PROXY_HOPS", problems)
         observe = config_observe.read(get, problems)
+        line = config_line.read(get, region, problems)
         _check_redis(get("REDIS_URL"), get("IVR_JOBS_REDIS_URL"), get("IVR_REDIS_PREFIX"), problems)
 
         if problems:
@@ -289,6 +293,7 @@ class Settings:
             jobs_redis_url=get("IVR_JOBS_REDIS_URL"),
             proxy_hops=proxy_hops,
             observe=observe,
+            line=line,
         )
 
 

@@ -37,6 +37,10 @@ class Gather:
     num_digits: int | None
     finish_on_key: str
     retry_on_silence: bool = True
+    # Speech alongside keys (`input="dtmf speech"`): the phrases Twilio should expect
+    # (its `hints`, comma-separated) in `speech_language`; None: keys only.
+    speech_hints: str | None = None
+    speech_language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,22 @@ class Leave:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Record a message (voicemail); the result comes back as a Recorded event.
+
+    `step` ties the recording's action to the turn that asked for it; `max_length`
+    (seconds) and `finish_on_key` are Twilio's `maxLength` and `finishOnKey`.
+    """
+
+    step: int
+    max_length: int = 120
+    finish_on_key: str = "#"
+    timeout: int = 5  # seconds of silence that end the recording
+
+
+@dataclass(frozen=True)
 class Hangup:
     pass
 
 
-Instruction = Say | Pause | Play | Gather | Transfer | Leave | Hangup
+Instruction = Say | Pause | Play | Gather | Transfer | Record | Leave | Hangup

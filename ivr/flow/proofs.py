@@ -62,6 +62,7 @@ from ivr.flow.model import (
     Node,
     StartCallbackNode,
     TransferNode,
+    VoicemailNode,
 )
 
 # (node id, account digits passed, one-time code passed)
@@ -81,7 +82,7 @@ UNVERIFIED_EXITS: Mapping[type[Node], frozenset[str]] = {
 # call is transferred, minutes, the number the caller just keyed in, a code being
 # read out. Any other (first_name, name, account_last4 or one added later) does.
 NON_ACCOUNT_PLACEHOLDERS = frozenset({"method", "reason", "minutes", "new_number", "code_digits"})
-TERMINALS = (TransferNode, HangupNode)
+TERMINALS = (TransferNode, HangupNode, VoicemailNode)
 FAILURE_EXITS = ("no_input", "invalid", "too_many_tries")
 ARROW = " → "
 

@@ -42,6 +42,8 @@ TRANSFER_END = "transfer_end"  # status (completed | busy | no-answer | failed |
 LIMIT = "limit"  # too many prompts in one call: handed to the default target
 HANGUP = "hangup"  # node (None after a transfer or the input limit): the flow ended the call
 ERROR = "error"  # the apology path: something failed and the caller went to an agent
+VOICEMAIL = "voicemail"  # node, result (recorded | empty), seconds: a message was left
+TAKEN = "taken"  # how an agent took the held caller: via (agent_line | page | taskrouter)
 END = "end"  # status (Twilio's final CallStatus, or "unknown"), duration, outcome
 
 EVENTS = (
@@ -60,6 +62,8 @@ EVENTS = (
     LIMIT,
     HANGUP,
     ERROR,
+    VOICEMAIL,
+    TAKEN,
     END,
 )
 
@@ -67,6 +71,7 @@ EVENTS = (
 KEYS = "keys"  # keys were pressed (how many: `keys`)
 NONE = "none"  # nothing was pressed before the timeout
 REPEAT = "repeat"  # * (repeat the prompt; costs no try)
+SPEECH = "speech"  # words were spoken (a menu with speech; never the words themselves)
 ACCEPTED = "accepted"  # the input fitted the node and it moved on
 INVALID = "invalid"  # the input did not fit; the node asks again (or its invalid exit)
 TOO_MANY_TRIES = "too_many_tries"  # the last try failed: the node's too_many_tries exit
@@ -91,7 +96,7 @@ SAFE_FIELDS = frozenset(
         "language",
         "node",  # a node id of the flow
         "type",  # a node kind
-        "input",  # keys | none | repeat
+        "input",  # keys | none | repeat | speech
         "keys",  # how many keys (never which)
         "result",
         "exit",  # an exit label of the node
@@ -104,6 +109,9 @@ SAFE_FIELDS = frozenset(
         "reason",  # the transfer reason of the flow
         "duration",  # seconds
         "outcome",
+        "seconds",  # a recording's length
+        "via",  # how a held caller was taken by an agent
+        "position",  # a held caller's place in the queue
     }
 )
 

@@ -30,6 +30,7 @@ from ivr.flow.model import (
     Node,
     SendCodeNode,
     TransferNode,
+    VoicemailNode,
     parse_target,
 )
 from ivr.flow.proofs import prove_flow
@@ -210,6 +211,8 @@ def _check_kind(node: Node, languages: list[str], default_region: str, problem: 
                 )
     if isinstance(node, TransferNode):
         _check_transfer(node, default_region, problem)
+    for field_name, message in node.problems(languages):
+        problem(node, field_name, message)
 
 
 def _check_transfer(node: TransferNode, default_region: str, problem: Report) -> None:
@@ -286,7 +289,7 @@ def _silent_cycles(nodes: Mapping[str, Node]) -> list[Node]:
     silent = {
         node_id: [t for t in node.transitions().values() if t in nodes]
         for node_id, node in nodes.items()
-        if not isinstance(node, (InputNode, TransferNode))
+        if not isinstance(node, (InputNode, TransferNode, VoicemailNode))
     }
     silent.update(
         {

@@ -21,6 +21,7 @@ def register(app: Flask) -> None:
         dashboard_page,
         drafts_page,
         flows_page,
+        hours_page,
         publish_page,
         simulator_page,
         traffic_view,

@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 from ivr.simulator.codes import spoken_codes
 from ivr.simulator.keypads import Keypad, Scripted
+from ivr.simulator.recording import play_record
 from ivr.simulator.transport import Reply
 
 MAX_REQUESTS = 300  # a flow that needs more webhooks than this is looping
@@ -210,6 +211,9 @@ class Leg:
         if finished_on:
             form["FinishedOnKey"] = finished_on
         return action, form
+
+    def _verb_record(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        return play_record(self, verb, url)
 
     def _verb_dial(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
         targets = [child for child in verb if child.tag in ("Number", "Sip", "Client", "Queue")]

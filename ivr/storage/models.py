@@ -326,3 +326,12 @@ class CallStep(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     call: Mapped[CallRecord] = relationship(back_populates="steps")
+
+
+# ---- voicemail (issue 15: the voicemail work adds its table below this line)
+
+
+# ---- line hours (issue 15: the hours work adds its table below this line)
+
+
+# ---- agent line (issue 15: the agent-line work adds its tables below this line)

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
+from ivr.flow.instructions import (
+    Gather,
+    Hangup,
+    Instruction,
+    Leave,
+    Pause,
+    Play,
+    Record,
+    Say,
+    Transfer,
+)
 
 # TaskRouter refuses Task attributes longer than this (JSON, in characters).
 TASK_ATTRIBUTES_LIMIT = 1024
@@ -30,6 +40,9 @@ class Links:
     dial: Callable[[int], str]
     whisper: Callable[[int], str] | None  # None: no whisper (nothing to say without state)
     wait: Callable[[int], str] | None = None  # None: Twilio's own hold music, no maximum wait
+    # A recording's action and its recordingStatusCallback (None: no Record in this document).
+    recorded: Callable[[int], str] | None = None
+    recording_status: Callable[[int], str] | None = None
 
 
 def task_attributes(
@@ -77,6 +90,8 @@ def render(instructions: Sequence[Instruction], links: Links) -> str:
             _gather(response, instruction, links)
         elif isinstance(instruction, Transfer):
             _transfer(response, instruction, links)
+        elif isinstance(instruction, Record):
+            _record(response, instruction, links)
         elif isinstance(instruction, Leave):
             response.leave()
         elif isinstance(instruction, Hangup):
@@ -90,13 +105,17 @@ def _say(parent: VoiceResponse, say: Say) -> None:
 
 def _gather(response: VoiceResponse, gather: Gather, links: Links) -> None:
     action = links.input(gather.step)
+    speech: dict[str, object] = {}
+    if gather.speech_hints is not None:
+        speech = {"hints": gather.speech_hints or None, "language": gather.speech_language}
     element = response.gather(
-        input="dtmf",
+        input="dtmf speech" if speech else "dtmf",
         action=action,
         method="POST",
         timeout=gather.timeout,
         num_digits=gather.num_digits,
         finish_on_key=gather.finish_on_key,
+        **speech,
     )
     for prompt in gather.prompts:
         if isinstance(prompt, Say):
@@ -150,6 +169,29 @@ def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
         if len(transfer.task_attributes) > TASK_ATTRIBUTES_LIMIT:
             raise ValueError("Task attributes over the limit; build them with task_attributes()")
         enqueue.task(transfer.task_attributes)
+
+
+def _record(response: VoiceResponse, record: Record, links: Links) -> None:
+    """A voicemail: Twilio posts the action when the recording ends (RecordingSid,
+    RecordingUrl, RecordingDuration) and the status callback once it is stored."""
+    if links.recorded is None:
+        raise ValueError("a Record needs the recording links")
+    options: dict[str, object] = {}
+    if links.recording_status is not None:
+        options.update(
+            recording_status_callback=links.recording_status(record.step),
+            recording_status_callback_method="POST",
+            recording_status_callback_event="completed",
+        )
+    response.record(
+        action=links.recorded(record.step),
+        method="POST",
+        max_length=record.max_length,
+        finish_on_key=record.finish_on_key,
+        timeout=record.timeout,
+        play_beep=True,
+        **options,
+    )
 
 
 def document(*instructions: Instruction) -> str:

@@ -26,6 +26,7 @@ from ivr.customers.directory import SqlDirectory
 from ivr.errors import CallError, CallStateLost, RedisUnavailable, StorageUnavailable
 from ivr.flow import timeline
 from ivr.flow.engine import DialResult, Engine, Input, Turn
+from ivr.flow.engine.core import Event
 from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
 from ivr.flow.model import MAX_QUEUE_WAIT, READ_CODE_PREFIX, Catalog, TransferNode, TransferTarget
 from ivr.flow.state import CallState
@@ -67,6 +68,8 @@ def _links() -> twiml.Links:
         dial=lambda step: url_for("voice.dial_result", s=step),
         whisper=lambda step: url_for("voice.whisper", s=step),
         wait=lambda step: url_for("voice.queue_wait", s=step),
+        recorded=lambda step: url_for("voicemail.recorded", s=step),
+        recording_status=lambda step: url_for("voicemail.recording_status", s=step),
     )
 
 
@@ -162,7 +165,9 @@ def caller_input() -> Response:
     """Keys the caller pressed (or nothing, via the Redirect after a Gather)."""
     call = webhook.parse(request.form)
     step = webhook.step(request.args)
-    return _step(call.call_sid, f"input:{step}", step, lambda: Input(call.digits, step))
+    return run_step(
+        call.call_sid, f"input:{step}", step, lambda: Input(call.digits, step, call.speech)
+    )
 
 
 @bp.post("/dial")
@@ -172,10 +177,10 @@ def dial_result() -> Response:
     step = webhook.step(request.args)
     status = webhook.dial_status(request.form)
     log.debug("call %s transfer ended: %s", call.call_sid, status)  # the timeline has it
-    return _step(call.call_sid, f"dial:{step}", step, lambda: DialResult(status, step))
+    return run_step(call.call_sid, f"dial:{step}", step, lambda: DialResult(status, step))
 
 
-def _step(call_sid: str, name: str, step: int, event: Callable[[], Input | DialResult]) -> Response:
+def run_step(call_sid: str, name: str, step: int, event: Callable[[], Event]) -> Response:
     """One step of a running call, acted on once: a copy of the request that arrives
     while (or shortly after) the first runs gets the first's answer, and one for an
     older step the current prompt, with no side effect and nothing saved."""

@@ -14,6 +14,7 @@ from ivr.errors import CallError
 
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 MAX_DIGITS = 64  # far beyond any real entry; longer input is cut, never stored
+MAX_SPEECH = 200  # characters of a SpeechResult kept: a menu answer is a few words
 # Twilio's SHAKEN/STIR results look like "TN-Validation-Passed-A": anything else is dropped.
 STIR_VERSTAT = re.compile(r"[A-Za-z0-9-]{1,64}")
 # ASCII digits only: str.isdigit() also accepts "²" or "٤", which int() then refuses.
@@ -33,6 +34,7 @@ class VoiceRequest:
     call_status: str
     direction: str
     digits: str | None  # None when the caller pressed nothing
+    speech: str | None  # SpeechResult of a Gather with speech: what Twilio heard, or None
     stir_verstat: str | None
     parent_call_sid: str | None
 
@@ -43,6 +45,7 @@ def parse(form: Mapping[str, str]) -> VoiceRequest:
     if not CALL_SID.fullmatch(call_sid):
         raise MalformedWebhook("missing or malformed CallSid")
     digits = form.get("Digits")
+    speech = " ".join(form.get("SpeechResult", "").split())[:MAX_SPEECH] or None
     parent = form.get("ParentCallSid") or None
     verstat = form.get("StirVerstat", "")
     return VoiceRequest(
@@ -52,6 +55,7 @@ def parse(form: Mapping[str, str]) -> VoiceRequest:
         call_status=form.get("CallStatus", ""),
         direction=form.get("Direction", ""),
         digits=digits[:MAX_DIGITS] if digits else None,
+        speech=speech,
         stir_verstat=verstat if STIR_VERSTAT.fullmatch(verstat) else None,
         parent_call_sid=parent if parent and CALL_SID.fullmatch(parent) else None,
     )

@@ -6,12 +6,13 @@ the rest of the service uses of them.
 """
 
 from ivr.flow.engine.context import Turn
-from ivr.flow.engine.core import LIMIT_TRANSFER, DialResult, Engine, Input
+from ivr.flow.engine.core import LIMIT_TRANSFER, DialResult, Engine, Input, Recorded
 from ivr.flow.engine.ports import (
     AccountView,
     DigitAttempt,
     DigitLimits,
     Directory,
+    LineStatus,
     NumberChanger,
     Started,
     Verifier,
@@ -26,7 +27,9 @@ __all__ = [
     "Directory",
     "Engine",
     "Input",
+    "LineStatus",
     "NumberChanger",
+    "Recorded",
     "Started",
     "Turn",
     "Verifier",

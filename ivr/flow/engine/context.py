@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ivr.flow.engine.ports import AccountView, DigitLimits, Directory, NumberChanger, Verifier
+from ivr.flow.engine.ports import (
+    AccountView,
+    DigitLimits,
+    Directory,
+    LineStatus,
+    NumberChanger,
+    Verifier,
+)
 from ivr.flow.instructions import Instruction, Say
 from ivr.flow.model import FRESH_VERIFICATION, Catalog, Flow, TransferTarget
 from ivr.flow.state import CallState
@@ -54,11 +61,14 @@ class EngineContext:
         number_changer: NumberChanger | None = None,
         cooling_off: int = COOLING_OFF,
         digit_limits: DigitLimits | None = None,
+        line_status: LineStatus | None = None,
     ):
         self.flow = flow
         # Wrong account digits counted across calls; None (tests of other things) counts
         # only the tries of each call.
         self.digit_limits = digit_limits
+        # An emergency closure switched on by ops; None (tests of other things): never closed.
+        self.line_status = line_status
         self.verifier = verifier
         self.number_changer = number_changer
         self.cooling_off = cooling_off

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ivr.errors import CallError
 from ivr.flow.engine.context import EngineContext, Turn
-from ivr.flow.engine.registry import BEFORE_ASK, FAILURES, ON_INPUT
+from ivr.flow.engine.registry import BEFORE_ASK, FAILURES, ON_INPUT, ON_RECORDED, REPLAY
 from ivr.flow.engine.registry import ENTER as ENTER_HANDLERS
 from ivr.flow.instructions import Gather, Hangup, Pause, Say, Transfer
 from ivr.flow.model import (
@@ -66,10 +66,12 @@ DONE_STATUSES = frozenset({"completed", "answered"})
 
 @dataclass(frozen=True)
 class Input:
-    """Keys the caller pressed for the prompt of `step`; None when they pressed nothing."""
+    """Keys the caller pressed for the prompt of `step`; None when they pressed nothing.
+    `speech`: what Twilio heard the caller say, at a prompt that listens for speech."""
 
     digits: str | None
     step: int
+    speech: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,15 @@ class DialResult:
     step: int
 
 
-Event = Input | DialResult
+@dataclass(frozen=True)
+class Recorded:
+    """The recording asked for at `step` is in: `seconds` long (0: nothing was said)."""
+
+    seconds: int
+    step: int
+
+
+Event = Input | DialResult | Recorded
 
 
 class Engine(EngineContext):
@@ -124,6 +134,10 @@ class Engine(EngineContext):
             self._on_input(turn, node, event.digits)
         elif isinstance(event, DialResult) and isinstance(node, TransferNode):
             self._after_transfer(turn, node, event)
+        elif isinstance(event, Recorded) and node is not None and type(node) in ON_RECORDED:
+            label = ON_RECORDED[type(node)](self, turn, node, event.seconds)
+            if label is not None:
+                self._advance(turn, self._exit(turn, node, label))
         else:
             return self.replay(state)
         return turn
@@ -143,6 +157,8 @@ class Engine(EngineContext):
                 turn.instructions.append(
                     Transfer(node.destination or self.default_target, state.step)
                 )
+            elif node is not None and type(node) in REPLAY:
+                REPLAY[type(node)](self, turn, node)
             else:
                 raise CallError(f"call {state.call_sid} waits on {state.node!r}, which cannot wait")
         return turn

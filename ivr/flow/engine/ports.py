@@ -117,3 +117,11 @@ class NumberChanger(Protocol):
         conflict (the number changed meanwhile), taken (the new number went to another
         account meanwhile)."""
         ...
+
+
+class LineStatus(Protocol):
+    """Whether ops closed the line in an emergency (`ivr hours close`), read by the
+    `schedule` node; implemented over the database (issue 15, the hours work)."""
+
+    def emergency(self) -> str | None:
+        """The prompt key of the closure's message while the line is closed, else None."""

@@ -26,6 +26,9 @@ from ivr.flow.engine.routing import (
     input_language,
     input_menu,
 )
+from ivr.flow.engine.schedule import enter_schedule
+from ivr.flow.engine.split import enter_split
+from ivr.flow.engine.voicemail import after_recording, enter_voicemail, replay_voicemail
 from ivr.flow.model import (
     NODE_TYPES,
     BranchNode,
@@ -42,9 +45,12 @@ from ivr.flow.model import (
     MenuNode,
     Node,
     SayNode,
+    ScheduleNode,
     SendCodeNode,
+    SplitNode,
     StartCallbackNode,
     TransferNode,
+    VoicemailNode,
 )
 
 # Nodes that run without waiting: return the next node id, or None to stop the turn.
@@ -57,6 +63,19 @@ ENTER: Mapping[type[Node], Callable[..., str | None]] = {
     CheckNumberChangeNode: enter_check_number_change,
     StartCallbackNode: enter_start_callback,
     HangupNode: enter_hangup,
+    ScheduleNode: enter_schedule,
+    SplitNode: enter_split,
+    VoicemailNode: enter_voicemail,
+}
+
+# Nodes (entered by ENTER, which returned None) that wait for something other than
+# keys: a recording. What to do with it (an exit label, or None when the handler
+# ended the turn itself), and how to ask again for a replayed webhook.
+ON_RECORDED: Mapping[type[Node], Callable[..., str | None]] = {
+    VoicemailNode: after_recording,
+}
+REPLAY: Mapping[type[Node], Callable[..., None]] = {
+    VoicemailNode: replay_voicemail,
 }
 
 # Input nodes: return the next node id, or INVALID.

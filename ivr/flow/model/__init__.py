@@ -1,7 +1,8 @@
 """The flow model: plain frozen data read from `flows/*.yaml` and `prompts/*.yaml`.
 
 `base` holds what every node shares, one module per node family holds its
-dataclasses (`menus`, `identify`, `codes`, `number_change`, `transfer`), `registry`
+dataclasses (`menus`, `identify`, `codes`, `number_change`, `transfer`,
+`schedule`, `split`, `voicemail`), `registry`
 maps each YAML `type` to its dataclass, and `flow` holds the flow and the prompt
 catalog. The engine never looks a name up lazily during a call.
 """
@@ -25,6 +26,8 @@ from ivr.flow.model.number_change import (
     StartCallbackNode,
 )
 from ivr.flow.model.registry import NODE_TYPES
+from ivr.flow.model.schedule import ScheduleNode
+from ivr.flow.model.split import SplitNode
 from ivr.flow.model.transfer import (
     HOLDING_KINDS,
     MAX_QUEUE_WAIT,
@@ -32,6 +35,7 @@ from ivr.flow.model.transfer import (
     TransferTarget,
     parse_target,
 )
+from ivr.flow.model.voicemail import VoicemailNode
 
 __all__ = [
     "FACTS",
@@ -60,9 +64,12 @@ __all__ = [
     "MenuNode",
     "Node",
     "SayNode",
+    "ScheduleNode",
     "SendCodeNode",
+    "SplitNode",
     "StartCallbackNode",
     "TransferNode",
     "TransferTarget",
+    "VoicemailNode",
     "parse_target",
 ]

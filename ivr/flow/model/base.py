@@ -7,7 +7,7 @@ every reference generically; the engine never looks a name up lazily during a ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -74,6 +74,11 @@ class Node:
                 for key, target in value.items():
                     result[f"{spec.name}.{key}"] = target
         return result
+
+    def problems(self, languages: Sequence[str]) -> list[tuple[str, str]]:
+        """Rules of this node kind alone, as (field, message): ranges that depend on each
+        other, exits that must differ. The validator reports each with the file and line."""
+        return []
 
     def prompts(self) -> dict[str, str]:
         """Every prompt key used, as {field name: prompt key}."""

@@ -23,7 +23,10 @@ from ivr.flow.model.number_change import (
     CollectNewNumberNode,
     StartCallbackNode,
 )
+from ivr.flow.model.schedule import ScheduleNode
+from ivr.flow.model.split import SplitNode
 from ivr.flow.model.transfer import TransferNode
+from ivr.flow.model.voicemail import VoicemailNode
 
 NODE_TYPES: Mapping[str, type[Node]] = {
     "say": SayNode,
@@ -41,9 +44,12 @@ NODE_TYPES: Mapping[str, type[Node]] = {
     "identify_caller": IdentifyCallerNode,
     "transfer": TransferNode,
     "hangup": HangupNode,
+    "schedule": ScheduleNode,
+    "split": SplitNode,
+    "voicemail": VoicemailNode,
 }
 
 # The YAML `type` of each node class (the call timeline names node kinds this way).
 NODE_KIND_OF: Mapping[type[Node], str] = {kind: name for name, kind in NODE_TYPES.items()}
 
-TERMINAL_TYPES = (HangupNode,)
+TERMINAL_TYPES = (HangupNode, VoicemailNode)
