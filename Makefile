@@ -44,16 +44,21 @@ $(PRISM):
 		echo "npm not found: the Prism contract tests will skip (install Node.js to run them)"; \
 	fi
 
+# Test workers (pytest-xdist): each gets its own database, Redis database and key prefix;
+# whole test files go to one worker, so a module's browser and server start once.
+# At most 4: a single Redis has 15 databases to hand out.
+PYTEST_PARALLEL ?= -n $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n) --dist loadfile
+
 # The whole suite: lint, types, flow validation, tests (SQLite + in-process Redis
 # unless IVR_TEST_DATABASE_URL / IVR_TEST_REDIS_URL point at real services).
 test: lint typecheck validate prism
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The same tests against the local PostgreSQL and Redis (what CI runs too).
 test-services: install prism
 	IVR_TEST_DATABASE_URL=$${IVR_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	IVR_TEST_REDIS_URL=$${IVR_TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The benchmark (docs/capacity.md): the service under gunicorn as in the Procfile beside a
 # bare Flask app and a minimal stateful sample, complete signed journeys at 16 and 64
