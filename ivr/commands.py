@@ -22,5 +22,6 @@ def project_commands() -> list[click.Command]:
     from ivr.simulator.cli import call
     from ivr.storage.migrate import db_group
     from ivr.versions.cli import flows
+    from ivr.voicemail.cli import voicemail
 
-    return [db_group, customers, flows, call, calls, demo, outbox, users, jobs, hours]
+    return [db_group, customers, flows, call, calls, demo, outbox, users, jobs, hours, voicemail]

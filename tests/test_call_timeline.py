@@ -276,12 +276,17 @@ def test_housekeeping_jobs_are_queued_once_per_period(app: Flask) -> None:
     with app.app_context():
         jobs = jobqueue.get(app)
         start = 1_800_000_000.0  # a round multiple of both periods
-        assert schedule.queue_due(jobs, start) == [jobqueue.SWEEP, jobqueue.PRUNE]
+        assert schedule.queue_due(jobs, start) == [
+            jobqueue.SWEEP,
+            jobqueue.PRUNE,
+            jobqueue.VOICEMAIL_PRUNE,
+        ]
         assert schedule.queue_due(jobs, start + 10) == []  # another worker, same period
         assert schedule.queue_due(jobs, start + schedule.SWEEP_EVERY) == [jobqueue.SWEEP]
         assert schedule.queue_due(jobs, start + schedule.PRUNE_EVERY) == [
             jobqueue.SWEEP,
             jobqueue.PRUNE,
+            jobqueue.VOICEMAIL_PRUNE,
         ]
 
 

@@ -41,7 +41,15 @@ from ivr.numberchange.pending import PendingChange, save_pending
 from ivr.phone import mask, mask_account
 from ivr.storage import audit, db, keys, kv
 from ivr.storage.db import Base
-from ivr.storage.models import Account, AuditEvent, CallRecord, Customer, PhoneChange, PhoneNumber
+from ivr.storage.models import (
+    Account,
+    AuditEvent,
+    CallRecord,
+    Customer,
+    PhoneChange,
+    PhoneNumber,
+    Voicemail,
+)
 from ivr.verification import digits
 
 JANE_NEW_PHONE = "+14155550177"  # her first account's number after a change
@@ -86,6 +94,30 @@ def write_call(session: Any, state: CallState, duration: int) -> None:
     record.write(
         session, record.build(state.call_sid, "completed", duration, known, [], time.time())
     )
+
+
+def leave_voicemail(
+    session: Any, n: int, number: str, account_id: int | None, secret: str = "test-secret-key"
+) -> None:
+    """A message as the voicemail webhooks store it: masked caller, keyed hash, the
+    account only for a verified call."""
+    session.add(
+        Voicemail(
+            call_sid="CA" + f"{n:x}" * 32,
+            recording_sid="RE" + f"{n:x}" * 32,
+            recording_url="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE",
+            duration=12,
+            caller=mask(number),
+            caller_key=timeline.caller_key(number, secret),
+            account_id=account_id,
+            verification="code" if account_id else "none",
+            methods=["account_digits", "code_sms"] if account_id else [],
+            language="en-US",
+            flow="support",
+            status="ready",
+        )
+    )
+    session.commit()
 
 
 def queue_notice(app: Flask, to: str, body: str, key: str, account_id: int) -> None:
@@ -140,6 +172,11 @@ def make_jane(app: Flask, phone: Phone | None = None) -> dict[str, int]:
             started_at=time.time() - 30, caller=JOHN_PHONE, account_id=john.id,
         )  # fmt: skip
         write_call(session, john_state, 30)
+        # Voicemail: one verified on her second account, one from her (changed) number
+        # about no account (found by the keyed hash), and John's.
+        leave_voicemail(session, 7, JANE_SECOND_PHONE, second.id)
+        leave_voicemail(session, 8, JANE_NEW_PHONE, None)
+        leave_voicemail(session, 9, JOHN_PHONE, john.id)
         client = kv.client()
         client.hset(keys.code(first, "verify"), mapping={"hash": CODE_HASH, "tries": "1"})
         client.set(keys.account_failures(second.id), 2)
@@ -307,6 +344,10 @@ def test_export_holds_all_of_janes_data_and_nothing_of_johns(
         ids["second"],
     ]
     assert [cb["to"] for cb in redis["callbacks"]] == [JANE_SECOND_PHONE]
+    voicemails = {item["recording_sid"]: item for item in data["voicemails"]}
+    assert set(voicemails) == {"RE" + "7" * 32, "RE" + "8" * 32}  # not John's
+    assert voicemails["RE" + "7" * 32]["account_id"] == ids["second"]
+    assert voicemails["RE" + "8" * 32]["caller"] == mask(JANE_NEW_PHONE)
     text = result.stdout
     for value in (*JOHN.values(), JOHN_PHONE, mask(JOHN_PHONE)):
         assert value not in text
@@ -411,6 +452,13 @@ def test_erase_leaves_no_personal_data_in_any_table_or_redis_key(
     assert len(erased) == 1 and erased[0].account_id == ids["jane"]
     assert erased[0].details["account_ids"] == [ids["jane"], ids["second"]]
     assert erased[0].details["counts"]["calls"] == 3
+    assert erased[0].details["counts"]["voicemails"] == 2
+    # Her messages are gone (nothing at Twilio in development); John's is as it was.
+    with app.app_context():
+        left = list(db.session().scalars(select(Voicemail)))
+        assert [(v.recording_sid, v.caller, v.account_id) for v in left] == [
+            ("RE" + "9" * 32, mask(JOHN_PHONE), ids["john"])
+        ]
     assert job_states(app) == {jobqueue.job_id("notice:john:sms"): "queued"}
 
 

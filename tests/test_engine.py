@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ivr.flow.engine import AccountView, DialResult, Engine, Input, Turn
-from ivr.flow.instructions import Gather, Hangup, Say, Transfer
+from ivr.flow.instructions import Gather, Hangup, Record, Say, Transfer
 from ivr.flow.loader import load_definitions
 from ivr.flow.model import Catalog, CheckAccountDigitsNode, TransferTarget
 from ivr.flow.state import CallState
@@ -383,7 +383,10 @@ def test_menu_transfer_and_dial_outcomes() -> None:
     done = eng.handle(turn.state, DialResult("completed", turn.state.step))
     assert done.instructions == [Hangup()] and done.state.ended
     busy = eng.handle(turn.state, DialResult("busy", turn.state.step))
-    assert spoken(busy) == [text("agents_busy")] and busy.instructions[-1] == Hangup()
+    # Nobody answered: never a bare goodbye, the caller may leave a message.
+    assert spoken(busy) == [text("agents_busy"), text("voicemail_prompt")]
+    assert isinstance(busy.instructions[-1], Record) and busy.state.node == "voicemail"
+    assert not busy.state.ended
 
 
 def test_first_name_is_spoken_only_at_full_verification() -> None:
@@ -620,8 +623,8 @@ def test_full_number_counts_against_the_calling_number_and_refuses_a_locked_acco
 def test_the_locked_exit_defaults_to_the_too_many_tries_route() -> None:
     node = FLOW.nodes["last4"]
     assert isinstance(node, CheckAccountDigitsNode) and node.locked == "agent_unverified"
-    bare = replace(node, locked=None, too_many_tries="agents_busy")
-    assert bare.locked_exit == "agents_busy"
+    bare = replace(node, locked=None, too_many_tries="goodbye")
+    assert bare.locked_exit == "goodbye"
     flow = replace(FLOW, nodes={**FLOW.nodes, "last4": bare})
     eng = Engine(
         flow,
@@ -634,4 +637,4 @@ def test_the_locked_exit_defaults_to_the_too_many_tries_route() -> None:
         digit_limits=MemoryDigitLimits(max_failures=1),
     )
     turn = press(eng, at_digits(eng, "+14155550100"), "0000")
-    assert turn.state.node == "agents_busy" and turn.state.ended
+    assert turn.state.node == "goodbye" and turn.state.ended

@@ -430,16 +430,21 @@ def test_spanish_choice_makes_later_prompts_spanish(app: Flask, phone: Phone) ->
 
 @pytest.mark.parametrize("agent", ["no-answer", "busy", "failed"])
 def test_unanswered_transfer_says_agents_busy(app: Flask, phone: Phone, agent: str) -> None:
-    """Nobody answers: the caller hears the polite agents_busy goodbye, never silence."""
+    """Nobody answers: the caller hears agents_busy and may leave a message (never a bare
+    goodbye, never silence)."""
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
-    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2"], agent=agent)
+    result = phone.call(JANE_PHONE, ["1", "4321", "@code", "2", "record:5#"], agent=agent)
 
-    assert result.heard("caller")[-2:] == [text(app, "connecting"), text(app, "agents_busy")]
+    assert result.heard("caller")[-4:] == [
+        text(app, "connecting"),
+        text(app, "agents_busy"),
+        text(app, "voicemail_prompt"),
+        text(app, "voicemail_thanks"),
+    ]
     assert result.heard("agent") == []
-    url, last = caller_documents(result)[-1]
-    assert url.startswith("https://ivr.example.test/voice/dial?s=")
-    assert [child.tag for child in last] == ["Say", "Hangup"]
+    after = next(doc for url, doc in caller_documents(result) if "/voice/dial?s=" in url)
+    assert [child.tag for child in after] == ["Say", "Say", "Record", "Redirect"]
 
 
 def test_silent_agent_counts_as_unanswered(app: Flask, phone: Phone) -> None:
@@ -451,7 +456,7 @@ def test_silent_agent_counts_as_unanswered(app: Flask, phone: Phone) -> None:
     assert result.heard("agent")[0] == verified_whisper(
         app, "Jane Doe", "4321", DIGITS_AND_SMS, "caller_request"
     )
-    assert result.heard("caller")[-1] == text(app, "agents_busy")
+    assert result.heard("caller")[-2:] == [text(app, "agents_busy"), text(app, "voicemail_prompt")]
     assert not any("caller connected" in event.text for event in result.events)
 
 

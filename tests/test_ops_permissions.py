@@ -29,6 +29,7 @@ ROUTES: dict[str, tuple[str, str | None]] = {
     "ops.calls": ("/ops/calls", None),
     "ops.call": ("/ops/calls/{call}", None),
     "ops.dashboard": ("/ops/dashboard", None),
+    "ops.hours": ("/ops/hours", "edit"),
     "ops.traffic": ("/ops/flows/support/traffic", None),
     "ops.flow": ("/ops/flows/support", None),
     "ops.draft": ("/ops/flows/support/draft", None),

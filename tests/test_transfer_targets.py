@@ -267,8 +267,9 @@ def test_hold_settings_need_the_nodes_own_target(tmp_path: Path) -> None:
     assert "needs the node's own queue: or workflow: target" in problems[0].message
 
 
-def test_a_hold_prompt_may_not_use_placeholders(tmp_path: Path) -> None:
-    """Hold prompts repeat while the caller waits, with no call facts to fill them."""
+def test_a_hold_prompt_may_use_only_the_hold_placeholders(tmp_path: Path) -> None:
+    """Hold prompts repeat while the caller waits, with no call facts to fill them: only
+    what Twilio tells the waitUrl ({position}, {minutes})."""
     catalog, _ = load_catalog(PROMPTS)
     with_name = next(k for k, t in catalog.languages["en-US"].texts.items() if "{first_name}" in t)
     path = transfer_flow(tmp_path, "queue:support", f"    hold_prompt: {with_name}\n")
@@ -276,14 +277,16 @@ def test_a_hold_prompt_may_not_use_placeholders(tmp_path: Path) -> None:
     _, problems = check_definitions(tmp_path, PROMPTS, "US", only=[path])
 
     assert [(p.where, p.field) for p in problems] == [("agent", "hold_prompt")]
-    assert "may not use any" in problems[0].message
+    assert "uses {first_name} (en-US)" in problems[0].message
+    assert "may use only {minutes}, {position}" in problems[0].message
 
 
 def test_targets_and_hold_settings_resolve_once_at_load(tmp_path: Path) -> None:
     path = transfer_flow(
         tmp_path,
         f"workflow:{WORKFLOW}",
-        f"    hold_prompt: connecting\n    hold_music: {MUSIC}\n    queue_max_wait: 300\n",
+        f"    hold_prompt: connecting\n    hold_music: {MUSIC}\n    queue_max_wait: 300\n"
+        "    announce_every: 90\n",
     )
 
     definitions, problems = check_definitions(tmp_path, PROMPTS, "US", only=[path])
@@ -292,7 +295,12 @@ def test_targets_and_hold_settings_resolve_once_at_load(tmp_path: Path) -> None:
     node = definitions.flows["transfer"].nodes["agent"]
     assert isinstance(node, TransferNode)
     assert node.destination == TransferTarget(
-        "workflow", WORKFLOW, hold_prompt="connecting", hold_music=MUSIC, max_wait=300
+        "workflow",
+        WORKFLOW,
+        hold_prompt="connecting",
+        hold_music=MUSIC,
+        max_wait=300,
+        announce_every=90,
     )
 
 
@@ -324,8 +332,9 @@ def test_dial_targets_render_valid_twiml_with_a_whisper_on_every_leg(
 
 
 @pytest.mark.parametrize("kind", ["queue", "workflow"])
-@pytest.mark.parametrize("holds", [True, False], ids=["hold-settings", "twilio-hold-music"])
+@pytest.mark.parametrize("holds", [True, False], ids=["hold-settings", "hold-defaults"])
 def test_queue_and_workflow_targets_render_valid_twiml(kind: str, holds: bool) -> None:
+    """Every holding target gets our waitUrl, with or without its own hold settings."""
     target = parse_target("queue:support" if kind == "queue" else f"workflow:{WORKFLOW}", "US")
     if holds:
         target = TransferTarget(kind, target.address, hold_music=MUSIC, max_wait=120)
@@ -336,7 +345,7 @@ def test_queue_and_workflow_targets_render_valid_twiml(kind: str, holds: bool) -
     assert_valid_twiml(document)
     (enqueue,) = ET.fromstring(document)
     assert enqueue.tag == "Enqueue" and enqueue.get("action") == "/voice/dial?s=3"
-    assert enqueue.get("waitUrl") == ("/voice/queue/wait?s=3" if holds else None)
+    assert enqueue.get("waitUrl") == "/voice/queue/wait?s=3"
     if kind == "queue":
         assert enqueue.text == "support" and list(enqueue) == []
     else:
@@ -571,12 +580,16 @@ def test_hold_prompt_and_music_until_the_maximum_wait_then_leave(
         make_app, tmp_path, kind, f"    hold_music: {MUSIC}\n    queue_max_wait: 60\n"
     )
     call_sid, wait_url = held_call(app)
+    # A plain queue says the caller's place; a workflow's queue order is not TaskRouter's.
+    place = [text(app, "queue_position_next")] if kind.startswith("queue") else []
 
-    for waited in (0, 30, 59):
+    first = twiml(post(app, wait_url, wait_form(call_sid, 0)))
+    assert says(first) == [text(app, "queue_hold"), *place]
+    assert [child.tag for child in first] == ["Say"] * (1 + len(place)) + ["Play"]
+    assert first.findtext("Play") == MUSIC
+    for waited in (30, 59):  # no announcement due yet (every 60 s by default): music only
         doc = twiml(post(app, wait_url, wait_form(call_sid, waited)))
-        assert [child.tag for child in doc] == ["Say", "Play"]
-        assert says(doc) == [text(app, "queue_hold")]
-        assert doc.findtext("Play") == MUSIC
+        assert [(child.tag, child.text) for child in doc] == [("Play", MUSIC)]
 
     response = post(app, wait_url, wait_form(call_sid, 60))
     assert response.status_code == 200 and response.mimetype == "text/xml"
@@ -601,9 +614,10 @@ def test_hold_without_music_pauses_no_longer_than_the_wait_left(
     first = twiml(post(app, wait_url, wait_form(call_sid, 0)))
     later = twiml(post(app, wait_url, wait_form(call_sid, 40)))
 
-    assert says(first) == [text(app, "connecting")]
-    assert [(c.tag, c.get("length")) for c in first][1:] == [("Pause", "20")]
-    assert [(c.tag, c.get("length")) for c in later][1:] == [("Pause", "5")]
+    assert says(first) == [text(app, "connecting"), text(app, "queue_position_next")]
+    # The next announcement would fall due at 60 s; the maximum wait (45 s) comes first.
+    assert [(c.tag, c.get("length")) for c in first][2:] == [("Pause", "45")]
+    assert [(c.tag, c.get("length")) for c in later] == [("Pause", "5")]
 
 
 def test_hold_prompt_speaks_the_callers_language(make_app: Any, tmp_path: Path) -> None:
@@ -619,19 +633,22 @@ def test_hold_prompt_speaks_the_callers_language(make_app: Any, tmp_path: Path) 
 
     doc = twiml(post(app, wait_url, wait_form(call_sid, 0)))
 
-    assert says(doc) == [text(app, "queue_hold", "es-US")]
-    assert [say.get("language") for say in doc.iter("Say")] == ["es-US"]
+    assert says(doc) == [
+        text(app, "queue_hold", "es-US"),
+        text(app, "queue_position_next", "es-US"),
+    ]
+    assert [say.get("language") for say in doc.iter("Say")] == ["es-US", "es-US"]
 
 
-def test_queue_without_hold_settings_keeps_twilios_hold_music(
-    make_app: Any, tmp_path: Path
-) -> None:
+def test_queue_without_hold_settings_holds_with_the_defaults(make_app: Any, tmp_path: Path) -> None:
+    """No hold fields: our waitUrl still, with the `queue_hold` prompt and the place."""
     app = transfer_app(make_app, tmp_path, "queue:support")
 
-    _, doc = start(app)
+    call_sid, wait_url = held_call(app)
+    doc = twiml(post(app, wait_url, wait_form(call_sid, 0)))
 
-    enqueue = doc.find("Enqueue")
-    assert enqueue is not None and enqueue.get("waitUrl") is None
+    assert says(doc) == [text(app, "queue_hold"), text(app, "queue_position_next")]
+    assert doc.find("Pause") is not None
 
 
 @pytest.mark.parametrize(
@@ -726,9 +743,13 @@ def test_two_numbers_ring_at_once_and_nobody_answers(
     ]
     assert {leg.get("url") for leg in dial} == {f"/voice/whisper?s={step}"}
     assert result.transfers == [f"dial number {AGENT_A}", f"dial number {AGENT_B}"]
-    assert result.heard("caller")[-2:] == [text(app, "connecting"), text(app, "agents_busy")]
+    assert result.heard("caller")[-3:] == [
+        text(app, "connecting"),
+        text(app, "agents_busy"),
+        text(app, "voicemail_prompt"),  # then the beep: a message, never a bare goodbye
+    ]
     _, last = caller_documents(result)[-1]
-    assert [child.tag for child in last] == ["Say", "Hangup"]
+    assert [child.tag for child in last] == ["Say", "Say", "Record", "Redirect"]
 
 
 def test_two_numbers_the_first_to_answer_hears_the_whisper(
@@ -761,4 +782,4 @@ def test_full_queue_takes_the_unanswered_exit(
     assert result.transfers == ["enqueue support"]
     enqueue = next(e for _, doc in caller_documents(result) for e in doc.iter("Enqueue"))
     assert (enqueue.get("waitUrl") or "").startswith("/voice/queue/wait?s=")
-    assert result.heard("caller")[-1] == text(app, "agents_busy")
+    assert result.heard("caller")[-2:] == [text(app, "agents_busy"), text(app, "voicemail_prompt")]

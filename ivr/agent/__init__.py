@@ -10,9 +10,11 @@ if TYPE_CHECKING:
 
 
 def register(app: Flask) -> None:
-    """Add the agent API and the agent page to the app."""
+    """Add the agent API and the agent page (with its voicemail list) to the app."""
     from ivr.agent.api import bp as api_bp
+    from ivr.agent.voicemail_page import bp as voicemail_bp
     from ivr.agent.web import bp as web_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(voicemail_bp)

@@ -25,6 +25,7 @@ from ivr.agent.users import SUPERVISOR
 from ivr.calls import runtime
 from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
+from ivr.queues import claims
 from ivr.storage import db, kv
 from ivr.storage.models import AgentUser
 from ivr.verification.codes import CodeService, policy_for
@@ -45,6 +46,16 @@ def may_see(user: AgentUser, entry: dict[str, Any]) -> bool:
     if entry["target"] == user.target:
         return True
     return user.role == SUPERVISOR and bool(entry["escalated"])
+
+
+def taken_call(user: AgentUser, since: float = 0.0) -> str | None:
+    """The caller this agent took last over the agent line (after `since`), when it is
+    still on their list: the page pops it."""
+    found = claims.last_taken(kv.client(), user.id)
+    if found is None or found[1] < since:
+        return None
+    entry = transfers.lookup(kv.client(), found[0])
+    return found[0] if entry is not None and may_see(user, entry) else None
 
 
 def calls_for(user: AgentUser) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ are made here (ivr.staff does the checking); a secret is printed once, to the
 terminal of whoever runs `ivr users add` or `totp-reset`, and never logged.
 Disabling an account, resetting its TOTP or `ivr users signout` end all its
 sessions at once (ivr.staff.sessions). Login throttling lives in ivr.staff.throttle.
+An agent's agent-line PIN is kept as a werkzeug hash too (`ivr users pin`), beside the
+phone the agent page's "take next call" rings (`ivr users phone`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ivr.agent.transfers import canonical_target
 from ivr.errors import IvrError, StorageUnavailable
+from ivr.phone import mask, to_e164
 from ivr.staff import recovery, totp, wiring
 from ivr.storage import audit, db
 from ivr.storage.models import AgentUser
@@ -119,6 +122,51 @@ def authenticate(session: Session, username: str, password: str) -> tuple[AgentU
     return user, "ok"
 
 
+# ---------------------------------------------------------------- the agent line
+
+MIN_PIN_LENGTH, MAX_PIN_LENGTH = 4, 12
+PIN = re.compile(r"[0-9]+")
+
+
+def check_pin_rules(pin: str) -> None:
+    """Raise UserError unless the PIN is 4 to 12 keypad digits (not all one digit)."""
+    if not PIN.fullmatch(pin) or not MIN_PIN_LENGTH <= len(pin) <= MAX_PIN_LENGTH:
+        raise UserError(
+            f"the PIN must be {MIN_PIN_LENGTH} to {MAX_PIN_LENGTH} digits (0-9), keyed on a phone"
+        )
+    if len(set(pin)) == 1:
+        raise UserError("the PIN cannot be one digit repeated")
+
+
+def set_line_pin(user: AgentUser, pin: str | None) -> None:
+    """Set (or with None clear) the account's agent-line PIN: only a werkzeug hash is kept.
+    Not committed: the caller commits it with its audit record."""
+    if pin is None:
+        user.line_pin_hash = None
+        return
+    check_pin_rules(pin)
+    user.line_pin_hash = generate_password_hash(pin)
+
+
+def line_pin_matches(user: AgentUser, pin: str) -> bool:
+    """Whether `pin` is this account's agent-line PIN (False when it has none)."""
+    if not user.line_pin_hash:
+        check_password_hash(_decoy_hash(), pin)  # same cost either way
+        return False
+    return check_password_hash(user.line_pin_hash, pin)
+
+
+def line_users(session: Session) -> list[AgentUser]:
+    """The enabled accounts that take calls (agents, supervisors)."""
+    return list(
+        session.scalars(
+            select(AgentUser)
+            .where(AgentUser.disabled.is_(False), AgentUser.role.in_(AGENT_PAGE_ROLES))
+            .order_by(AgentUser.id)
+        )
+    )
+
+
 @functools.cache
 def _decoy_hash() -> str:
     return generate_password_hash("no account has this password")
@@ -149,7 +197,8 @@ def enrol_totp(session: Session, user: AgentUser, secret_key: str) -> Enrolment:
 
 @click.group("users")
 def users() -> None:
-    """Staff accounts (agent page, ops): add, list, disable, enable, TOTP, sessions."""
+    """Staff accounts (agent page, ops): add, list, disable, enable, TOTP, sessions, and
+    the agent line's PIN and phone."""
 
 
 def _user_or_fail(session: Session, username: str) -> AgentUser:
@@ -272,7 +321,7 @@ def list_command() -> None:
     if not rows:
         click.echo("no agent users yet: add one with `ivr users add USERNAME`")
         return
-    table = [("username", "role", "target", "created", "status", "totp")]
+    table = [("username", "role", "target", "created", "status", "totp", "pin", "line phone")]
     table += [
         (
             user.username,
@@ -281,6 +330,8 @@ def list_command() -> None:
             user.created_at.strftime("%Y-%m-%d %H:%M"),
             "disabled" if user.disabled else "active",
             "yes" if user.totp_secret else "no",
+            "yes" if user.line_pin_hash else "no",
+            _shown_phone(user.line_phone),
         )
         for user in rows
     ]
@@ -395,5 +446,80 @@ def signout_command(username: str) -> None:
     click.echo(f"signed out {user.username}: {ended or 0} session(s) ended")
 
 
+def _shown_phone(phone: str | None) -> str:
+    """The line phone as `ivr users list` shows it: a number masked, a client identity."""
+    if not phone:
+        return "-"
+    return phone if phone.startswith("client:") else mask(phone)
+
+
 def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@users.command("pin")
+@click.argument("username")
+@click.option(
+    "--pin-stdin",
+    is_flag=True,
+    help="Read the PIN from the first line of standard input (for scripts).",
+)
+@click.option("--clear", is_flag=True, help="Remove the PIN: no agent line by PIN for them.")
+@with_appcontext
+def pin_command(username: str, pin_stdin: bool, clear: bool) -> None:
+    """Set the PIN an agent keys on the agent line (4 to 12 digits; only a hash is kept)."""
+    session = db.session()
+    user = _user_or_fail(session, username)
+    if user.role not in AGENT_PAGE_ROLES:
+        raise click.ClickException(f"{user.username} is {user.role}: only agents take calls")
+    try:
+        if clear:
+            set_line_pin(user, None)
+        else:
+            if pin_stdin:
+                pin = sys.stdin.readline().rstrip("\r\n")
+            else:
+                pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+            set_line_pin(user, pin)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    audit.record(
+        session,
+        "agent_user.line_pin_set" if not clear else "agent_user.line_pin_cleared",
+        actor="cli",
+        details={"user_id": user.id, "username": user.username},
+    )
+    click.echo(f"{'cleared the' if clear else 'set a new'} agent-line PIN for {user.username}")
+
+
+@users.command("phone")
+@click.argument("username")
+@click.argument("phone", required=False)
+@click.option("--clear", is_flag=True, help="Remove the phone: the page button rings nothing.")
+@with_appcontext
+def phone_command(username: str, phone: str | None, clear: bool) -> None:
+    """Set the phone "take next call" on the agent page rings: a number (E.164 or national)
+    or client:NAME for a Twilio Client identity."""
+    session = db.session()
+    user = _user_or_fail(session, username)
+    if clear:
+        user.line_phone = None
+    elif not phone:
+        raise click.ClickException("give the phone (a number or client:NAME), or --clear")
+    elif phone.startswith("client:"):
+        identity = phone.removeprefix("client:")
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,121}", identity):
+            raise click.ClickException("a client identity is letters, digits, _ . @ or -")
+        user.line_phone = phone
+    else:
+        number = to_e164(phone, wiring.settings().default_region)
+        if number is None:
+            raise click.ClickException(f"not a phone number: {phone!r}")
+        user.line_phone = number
+    audit.record(
+        session,
+        "agent_user.line_phone_set" if not clear else "agent_user.line_phone_cleared",
+        actor="cli",
+        details={"user_id": user.id, "username": user.username},
+    )
+    click.echo(f"{user.username}: take-next-call rings {user.line_phone or 'nothing'}")

@@ -62,7 +62,12 @@ from ivr.agent.sessions import (
     wants_data,
 )
 from ivr.agent.users import AGENT_PAGE_ROLES
+from ivr.calls import runtime
+from ivr.delivery import DeliveryFailed, OutgoingCall
+from ivr.delivery import registry as delivery
 from ivr.errors import StorageUnavailable
+from ivr.phone import mask
+from ivr.queues import claims
 from ivr.staff import csrf
 from ivr.storage import kv
 from ivr.storage.models import AgentUser
@@ -78,6 +83,8 @@ bp = Blueprint(
 )
 
 POLL_SECONDS = 2
+TAKE_RING_SECONDS = 25  # how long "take next call" rings the agent's phone
+TAKE_REFRESH_SECONDS = 3  # the page reloads this often until the taken caller pops
 NEXT_PAGE = "staff_next"  # the page to return to, kept between the sign-in's two steps
 
 bp.record_once(session_cookie)
@@ -222,21 +229,40 @@ def logout() -> Any:
 def index() -> Any:
     """The call list, with the screen pop of `?call=<CallSid>` when one is chosen."""
     chosen = request.args.get("call", "")
+    taking = _taking_since()
+    waiting = False
+    if not chosen and taking is not None:  # "take next call": pop the caller once taken
+        taken = screen.taken_call(current_agent(), since=taking)
+        chosen = taken or ""
+        waiting = taken is None and time.time() - taking < claims.RING_TTL
     pop = screen.pop(current_agent(), chosen) if chosen else None
     if chosen and pop is None:
         flash("That call is no longer on your list.", "error")
-    return _desk(pop)
+    return _desk(pop, waiting_for_take=waiting)
 
 
-def _desk(pop: dict[str, Any] | None, refused: PageForm | None = None) -> Any:
+def _taking_since() -> float | None:
+    """`?taking=<epoch seconds>`: the page rang the agent's phone then."""
+    raw = request.args.get("taking", "")
+    return float(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else None
+
+
+def _desk(
+    pop: dict[str, Any] | None, refused: PageForm | None = None, waiting_for_take: bool = False
+) -> Any:
     """The page: the call list and a screen pop; with `refused`, the form that failed its
-    checks (shown with its errors, a 400)."""
+    checks (shown with its errors, a 400). `waiting_for_take`: the page reloads itself
+    until the caller the agent takes on their phone pops."""
+    user = current_agent()
     page = render_template(
         "agent/index.html",
-        calls=screen.calls_for(current_agent()),
+        calls=screen.calls_for(user),
         pop=pop,
         errors=refused.errors if refused is not None else {},
         poll_ms=POLL_SECONDS * 1000,
+        can_take=bool(user.line_phone),
+        waiting_for_take=waiting_for_take,
+        take_refresh=TAKE_REFRESH_SECONDS,
     )
     return (page, 400) if refused is not None else page
 
@@ -268,6 +294,38 @@ def screen_pop(call_sid: str) -> Any:
     if pop is None:
         abort(404, description="That call is no longer on your list.")
     return render_template("agent/_pop.html", pop=pop, errors={})
+
+
+@bp.post("/take-next")
+@signed_in
+def take_next() -> Any:
+    """Ring the agent's own phone (their account's line phone: a number or a Twilio Client
+    identity); answered, it runs the agent line already signed in as them (a one-time
+    id in the answer URL, no PIN). The page then pops the caller they take."""
+    user = current_agent()
+    if not user.line_phone:
+        flash("No phone is set for you: ops set one with `ivr users phone`.", "error")
+        return redirect(url_for(".index"), code=303)
+    ring_id = claims.new_ring(kv.client(), user.id)
+    base = runtime.get().settings.public_url
+    call = OutgoingCall(
+        to=user.line_phone,
+        url=base + url_for("agent_line.incoming", r=ring_id),
+        status_callback=base + url_for("agent_line.status"),
+        ring_seconds=TAKE_RING_SECONDS,
+        purpose="agent_line",
+    )
+    shown = user.line_phone if user.line_phone.startswith("client:") else mask(user.line_phone)
+    try:
+        placed = delivery.get_dialer().place(call)
+    except DeliveryFailed as exc:
+        audit("agent.take_next", details={"to": shown, "result": "failed"})
+        log.warning("agent %s: take-next call not placed: %s", user.username, exc)
+        flash("Your phone could not be called just now; try again.", "error")
+        return redirect(url_for(".index"), code=303)
+    audit("agent.take_next", details={"to": shown, "result": "placed", "call_sid": placed})
+    flash("Calling your phone: answer it to hear the next caller.", "ok")
+    return redirect(url_for(".index", taking=str(int(time.time()))), code=303)
 
 
 @bp.post("/calls/<call_sid>/checklist")

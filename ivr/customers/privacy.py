@@ -2,7 +2,7 @@
 
 A data subject is a customer, not an account: asked about one account number, both
 commands cover every account of that account's customer. `Footprint` gathers the
-rows that are theirs (accounts, number history, calls, audit events) and the personal
+rows that are theirs (accounts, number history, calls, voicemail, audit events) and the personal
 values that may appear inside other rows (`tokens`), so the export shows, and the
 erase scrubs, the same things. Their calls are those of their accounts, and those
 about no account from a number of theirs, told by the keyed hash of the caller's full
@@ -39,7 +39,15 @@ from ivr.customers.accounts import find_account
 from ivr.history.record import caller_key
 from ivr.phone import mask, mask_account
 from ivr.storage import keys
-from ivr.storage.models import Account, AuditEvent, CallRecord, Customer, PhoneChange, PhoneNumber
+from ivr.storage.models import (
+    Account,
+    AuditEvent,
+    CallRecord,
+    Customer,
+    PhoneChange,
+    PhoneNumber,
+    Voicemail,
+)
 from ivr.verification import digits
 
 
@@ -192,6 +200,19 @@ def call_rows(session: Session, found: Footprint) -> list[CallRecord]:
     sids = sorted(found.call_sids)
     query = select(CallRecord).where(CallRecord.call_sid.in_(sids))
     return list(session.scalars(query.order_by(CallRecord.started_at, CallRecord.call_sid)))
+
+
+def voicemail_rows(session: Session, found: Footprint) -> list[Voicemail]:
+    """Messages they left: on a call verified as one of their accounts, on one of their
+    calls, or from a number of theirs nobody else holds (by the keyed hash of the full
+    number, as for calls; never by the masked caller). Oldest first."""
+    conditions: list[ColumnElement[bool]] = [Voicemail.account_id.in_(found.account_ids)]
+    if found.call_sids:
+        conditions.append(Voicemail.call_sid.in_(sorted(found.call_sids)))
+    if found.number_keys:
+        conditions.append(Voicemail.caller_key.in_(sorted(found.number_keys)))
+    query = select(Voicemail).where(or_(*conditions))
+    return list(session.scalars(query.order_by(Voicemail.created_at, Voicemail.id)))
 
 
 # ---------------------------------------------------------------- Redis

@@ -16,6 +16,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from ivr.customers.importer import normalise_account_number as normalise
 from ivr.customers.privacy import Footprint, NoSuchAccount, footprint
@@ -33,6 +34,7 @@ from ivr.errors import StorageUnavailable
 from ivr.jobs import queue as jobqueue
 from ivr.phone import mask_account
 from ivr.storage import audit, db, kv
+from ivr.voicemail import retention
 
 
 @click.command("export")
@@ -104,6 +106,8 @@ def erase_command(account_number: str, yes: bool) -> None:
     change of theirs is in progress, or while a job of theirs runs or waits to write
     their data back (run the worker or wait). Notices queued to them and the kept
     records of their jobs are deleted. One transaction; audited (customer.erased).
+    Their voicemail recordings are then deleted at Twilio (or by the next daily
+    voicemail.prune when Twilio cannot be reached).
     """
     session = db.session()
     settings = current_app.config["IVR_SETTINGS"]
@@ -151,6 +155,31 @@ def erase_command(account_number: str, yes: bool) -> None:
             )
     summary = ", ".join(f"{value} {name.replace('_', ' ')}" for name, value in counts.items())
     click.echo(f"erased customer {found.customer.id}: {summary}")
+    if counts.get("voicemails"):
+        _delete_recordings(session)
+
+
+def _delete_recordings(session: Session) -> None:
+    """Delete the erased messages' recordings at Twilio, then their rows; what Twilio
+    does not delete now stays marked erased (nothing personal left in the row) for the
+    daily `voicemail.prune`."""
+    settings = current_app.config["IVR_SETTINGS"]
+    try:
+        done = retention.delete_erased(session, retention.recordings_for(settings))
+    except SQLAlchemyError as exc:
+        session.rollback()
+        click.echo(
+            f"warning: voicemail recordings not deleted yet ({type(exc).__name__}); the daily "
+            "voicemail.prune job deletes them (or run `ivr voicemail prune`)",
+            err=True,
+        )
+        return
+    if done.kept:
+        click.echo(
+            f"warning: {done.kept} voicemail recording(s) not deleted at Twilio yet; the daily "
+            "voicemail.prune job tries again (or run `ivr voicemail prune`)",
+            err=True,
+        )
 
 
 def _ready(account_number: str) -> tuple[Footprint, Subject]:

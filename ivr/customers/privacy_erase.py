@@ -17,6 +17,9 @@ What goes:
   (their name, first name, numbers and masked forms → "[erased]"); in any other event,
   only their distinctive values (full numbers, email, account numbers) where they
   stand as values of their own: another person's row keeps its own words;
+- their voicemail: the caller, its keyed hash and the account (→ cleared, marked
+  "erased"); the recording at Twilio and the row are deleted right after the commit,
+  or by the next daily `voicemail.prune` when Twilio cannot be reached;
 - in Redis, every key of their accounts, their calls' keys, the agent page's entries
   about them, call-backs to them and the digit-failure counters of their numbers;
 - in the job queue, notices to them and the kept records of their jobs (see
@@ -50,6 +53,7 @@ from ivr.customers.privacy import (
     listing_keys,
     mention,
     open_call_in_progress,
+    voicemail_rows,
 )
 from ivr.customers.privacy_jobs import Subject, blocking, their_jobs
 from ivr.jobs.queue import JobQueue
@@ -146,6 +150,7 @@ def erase_database(
             for step in call.steps:
                 step.detail = _scrubbed(step.detail, tokens, MASKED)
         counts["calls"] = len(calls)
+        counts["voicemails"] = _erase_voicemail(session, found)
         changes = list(session.scalars(select(PhoneChange).where(PhoneChange.account_id.in_(ids))))
         for change in changes:
             change.old_e164 = change.new_e164 = ERASED_NUMBER
@@ -171,6 +176,7 @@ def erase_database(
                         "phone numbers",
                         "number history",
                         "callers of calls",
+                        "voicemail (recordings deleted at Twilio next)",
                         "personal values in audit details and call steps",
                         "redis keys",
                         "queued notices and job records",
@@ -184,6 +190,22 @@ def erase_database(
         session.rollback()
         raise
     return counts
+
+
+def _erase_voicemail(session: Session, found: Footprint) -> int:
+    """Their messages lose everything that points at them and are marked erased: the
+    recording at Twilio, then the row, go right after the commit (`ivr.voicemail.
+    retention.delete_erased`), or at the next daily prune if Twilio cannot now."""
+    rows = voicemail_rows(session, found)
+    for row in rows:
+        row.caller = ""
+        row.caller_key = None
+        row.account_id = None
+        row.verification = "none"
+        row.methods = []
+        row.language = ""
+        row.status = "erased"
+    return len(rows)
 
 
 def _scrub_audit(events: Iterable[AuditEvent], found: Footprint, tokens: set[str]) -> int:

@@ -33,6 +33,7 @@ from ivr.customers.privacy import (
     related_states,
     scan,
     text,
+    voicemail_rows,
 )
 from ivr.customers.privacy_jobs import QueuedJob, Subject, their_jobs
 from ivr.history.query import call_as_dict
@@ -41,7 +42,7 @@ from ivr.numberchange.onfile import as_utc
 from ivr.numberchange.pending import pending_change_for
 from ivr.phone import mask
 from ivr.storage import keys
-from ivr.storage.models import Account, AuditEvent
+from ivr.storage.models import Account, AuditEvent, Voicemail
 
 EXPORT_SCHEMA = 1
 
@@ -63,9 +64,28 @@ def export(
         "accounts": [_account(account) for account in found.accounts],
         "phone_numbers": sorted(found.numbers),
         "calls": [call_as_dict(row, steps=True) for row in call_rows(session, found)],
+        "voicemails": [_voicemail(row) for row in voicemail_rows(session, found)],
         "audit_events": [_event(row, found) for row in audit_rows(session, found)],
         "redis": _redis(client, found, secret),
         "jobs": _jobs(jobs, found),
+    }
+
+
+def _voicemail(row: Voicemail) -> dict[str, Any]:
+    """A message they left: what we hold of it (the audio itself is at Twilio, which the
+    operator fetches with the recording SID if the customer asks for it)."""
+    return {
+        "call_sid": row.call_sid,
+        "recording_sid": row.recording_sid,
+        "left_at": _iso(row.created_at),
+        "duration": row.duration,
+        "caller": row.caller,
+        "account_id": row.account_id,
+        "verification": row.verification,
+        "methods": list(row.methods or []),
+        "language": row.language,
+        "status": row.status,
+        "handled_at": _iso(row.handled_at),
     }
 
 

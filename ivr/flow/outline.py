@@ -111,7 +111,9 @@ def outline(flow: Flow, catalog: Catalog, language: str | None = None) -> str:
         if not row.reachable and row.node == first_unreachable:
             lines.extend(["", "unreachable (no path from the start leads here):"])
         exits = ", ".join(f"{name} → {target}" for name, target in row.exits.items())
-        line = f"{row.node:<{id_width}}  {_kind(row):<{type_width}}  {exits or '(ends the call)'}"
+        # A node whose only ways on are keyed (a split's exits) lists them below instead.
+        exits = exits or ("" if row.keys else "(ends the call)")
+        line = f"{row.node:<{id_width}}  {_kind(row):<{type_width}}  {exits}"
         lines.append(line.rstrip())
         lines.extend(_details(row))
     return "\n".join(lines) + "\n"

@@ -80,8 +80,11 @@ UNVERIFIED_EXITS: Mapping[type[Node], frozenset[str]] = {
 }
 # Placeholders that reveal nothing about the account: how it was verified, why the
 # call is transferred, minutes, the number the caller just keyed in, a code being
-# read out. Any other (first_name, name, account_last4 or one added later) does.
-NON_ACCOUNT_PLACEHOLDERS = frozenset({"method", "reason", "minutes", "new_number", "code_digits"})
+# read out, the caller's place in the queue. Any other (first_name, name, account_last4
+# or one added later) does.
+NON_ACCOUNT_PLACEHOLDERS = frozenset(
+    {"method", "reason", "minutes", "new_number", "code_digits", "position"}
+)
 TERMINALS = (TransferNode, HangupNode, VoicemailNode)
 FAILURE_EXITS = ("no_input", "invalid", "too_many_tries")
 ARROW = " → "

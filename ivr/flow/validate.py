@@ -8,6 +8,7 @@ A flow that passes all that must also pass the path proofs of `ivr.flow.proofs`.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -33,10 +34,11 @@ from ivr.flow.model import (
     VoicemailNode,
     parse_target,
 )
+from ivr.flow.model.transfer import HOLD_PLACEHOLDERS
 from ivr.flow.proofs import prove_flow
 
 # A transfer node's settings for the time the caller holds in a queue.
-HOLD_FIELDS = ("hold_prompt", "hold_music", "queue_max_wait")
+HOLD_FIELDS = ("hold_prompt", "hold_music", "queue_max_wait", "announce_every")
 MAX_URL_LENGTH = 2048
 
 
@@ -244,15 +246,22 @@ def _check_transfer(node: TransferNode, default_region: str, problem: Report) ->
 def _check_hold_prompt(
     node: TransferNode, key: str, languages: list[str], catalog: Catalog, problem: Report
 ) -> None:
-    """A hold prompt repeats while the caller waits, read with no call facts: no placeholders."""
+    """A hold prompt repeats while the caller waits, read with no call facts: only what
+    Twilio tells the waitUrl may fill it ({position}, {minutes})."""
+    allowed = ", ".join(f"{{{name}}}" for name in sorted(HOLD_PLACEHOLDERS))
     for language in languages:
         text = catalog.languages[language].texts.get(key, "")
-        if "{" in text:
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+        except ValueError:  # bad braces: the prompt loader reports those
+            continue
+        unknown = sorted(used - HOLD_PLACEHOLDERS)
+        if unknown:
             problem(
                 node,
                 "hold_prompt",
-                f"{key!r} has placeholders ({language}); a hold prompt"
-                " is read with no call facts, so it may not use any",
+                f"{key!r} uses {', '.join(f'{{{name}}}' for name in unknown)} ({language});"
+                f" a hold prompt is read with no call facts, so it may use only {allowed}",
             )
             return
 

@@ -173,6 +173,8 @@ def _input(step: Mapping[str, Any]) -> str:
         return f"no input, {result}"
     if kind == timeline.REPEAT:
         return f"* (repeat), {result}"
+    if kind == timeline.SPEECH:
+        return f"speech, {result}"
     count = int(step.get("keys", 0))
     return f"keys: {count} key{'' if count == 1 else 's'}, {result}"
 
@@ -222,6 +224,8 @@ _DESCRIBE = {
     timeline.LIMIT: _limit,
     timeline.HANGUP: _hangup,
     timeline.ERROR: lambda s: "error: the caller was sent to an agent",
+    timeline.VOICEMAIL: lambda s: f"voicemail: {s.get('result', '?')}, {s.get('seconds', 0)} s",
+    timeline.TAKEN: lambda s: f"taken by an agent via {s.get('via', '?')}",
     timeline.END: _end,
 }
 

@@ -45,6 +45,8 @@ AUDIT = "audit"
 CALL_RECORD = "call.record"
 SWEEP = "calls.sweep"
 PRUNE = "calls.prune"
+# Voicemail past IVR_VOICEMAIL_DAYS (and erased customers' messages): at Twilio, then ours.
+VOICEMAIL_PRUNE = "voicemail.prune"
 BACKOFF: Mapping[str, tuple[int, ...]] = {
     NOTICE: (10, 30, 120, 600, 1800, 3600),
     AFTER_CALL: (5, 15, 30, 60),
@@ -52,6 +54,7 @@ BACKOFF: Mapping[str, tuple[int, ...]] = {
     CALL_RECORD: (5, 30, 120, 600, 1800, 3600),
     SWEEP: (30,),
     PRUNE: (300,),
+    VOICEMAIL_PRUNE: (300,),
 }
 
 KEY_TTL = 7 * 86400  # how long a key stays queued/done: a retry within it never acts twice

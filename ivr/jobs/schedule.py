@@ -1,5 +1,6 @@
 """The housekeeping jobs that run on a clock: the sweeper of calls whose status never
-came (every SWEEP_EVERY seconds) and the prune of old call history (daily).
+came (every SWEEP_EVERY seconds), the prune of old call history and the prune of old
+voicemail (daily).
 
 No scheduler process to run: whoever runs jobs asks `queue_due` now and then (the
 RQ worker at each of its maintenance rounds, the in-process runner every minute).
@@ -13,7 +14,7 @@ import logging
 import time
 
 from ivr.errors import StorageUnavailable
-from ivr.jobs.queue import PRUNE, SWEEP, JobQueue
+from ivr.jobs.queue import PRUNE, SWEEP, VOICEMAIL_PRUNE, JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def queue_due(jobs: JobQueue, now: float | None = None) -> list[str]:
     """Queue the housekeeping jobs of the current periods not queued yet; their names."""
     moment = time.time() if now is None else now
     queued = []
-    for name, every in ((SWEEP, SWEEP_EVERY), (PRUNE, PRUNE_EVERY)):
+    for name, every in ((SWEEP, SWEEP_EVERY), (PRUNE, PRUNE_EVERY), (VOICEMAIL_PRUNE, PRUNE_EVERY)):
         try:
             if jobs.enqueue(name, {}, f"{name}:{int(moment // every)}"):
                 queued.append(name)

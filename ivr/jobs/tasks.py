@@ -18,7 +18,15 @@ from ivr.delivery import registry as delivery
 from ivr.history import closing, prune, record
 from ivr.jobs.deliveries import message_of
 from ivr.jobs.failures import PermanentFailure
-from ivr.jobs.queue import AFTER_CALL, AUDIT, CALL_RECORD, NOTICE, PRUNE, SWEEP
+from ivr.jobs.queue import (
+    AFTER_CALL,
+    AUDIT,
+    CALL_RECORD,
+    NOTICE,
+    PRUNE,
+    SWEEP,
+    VOICEMAIL_PRUNE,
+)
 from ivr.storage import audit, db
 from ivr.voice import services
 
@@ -71,6 +79,21 @@ def prune_calls(payload: Mapping[str, Any]) -> None:
     prune.prune_expired(db.session(), days, datetime.now(UTC), actor="scheduler")
 
 
+def prune_voicemail(payload: Mapping[str, Any]) -> None:
+    """Delete the voicemail older than IVR_VOICEMAIL_DAYS (and erased customers'): the
+    recording at Twilio, then the row; what Twilio keeps waits for the next run."""
+    from ivr.voicemail import retention
+
+    settings = current_app.config["IVR_SETTINGS"]
+    retention.prune(
+        db.session(),
+        retention.recordings_for(settings),
+        settings.line.voicemail_days,
+        datetime.now(UTC),
+        actor="scheduler",
+    )
+
+
 TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
     NOTICE: send_notice,
     AFTER_CALL: ring_after_call,
@@ -78,4 +101,5 @@ TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
     CALL_RECORD: write_call,
     SWEEP: sweep_calls,
     PRUNE: prune_calls,
+    VOICEMAIL_PRUNE: prune_voicemail,
 }

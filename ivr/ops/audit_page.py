@@ -163,6 +163,11 @@ def _what(
     if action == "flow.rolled_back":  # the message is the one the version was published with
         parts = [_version_link(flow, details.get("from")), _version_link(flow, details.get("to"))]
         return "Rolled back", parts, [f"published as {note}" for note in notes]
+    if action in ("line.closed", "line.opened"):
+        # The message here is a prompt key (the closure's words), not a publish message.
+        key = details.get("message")
+        said = [f"message {key}"] if isinstance(key, str) and key else []
+        return ("Closed the line" if action == "line.closed" else "Opened the line again"), [], said
     if action == "ops.draft_started":
         return "Started a draft from", [_version_link(flow, details.get("based_on"))], []
     if action == "ops.draft_discarded":

@@ -46,6 +46,7 @@ ACCOUNTS = (
     "agent_user.totp_reset",
 )
 DRAFT_PREFIX = "ops."
+LINE = ("line.closed", "line.opened")  # the emergency closure (`ivr hours`, /ops/hours)
 
 # The kinds of the filter, in its order: value -> label.
 KINDS: Mapping[str, str] = {
@@ -53,6 +54,7 @@ KINDS: Mapping[str, str] = {
     "drafts": "Draft edits",
     "sign_ins": "Sign-ins and sign-outs",
     "accounts": "Staff accounts",
+    "line": "Line closures",
 }
 
 
@@ -62,6 +64,7 @@ def _kind_of(action: str) -> ColumnElement[bool]:
         "drafts": AuditEvent.action.startswith(DRAFT_PREFIX, autoescape=True),
         "sign_ins": AuditEvent.action.in_(SIGN_INS),
         "accounts": AuditEvent.action.in_(ACCOUNTS),
+        "line": AuditEvent.action.in_(LINE),
     }
     return conditions[action]
 

@@ -43,6 +43,7 @@ MENU = (
     ("ops.simulator", "Simulator"),
     ("ops.calls", "Calls"),
     ("ops.dashboard", "Dashboard"),
+    ("ops.hours", "Hours"),
     ("ops.audit_log", "Audit"),
 )
 

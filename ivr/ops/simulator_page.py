@@ -38,6 +38,7 @@ from ivr.simulator.sandbox import (
     callers,
     sandbox_for,
 )
+from ivr.simulator.sandbox.script import MAX_WORDS, SAY, is_speech
 from ivr.storage import db
 from ivr.storage.models import FlowDraft, FlowVersion
 from ivr.versions import store
@@ -263,6 +264,10 @@ def _entry_and_answer(posted: Any) -> tuple[str, Answer | None, list[str]]:
         return "", Answer(who, action), []
     if not entry:
         return entry, None, ["Type some keys first, or choose Silence."]
+    if entry.startswith(SAY):  # words, at a prompt that listens for speech
+        if not is_speech(entry):
+            return entry, None, [f"Words are {SAY} then up to {MAX_WORDS} characters of words."]
+        return "", Answer(who, "keys", entry), []
     if not KEYS.fullmatch(entry) or len(entry) > MAX_KEYS:
         return entry, None, [f"Keys are 0-9, * and # only, at most {MAX_KEYS} of them."]
     return "", Answer(who, "keys", entry), []

@@ -14,13 +14,16 @@ from flask.cli import with_appcontext
 from ivr.config import Settings
 from ivr.delivery import outbox
 from ivr.phone import mask
+from ivr.queues.local import LocalQueues, board_path
 from ivr.simulator.keypads import CodeNotSent, KeysCodes
 from ivr.simulator.player import (
     AGENT_BEHAVIOURS,
     CALLEE_BEHAVIOURS,
+    AgentLineCall,
     Callee,
     CalleeBehaviour,
     Event,
+    Keypad,
     Scripted,
     Simulator,
     every_callee,
@@ -103,6 +106,9 @@ def print_event(event: Event) -> None:
         click.echo(click.style(f"Transfer: {event.text}", fg="green"))
     elif event.kind == "agent":
         click.echo(click.style(f"Agent: {event.text}", fg="green"))
+    elif event.kind == "conference":
+        who = "Agent" if event.who == "agent" else "Caller"
+        click.echo(click.style(f"{who} joins conference {event.text}", fg="green"))
     elif event.who == "callee":
         click.echo(click.style(f"[call-back {event.kind}] {event.text}", fg="magenta", dim=True))
     else:
@@ -158,6 +164,19 @@ def callee_of(kind: str, digits: str | None, interactive: bool) -> Callee:
     "allowed). Without it an interactive call asks the terminal; a scripted one presses "
     "nothing.",
 )
+@click.option(
+    "--agent-line-from",
+    default=None,
+    help="While the caller holds in a queue, an agent phones the agent line from this "
+    "caller ID (a number on IVR_AGENT_PHONES, or client:NAME), hears the whisper and "
+    "takes the call; needs the local outbox (IVR_DELIVERY=outbox).",
+)
+@click.option(
+    "--agent-line-keys",
+    default=None,
+    help="The agent's keys on the agent line, comma-separated, e.g. 246810,1 (PIN, then 1 "
+    "to take the caller). Without it the terminal asks.",
+)
 @click.option("--url", default=None, help="A running server to call (default: in-process).")
 @click.option(
     "--public-url", default=None, help="The URL the server signs against (default: --url)."
@@ -169,6 +188,8 @@ def call(
     agent: str,
     callee: str,
     callee_digits: str | None,
+    agent_line_from: str | None,
+    agent_line_keys: str | None,
     url: str | None,
     public_url: str | None,
 ) -> None:
@@ -194,6 +215,20 @@ def call(
     if settings.delivery == "outbox":
         transport = ShowingOutbox(transport, settings.outbox_path)
         reader = partial(outbox.read, settings.outbox_path)
+    queues = None  # the local queues the caller holds in, while an agent phones in
+    agents: list[AgentLineCall] = []
+    if agent_line_from:
+        if settings.delivery != "outbox":
+            raise click.ClickException(
+                "--agent-line-from needs the local queues: set IVR_DELIVERY=outbox"
+            )
+        queues = LocalQueues(board_path(settings.outbox_path))
+        agent_keys: Keypad = (
+            Scripted(agent_line_keys.split(","))
+            if agent_line_keys is not None
+            else Interactive("Agent on the agent line — keys")
+        )
+        agents.append(AgentLineCall(agent_line_from, agent_keys))
     simulator = Simulator(
         transport,
         base,
@@ -205,6 +240,7 @@ def call(
         # A running server places the after-call call-back from its jobs, a moment
         # after the status callback; in process it is placed before that answers.
         after_call_wait=AFTER_CALL_WAIT if url else 0.0,
+        queues=queues,
     )
     # An in-process service would interleave its log lines with the transcript.
     service_log = logging.getLogger("ivr")
@@ -212,7 +248,7 @@ def call(
     if not url:
         service_log.setLevel(logging.WARNING)
     try:
-        simulator.call(caller, keypad)
+        simulator.call(caller, keypad, agents=agents)
     except CodeNotSent as exc:  # a script's @code with nothing to key in: the call stops
         raise click.ClickException(str(exc)) from None
     finally:

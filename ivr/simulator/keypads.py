@@ -1,6 +1,10 @@
 """Who presses the keys at a `<Gather>`: the Keypad protocol, a scripted keypad whose
 `@code` entry stands for the code just given on this call, and an answering machine
-that never presses anything."""
+that never presses anything.
+
+An entry `say:<words>` speaks instead of pressing keys: a `<Gather>` that listens for
+speech posts the words as Twilio's SpeechResult; one that listens only for keys hears
+silence, as on Twilio."""
 
 from __future__ import annotations
 
@@ -12,10 +16,19 @@ from ivr.errors import IvrError
 
 class Keypad(Protocol):
     def keys(self, listening: str) -> str | None:
-        """Keys for one `<Gather>`: "" for silence, None to hang up."""
+        """Keys for one `<Gather>`: "" for silence, None to hang up, `say:words` to speak."""
 
 
 CODE_ENTRY = "@code"  # a scripted entry standing for "the code I was just given"
+SPEECH_ENTRY = "say:"  # a scripted entry of words spoken, not keys: "say:change my number"
+SPEECH_CONFIDENCE = "0.92"  # the Confidence a simulated recogniser reports
+
+
+def spoken(entry: str) -> str | None:
+    """The words of a `say:` entry (spaces collapsed), or None for keys."""
+    if not entry.startswith(SPEECH_ENTRY):
+        return None
+    return " ".join(entry[len(SPEECH_ENTRY) :].split())
 
 
 class CodeNotSent(IvrError):

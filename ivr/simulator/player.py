@@ -15,6 +15,15 @@ callback is posted with the final CallStatus. The simulator plays one leg at a
 time, so a call-back runs to its end before the leg whose webhook placed it goes
 on, and a call placed by a call-back leg rings after that leg has ended.
 
+Queued callers and the agent line: given a queue board (`queues`, the local queues
+the service reads when it has no Twilio account) and agents to `call(..., agents=)`,
+a caller who reaches `<Enqueue>` holds in the simulated queue while each agent phones
+the agent line in turn (a leg "agent": their caller ID, then their keys: PIN, 1 or
+2 ...). When the service redirects that caller's member, the caller's leg moves to
+the redirect's URL (see `verbs.Leg._hold`). `agent_call` places one agent-line call
+on its own, for callers parked on the board by other means. Agent-line calls get no
+status callback here (the agent line's number has its own, if any).
+
 One-time codes are kept in the order they reach the person during the call: a
 6-10 digit number in an outbox message written during the call for one of its legs
 (its CallSid is the inbound call's or a call-back's), or digits read out one by one
@@ -46,6 +55,7 @@ from ivr.simulator.verbs import (
     CallOver,
     Event,
     Leg,
+    QueueBoard,
     new_call_sid,
 )
 
@@ -54,9 +64,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGENT_BEHAVIOURS",
+    "AGENT_LINE",
     "CALLEE_BEHAVIOURS",
     "MAX_CALLBACKS",
     "MAX_REQUESTS",
+    "AgentLineCall",
     "CallBack",
     "CallResult",
     "Callee",
@@ -79,6 +91,7 @@ ACCOUNT_SID = "AC" + "0" * 32
 API_VERSION = "2010-04-01"
 
 CALLEE_BEHAVIOURS = ("answer", "voicemail", "no-answer", "busy", "failed")
+AGENT_LINE = "/voice/agent/incoming"
 _NOT_CONNECTED = {"no-answer": "no answer", "busy": "busy", "failed": "failed"}
 
 
@@ -101,6 +114,17 @@ class CalleeBehaviour:
 
 
 Callee = Callable[[str], CalleeBehaviour]  # the number rung -> what that phone does
+
+
+@dataclass(frozen=True)
+class AgentLineCall:
+    """An agent phoning the agent line: caller ID (a number, or client:NAME) and the keys
+    they press in turn (their PIN, then 1 to take a caller or 2 for the next ...).
+    `path` is what Twilio requests first (the page's ring adds its one-time id)."""
+
+    caller: str
+    keypad: Keypad
+    path: str = AGENT_LINE
 
 
 def every_callee(kind: str = "answer", keypad: Keypad | None = None) -> Callee:
@@ -183,6 +207,8 @@ class Simulator:
         outbox: Callable[[], Sequence[OutboxMessage]] | None = None,
         callee: Callee | None = None,
         after_call_wait: float = 0.0,
+        queues: QueueBoard | None = None,
+        agent_line_number: str = "+15005550009",
     ):
         if agent not in AGENT_BEHAVIOURS:
             raise ValueError(f"agent must be one of {', '.join(AGENT_BEHAVIOURS)}")
@@ -204,6 +230,9 @@ class Simulator:
         self._answering = False
         self._rung = 0
         self._result: CallResult | None = None
+        self.queues = queues  # the simulated queues (None: an <Enqueue> ends at once)
+        self.agent_line_number = agent_line_number
+        self._agents: list[AgentLineCall] = []  # to phone the agent line while a caller holds
 
     def latest_code(self) -> str | None:
         """The latest one-time code delivered on this call (sent or heard), or None."""
@@ -217,15 +246,20 @@ class Simulator:
         *,
         call_sid: str | None = None,
         extra: dict[str, str] | None = None,
+        agents: Sequence[AgentLineCall] = (),
     ) -> CallResult:
         """Place one inbound call from `caller` (any From value) and play it to the end.
 
-        A keypad's `@code` with no code given on this call raises CodeNotSent, which
-        stops the call where it is.
+        `agents` phone the agent line, in turn, once the caller holds in a queue (needs
+        `queues`). A keypad's `@code` with no code given on this call raises
+        CodeNotSent, which stops the call where it is.
         """
+        if agents and self.queues is None:
+            raise ValueError("agents phone the agent line only with simulated queues")
         sid = call_sid or new_call_sid()
         result = CallResult(sid)
         self._result = result
+        self._agents = list(agents)
         self._begin(sid)
         base = {
             "CallSid": sid,
@@ -255,7 +289,45 @@ class Simulator:
             self._await_calls_placed_after(time.monotonic() + self.after_call_wait)
         finally:
             self._result = None
+            self._agents = []
         return result
+
+    def agent_call(self, agent: AgentLineCall) -> CallResult:
+        """One agent-line call on its own (callers already holding on the board)."""
+        result = CallResult("")
+        previous, self._result = self._result, result
+        try:
+            result.call_sid = self._agent_leg(result, agent)
+        finally:
+            self._result = previous
+        return result
+
+    def _phone_in(self, result: CallResult) -> None:
+        """The agents waiting to call the agent line call now, one after another."""
+        while self._agents:
+            self._agent_leg(result, self._agents.pop(0))
+
+    def _agent_leg(self, result: CallResult, agent: AgentLineCall) -> str:
+        sid = new_call_sid()
+        base = {
+            "CallSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": agent.caller,
+            "Caller": agent.caller,
+            "To": self.agent_line_number,
+            "Called": self.agent_line_number,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            "ApiVersion": API_VERSION,
+        }
+        leg = Leg(_OnCall(self, result), base, self._bound(agent.keypad), who="agent")
+        try:
+            leg.run(urljoin(self.public_url + "/", agent.path), {"CallStatus": "ringing"})
+            ended = "agent-done"
+        except CallOver as over:
+            ended = over.ended_by
+        leg.note(f"agent-line call ended ({ended})")
+        return sid
 
     # ---- what the service sends and places
 
@@ -416,3 +488,9 @@ class _OnCall:
 
     def deliver(self, code: str) -> None:
         self.sim._deliver(code)
+
+    def holding(self) -> QueueBoard | None:
+        return self.sim.queues if self.sim._agents else None
+
+    def agents_phone_in(self) -> None:
+        self.sim._phone_in(self.result)

@@ -5,8 +5,18 @@ A Leg fetches a document, runs its verbs in order and follows where they lead:
 finishOnKey #, action = the current URL) and its fall-through to the next verb on
 no input; `<Redirect>`; `<Dial>` with a whisper leg for each
 `<Number|Sip|Client url>` and its action with DialCallStatus; `<Enqueue>` with
-QueueResult; `<Hangup>` and `<Reject>`; the fallback URL on an HTTP error. A leg
-ends by raising CallOver.
+QueueResult; `<Dial><Conference>` (the leg joins the room and stays until it ends);
+`<Hangup>` and `<Reject>`; the fallback URL on an HTTP error. A leg ends by raising
+CallOver.
+
+With a queue board (ivr.queues.local) and agents about to phone the agent line,
+`<Enqueue>` parks the caller in the simulated queue: it requests the waitUrl (if
+any) with QueuePosition, QueueTime, AvgQueueTime and CurrentQueueSize as Twilio
+does and plays its hold verbs, lets the agents call while the caller holds, then
+follows a redirect the service made of that member (posting the Enqueue action
+with QueueResult=redirected first, as Twilio requests it right away, and ignoring
+its answer: the call goes to the redirect's URL) — or leaves the queue when nobody
+took the caller (QueueResult=leave).
 
 What a leg needs from the call it belongs to (posting webhooks, recording events
 and codes, what an agent does) comes through the Switchboard protocol, which the
@@ -40,7 +50,8 @@ _ENDINGS = {
 
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened: `kind` is say, play, pause, keys, transfer, agent or note."""
+    """One thing that happened: `kind` is say, play, pause, keys, transfer, agent,
+    conference (`text` is the room a leg joined) or note."""
 
     kind: str
     text: str
@@ -75,6 +86,25 @@ class Switchboard(Protocol):
 
     def deliver(self, code: str) -> None:
         """Note a one-time code the person has just been given."""
+
+    def holding(self) -> QueueBoard | None:
+        """The simulated queues, when agents are about to phone the agent line (else
+        None: an `<Enqueue>` ends at once, as `agent` says)."""
+
+    def agents_phone_in(self) -> None:
+        """Let the agents waiting to call the agent line call now (a caller holds)."""
+
+
+class QueueBoard(Protocol):
+    """The simulator's side of the local queues (ivr.queues.local.LocalQueues)."""
+
+    def join(self, queue: str, call_sid: str) -> int: ...
+
+    def leave(self, queue: str, call_sid: str) -> None: ...
+
+    def take_redirect(self, call_sid: str) -> str | None: ...
+
+    def position(self, queue: str, call_sid: str) -> tuple[int, int]: ...
 
 
 class Leg:
@@ -182,13 +212,19 @@ class Leg:
         return urljoin(url, (verb.text or "").strip()), {}
 
     def _verb_gather(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        # (imported here: the rest of this module is being edited in parallel; hoist later)
+        from ivr.simulator.keypads import SPEECH_CONFIDENCE, SPEECH_ENTRY, spoken
+
         for child in verb:
             if child.tag in ("Say", "Play", "Pause"):
                 getattr(self, f"_verb_{child.tag.lower()}")(child, url)
         num_digits = int(verb.get("numDigits", "0") or 0)
         finish = verb.get("finishOnKey", "#")
         timeout = verb.get("timeout", "5")
+        speech = "speech" in (verb.get("input") or "dtmf").split()
         listening = f"{num_digits or 'any'} key(s), ends on {finish or 'nothing'}, {timeout} s"
+        if speech:
+            listening += f", or words ({SPEECH_ENTRY}...)"
         if self.max_seconds is not None and self.seconds >= self.max_seconds:
             self.note(f"the answering machine stopped recording after {self.seconds} s")
             raise CallOver(self.gave_up)
@@ -197,11 +233,17 @@ class Leg:
             raise CallOver(self.gave_up)
         self.emit("keys", entry or "(silence)")
         action = urljoin(url, verb.get("action") or url)
-        if not entry:
+        words = spoken(entry)
+        if words is not None and not speech:
+            self.note("this prompt listens for keys only: the words are not heard")
+            entry = ""  # Twilio hears nothing at a dtmf-only Gather
+        if not entry or words == "":
             self.seconds += int(timeout)
             if verb.get("actionOnEmptyResult") == "true":
                 return action, {"Digits": ""}
             return None  # Twilio does not call the action: it runs the next verb
+        if words is not None:
+            return action, {"SpeechResult": words, "Confidence": SPEECH_CONFIDENCE}
         digits, finished_on = entry, ""
         if finish and finish in digits:
             digits, finished_on = digits[: digits.index(finish)], finish
@@ -216,6 +258,9 @@ class Leg:
         return play_record(self, verb, url)
 
     def _verb_dial(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
+        rooms = [child for child in verb if child.tag == "Conference"]
+        if rooms:
+            return self._conference(verb, url, (rooms[0].text or "").strip())
         targets = [child for child in verb if child.tag in ("Number", "Sip", "Client", "Queue")]
         if not targets and (verb.text or "").strip():
             targets = [ET.Element("Number")]
@@ -265,9 +310,25 @@ class Leg:
         self.emit("agent", f"agent at {address} accepted; caller connected")
         return "completed", agent_sid
 
+    def _conference(
+        self, verb: ET.Element, url: str, room: str
+    ) -> tuple[str, dict[str, str]] | None:
+        """Join the room; the simulator plays one leg at a time, so the leg is in it (as the
+        events record) until the conference ends, then the Dial's action as completed."""
+        self.emit("conference", room)
+        self.note(f"in conference {room} until it ends")
+        action = verb.get("action")
+        if action:
+            form = {"DialCallStatus": "completed", "DialCallDuration": "60"}
+            return urljoin(url, action), form
+        return None
+
     def _verb_enqueue(self, verb: ET.Element, url: str) -> tuple[str, dict[str, str]] | None:
         queue = (verb.text or verb.get("workflowSid") or "").strip()
         self.emit("transfer", f"enqueue {queue}")
+        board = self.call.holding()
+        if board is not None:
+            return self._hold(board, verb, url, queue)
         result = {
             "accept": "bridged",
             "silent": "bridged",
@@ -283,9 +344,63 @@ class Leg:
             raise CallOver("agent-connected")
         return None
 
+    def _hold(
+        self, board: QueueBoard, verb: ET.Element, url: str, queue: str
+    ) -> tuple[str, dict[str, str]] | None:
+        """Park the caller in the simulated queue while the agents phone the agent line."""
+        sid = self.base["CallSid"]
+        position = board.join(queue, sid)
+        self.note(f"holding in queue {queue} at position {position}")
+        action = verb.get("action")
+        wait_url = verb.get("waitUrl")
+        left = False
+        if wait_url:
+            document = self.fetch(urljoin(url, wait_url), _queue_form(board, queue, sid, 0))
+            left = _hold_verbs(self, document, url)
+        if not left:
+            self.call.agents_phone_in()
+        redirect = board.take_redirect(sid)
+        if redirect is not None:
+            self.note("redirected out of the queue")
+            if action:  # Twilio requests it at once; the call then runs the redirect's URL
+                form = {**self.base, "QueueResult": "redirected", "QueueTime": "30"}
+                self.call.post(urljoin(url, action), form)
+            return urljoin(self.call.public_url + "/", redirect), {}
+        board.leave(queue, sid)
+        self.note("queue result: leave (nobody took the call)")
+        if action:
+            return urljoin(url, action), {"QueueResult": "leave", "QueueTime": "30"}
+        return None
+
 
 def _address(target: ET.Element) -> str:
     identity = target.find("Identity")
     if identity is not None and identity.text:
         return identity.text.strip()
     return (target.text or "").strip()
+
+
+def _queue_form(board: QueueBoard, queue: str, call_sid: str, held: int) -> dict[str, str]:
+    """What Twilio adds to a waitUrl request."""
+    position, size = board.position(queue, call_sid)
+    return {
+        "QueueSid": "QU" + "0" * 32,
+        "QueuePosition": str(position),
+        "QueueTime": str(held),
+        "AvgQueueTime": "0",
+        "CurrentQueueSize": str(size),
+    }
+
+
+def _hold_verbs(leg: Leg, document: ET.Element, url: str) -> bool:
+    """Play a hold document's verbs once; True when it says `<Leave/>`."""
+    for verb in document:
+        if verb.tag == "Leave":
+            return True
+        if verb.tag in ("Say", "Play", "Pause"):
+            getattr(leg, f"_verb_{verb.tag.lower()}")(verb, url)
+        elif verb.tag == "Hangup":
+            raise CallOver(leg.hung_up)
+        else:
+            leg.note(f"<{verb.tag}> while holding: not played by the simulator")
+    return False

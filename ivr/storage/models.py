@@ -167,6 +167,11 @@ class AgentUser(Base):
     # Sessions started at or before this time (epoch seconds) are over: set by disable,
     # signout and totp-reset, so revocation holds even when Redis missed the deletion.
     sessions_valid_after: Mapped[float | None] = mapped_column(Float, default=None)
+    # The agent line (issue 15): a hash of their keypad PIN (werkzeug, like the password;
+    # None: no PIN, they cannot use the agent line by PIN) and the phone the agent page's
+    # "take next call" rings (E.164; or "client:NAME" for a Twilio Client identity).
+    line_pin_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    line_phone: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class StaffRecoveryCode(Base):
@@ -331,7 +336,78 @@ class CallStep(Base):
 # ---- voicemail (issue 15: the voicemail work adds its table below this line)
 
 
+# What a voicemail's recording is: being recorded (the action came, Twilio has not said
+# it is stored), ready, failed at Twilio, erased (a customer's erasure cleared the row;
+# the recording at Twilio is deleted next) or deleted (gone at Twilio; the row follows).
+VOICEMAIL_STATUSES = ("recording", "ready", "failed", "erased", "deleted")
+
+
+class Voicemail(Base):
+    """A message a caller left at a `voicemail` node (`ivr.voicemail`).
+
+    The audio stays at Twilio (`recording_sid`; its URL needs the account's credentials,
+    so agents play it through the agent page) until IVR_VOICEMAIL_DAYS have passed or
+    the customer is erased. The caller is kept masked, with the keyed hash of the full
+    number (`caller_key`, as in `calls`) for a customer's export and erasure; the
+    account only when the call was verified (`verification`, `methods`).
+    """
+
+    __tablename__ = "voicemails"
+    __table_args__ = (Index("ix_voicemails_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), index=True)
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    recording_url: Mapped[str] = mapped_column(String(500), default="")
+    duration: Mapped[int | None] = mapped_column(default=None)  # seconds
+    caller: Mapped[str] = mapped_column(String(32), default="")  # masked
+    caller_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None, index=True
+    )
+    verification: Mapped[str] = mapped_column(String(10), default="none")
+    methods: Mapped[list[str]] = mapped_column(JSON, default=list)
+    language: Mapped[str] = mapped_column(String(16), default="")
+    flow: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="recording")
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    handled_by: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
 # ---- line hours (issue 15: the hours work adds its table below this line)
 
 
+class LineClosure(Base):
+    """An emergency closure of the line (`ivr hours close`, the console's switch): who
+    closed it, when, and the prompt key of the message callers hear meanwhile; who
+    opened it again and when. Rows are kept as the line's history.
+
+    `line` is the flow name the service answers with (IVR_FLOW). At most one closure
+    of a line is open at a time (the partial unique index), so two people closing at
+    once cannot both succeed.
+    """
+
+    __tablename__ = "line_closures"
+    __table_args__ = (
+        Index(
+            "uq_line_closures_current",
+            "line",
+            unique=True,
+            sqlite_where=text("opened_at IS NULL"),
+            postgresql_where=text("opened_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(100))  # a prompt key
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_by: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    opened_by: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
 # ---- agent line (issue 15: the agent-line work adds its tables below this line)
+# No table: staff PINs and phones are AgentUser.line_pin_hash / line_phone; sessions,
+# claims and joins of the agent line live briefly in Redis (ivr.queues.claims).

@@ -12,6 +12,7 @@ from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
 from ivr.flow.engine import Engine
 from ivr.flow.model import Catalog
+from ivr.hours import status as hours_status
 from ivr.jobs.deliveries import send_later
 from ivr.numberchange.rules import NumberRules
 from ivr.numberchange.service import NumberChanges
@@ -54,12 +55,16 @@ def number_changes(
 
 def engine(loaded: LoadedFlow) -> Engine:
     """An engine for this request on one version of the flow, with the database directory,
-    codes and number changes speaking that version's prompts, and the digit limits."""
+    codes and number changes speaking that version's prompts, the digit limits and the
+    line's emergency closure."""
     rt = runtime.get()
     directory = SqlDirectory(db.session(), autocommit=True)  # lookups only: no transaction
     verifier = CodeVerifier(codes(VERIFY), delivery.get(), directory, loaded.catalog, placer())
     built = rt.engine(loaded, directory, verifier, number_changes(catalog=loaded.catalog))
     built.digit_limits = digit_limits()
+    # The emergency closure of the line this service answers (IVR_FLOW), whatever version
+    # the call runs on; read only when a schedule node asks, cached per worker.
+    built.line_status = hours_status.line_status(rt.settings.flow)
     return built
 
 

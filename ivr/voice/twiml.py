@@ -155,11 +155,12 @@ def _with_context_header(uri: str, context: str | None) -> str:
 
 
 def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
-    """A queue or TaskRouter workflow; the waitUrl (hold prompt, music, maximum wait)
-    only when the target has hold settings, else Twilio's own hold music."""
+    """A queue or TaskRouter workflow with our waitUrl (hold prompt, position and wait,
+    music, maximum wait) for every holding target; Twilio's own hold music only where
+    no wait link is given (the fallback, which has no call state to hold with)."""
     target = transfer.target
     options: dict[str, str] = {"action": links.dial(transfer.step), "method": "POST"}
-    if target.has_hold_settings and links.wait is not None:
+    if links.wait is not None:
         options.update(wait_url=links.wait(transfer.step), wait_url_method="POST")
     if target.kind == "queue":
         response.enqueue(target.address, **options)
@@ -192,6 +193,19 @@ def _record(response: VoiceResponse, record: Record, links: Links) -> None:
         play_beep=True,
         **options,
     )
+    # An empty recording (the caller said nothing): Twilio does not call the action, it
+    # runs the next verb; this one posts it without a RecordingSid (nothing recorded).
+    response.redirect(links.recorded(record.step), method="POST")
+
+
+def bridge_reservation(reservation_sid: str) -> str:
+    """A TaskRouter worker's leg joins the caller its reservation is for: `<Dial><Queue
+    reservationSid>` bridges exactly that task's call and accepts the reservation."""
+    response = VoiceResponse()
+    dial = Dial()
+    dial.queue(None, reservation_sid=reservation_sid)
+    response.append(dial)
+    return str(response)
 
 
 def document(*instructions: Instruction) -> str:

@@ -3,9 +3,9 @@
 Every answer is valid TwiML. When anything fails (Redis or the database down, a
 lost call state, a bug) the caller hears an apology and goes to an agent,
 unverified: verification fails closed, the caller is never left in silence.
-A caller holding in a queue is the exception: there only hold verbs may run, so
-a failure there keeps them holding or takes them out of the queue (`<Leave/>`),
-and the queue's action then moves the call on.
+A caller holding in a queue is the exception: the waitUrl (ivr.voice.hold, its own
+blueprint) runs only hold verbs, so a failure there keeps them holding or takes them
+out of the queue (`<Leave/>`), and the queue's action then moves the call on.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from ivr.errors import CallError, CallStateLost, RedisUnavailable, StorageUnavai
 from ivr.flow import timeline
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.engine.core import Event
-from ivr.flow.instructions import Gather, Hangup, Instruction, Leave, Pause, Play, Say, Transfer
-from ivr.flow.model import MAX_QUEUE_WAIT, READ_CODE_PREFIX, Catalog, TransferNode, TransferTarget
-from ivr.flow.state import CallState
+from ivr.flow.instructions import Gather, Hangup, Instruction, Say, Transfer
+from ivr.flow.model import READ_CODE_PREFIX, Catalog, TransferTarget
 from ivr.jobs.calls import call_ended
 from ivr.metrics import calls as call_metrics
 from ivr.phone import mask
@@ -45,8 +44,6 @@ bp.before_request(require_twilio_signature)
 
 AGENT_LEG_ENDPOINTS = frozenset({"voice.whisper", "voice.whisper_answer", "voice.status"})
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
-# Silence after the hold prompt when no hold music is set; Twilio then asks again.
-HOLD_PAUSE = 20
 PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
@@ -67,7 +64,7 @@ def _links() -> twiml.Links:
         input=lambda step: url_for("voice.input", s=step),
         dial=lambda step: url_for("voice.dial_result", s=step),
         whisper=lambda step: url_for("voice.whisper", s=step),
-        wait=lambda step: url_for("voice.queue_wait", s=step),
+        wait=lambda step: url_for("hold.wait", s=step),
         recorded=lambda step: url_for("voicemail.recorded", s=step),
         recording_status=lambda step: url_for("voicemail.recording_status", s=step),
     )
@@ -198,69 +195,44 @@ def run_step(call_sid: str, name: str, step: int, event: Callable[[], Event]) ->
         return _act(held, engine.handle(state, event()), loaded)
 
 
-@bp.post("/queue/wait")
-def queue_wait() -> Response:
-    """While the caller holds (the `<Enqueue>` waitUrl): the hold prompt, then the hold
-    music or a pause; Twilio asks again each time the document ends. Once QueueTime
-    reaches the node's maximum wait, `<Leave/>`: the Enqueue action then reports
-    QueueResult=leave and the node's `unanswered` exit runs."""
-    call = webhook.parse(request.form)
-    state = _state_of(call.call_sid)
-    waited = webhook.queue_time(request.form)
-    loaded = runtime.get().for_call(state)
-    node = loaded.flow.nodes.get(state.node)
-    target = node.destination if isinstance(node, TransferNode) else None
-    if target is None or not target.has_hold_settings or webhook.step(request.args) != state.step:
-        log.warning("call %s: hold request for a transfer it is not in; leaving", call.call_sid)
-        return _answer(twiml.document(Leave()))
-    limit = target.max_wait if target.max_wait is not None else MAX_QUEUE_WAIT
-    if waited >= limit:
-        log.info("call %s leaves the queue after holding %s s", call.call_sid, waited)
-        return _answer(twiml.document(Leave()))
-    catalog = loaded.catalog
-    language = state.language
-    hold = Say(
-        catalog.text(language, target.hold_prompt or "queue_hold"),
-        language,
-        catalog.voice(language),
-    )
-    music = Play(target.hold_music) if target.hold_music else Pause(min(HOLD_PAUSE, limit - waited))
-    return _answer(twiml.document(hold, music))
-
-
 @bp.post("/whisper")
 def whisper() -> Response:
     """Runs on the agent's leg before bridging: who is calling and how they were verified."""
     call = webhook.parse(request.form)
+    return _answer(whisper_document(call.parent_call_sid, url_for("voice.whisper_answer")))
+
+
+def whisper_document(caller_call_sid: str | None, answer_url: str) -> str:
+    """The whisper for the agent taking call `caller_call_sid`: who is calling and how they
+    were verified, then "press 1" (the key goes to `answer_url`). Storage trouble or a lost
+    state must not stop the agent taking the call: it then says "unverified"."""
     rt = runtime.get()
     catalog, language = rt.catalog, rt.flow.default_language
     state, account = None, None
-    try:  # storage trouble must not stop the agent taking the call: say "unverified"
-        state = store.load(call.parent_call_sid) if call.parent_call_sid else None
+    try:
+        state = store.load(caller_call_sid) if caller_call_sid else None
         if state is not None and state.account_id is not None:
             found = SqlDirectory(db.session(), autocommit=True).accounts_by_ids([state.account_id])
             account = found[0] if found else None
     except StorageUnavailable as exc:
-        log.error("whisper for call %s: %s; announcing unverified", call.call_sid, exc)
+        log.error("whisper for call %s: %s; announcing unverified", caller_call_sid, exc)
         state = None
     if state is None:
-        log.warning("whisper for call %s without caller state", call.call_sid)
+        log.warning("whisper for call %s without caller state", caller_call_sid or "-")
     else:
         try:  # in the words of the version the caller heard
             loaded = rt.for_call(state)
             catalog, language = loaded.catalog, loaded.flow.default_language
         except CallError as exc:
-            log.warning("whisper for call %s: %s; live prompts used", call.call_sid, exc)
+            log.warning("whisper for call %s: %s; live prompts used", caller_call_sid, exc)
     says = whisper_says(state, account, catalog, language, time.time())
-    # No key within the timeout means no agent: this leg hangs up, and the
-    # caller's <Dial> action moves the flow on.
+    # No key within the timeout means no agent: this leg hangs up, and the caller's
+    # <Dial> action moves the flow on (a TaskRouter reservation times out instead).
     gather = Gather(
         tuple(says), step=0, timeout=6, num_digits=1, finish_on_key="", retry_on_silence=False
     )
-    links = twiml.Links(
-        input=lambda _step: url_for("voice.whisper_answer"), dial=lambda _s: "", whisper=None
-    )
-    return _answer(twiml.render([gather, Hangup()], links))
+    links = twiml.Links(input=lambda _step: answer_url, dial=lambda _s: "", whisper=None)
+    return twiml.render([gather, Hangup()], links)
 
 
 @bp.post("/whisper/answer")
@@ -313,13 +285,6 @@ def fallback_dial() -> Response:
             Hangup(),
         )
     )
-
-
-def _state_of(call_sid: str) -> CallState:
-    state = store.load(call_sid)
-    if state is None:
-        raise CallStateLost(f"no state for call {call_sid}")
-    return state
 
 
 def _apology_and_transfer() -> str:
@@ -381,14 +346,6 @@ def answer_errors_with_twiml(exc: Exception) -> Response | HTTPException:
             exc,
             exc_info=not isinstance(exc, CallError),
         )
-    if request.endpoint == "voice.queue_wait":
-        # Only hold verbs run inside a queue, never a <Dial>. Storage trouble keeps the
-        # caller holding (Twilio asks again after the pause); anything else takes them
-        # out, and the Enqueue action (QueueResult=leave) moves the call on.
-        waited = webhook.queue_time(request.form)
-        if isinstance(exc, StorageUnavailable) and waited < MAX_QUEUE_WAIT:
-            return _answer(twiml.document(Pause(HOLD_PAUSE)))
-        return _answer(twiml.document(Leave()))
     if request.endpoint in AGENT_LEG_ENDPOINTS:
         # An agent leg (or a status callback) must never dial the agent target again;
         # an empty document bridges the agent (or just acknowledges).

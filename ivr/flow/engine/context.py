@@ -62,6 +62,7 @@ class EngineContext:
         cooling_off: int = COOLING_OFF,
         digit_limits: DigitLimits | None = None,
         line_status: LineStatus | None = None,
+        line_clock: Callable[[], float] | None = None,
     ):
         self.flow = flow
         # Wrong account digits counted across calls; None (tests of other things) counts
@@ -69,6 +70,10 @@ class EngineContext:
         self.digit_limits = digit_limits
         # An emergency closure switched on by ops; None (tests of other things): never closed.
         self.line_status = line_status
+        # The clock the schedule node reads the line's hours by (None: `clock`). Apart so
+        # a simulated call (`ivr call --at`) or a test can be placed at another hour
+        # without moving the code lifetimes and cooling-off periods with it.
+        self.line_clock = line_clock
         self.verifier = verifier
         self.number_changer = number_changer
         self.cooling_off = cooling_off

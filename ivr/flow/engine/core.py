@@ -12,6 +12,10 @@ What each node kind does lives with its family of handlers; the registry says wh
 Handlers return the label of the exit they take; the turn loop follows it and
 records the call's steps on the turn (`ivr.flow.timeline`): each node entered, each
 input by its kind and length, each exit by its label, each verification passed.
+
+A menu with `speech` also listens for words (`ivr.flow.engine.speech`): the option
+they choose is handled as if its key had been pressed, and the timeline notes that
+the caller spoke, never what they said. Every other prompt listens for keys only.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr.errors import CallError
-from ivr.flow.engine.context import EngineContext, Turn
+from ivr.flow.engine.context import INVALID as UNFIT
+from ivr.flow.engine.context import EngineContext, Invalid, Turn
 from ivr.flow.engine.registry import BEFORE_ASK, FAILURES, ON_INPUT, ON_RECORDED, REPLAY
 from ivr.flow.engine.registry import ENTER as ENTER_HANDLERS
+from ivr.flow.engine.speech import choose, hints, listens, option_texts
 from ivr.flow.instructions import Gather, Hangup, Pause, Say, Transfer
 from ivr.flow.model import (
     CheckAccountDigitsNode,
@@ -52,6 +58,7 @@ from ivr.flow.timeline import (
     NONE,
     REPEAT,
     REPROMPT,
+    SPEECH,
     START,
     TOO_MANY_TRIES,
     TRANSFER_END,
@@ -131,7 +138,7 @@ class Engine(EngineContext):
             return self.replay(state)
         node = self.flow.nodes.get(state.node)
         if isinstance(event, Input) and isinstance(node, InputNode):
-            self._on_input(turn, node, event.digits)
+            self._on_input(turn, node, event.digits, event.speech)
         elif isinstance(event, DialResult) and isinstance(node, TransferNode):
             self._after_transfer(turn, node, event)
         elif isinstance(event, Recorded) and node is not None and type(node) in ON_RECORDED:
@@ -222,7 +229,19 @@ class Engine(EngineContext):
             prompts = (self.say(turn, self._prompt_key(state, node)),)
         code_length = self.verifier.code_length if self.verifier else None
         num_digits, finish_on_key = _keypad(node, code_length)
-        return Gather(prompts, state.step, node.timeout, num_digits, finish_on_key)
+        if not listens(node):
+            return Gather(prompts, state.step, node.timeout, num_digits, finish_on_key)
+        assert isinstance(node, MenuNode)
+        texts = option_texts(node, self.catalog, state.language)
+        return Gather(
+            prompts,
+            state.step,
+            node.timeout,
+            num_digits,
+            finish_on_key,
+            speech_hints=hints(texts.values()),
+            speech_language=state.language,
+        )
 
     @staticmethod
     def _prompt_key(state: CallState, node: InputNode) -> str:
@@ -235,9 +254,18 @@ class Engine(EngineContext):
             key = node.waiting_prompt or key
         return key
 
-    def _on_input(self, turn: Turn, node: InputNode, digits: str | None) -> None:
+    def _on_input(
+        self, turn: Turn, node: InputNode, digits: str | None, speech: str | None = None
+    ) -> None:
         state = turn.state
         state.slots.pop("callback", None)
+        # Words count only at a prompt that listened for them (and keys win): anywhere
+        # else they are no input, as if Twilio had heard nothing.
+        spoken = not digits and bool(speech and speech.strip()) and listens(node)
+        if spoken:
+            assert speech is not None
+            self._on_speech(turn, node, speech)
+            return
         if (
             not digits
             and isinstance(node, CheckCallbackCodeNode)
@@ -261,11 +289,34 @@ class Engine(EngineContext):
             return
         verified, mark = len(state.methods), len(turn.steps)
         result = ON_INPUT[type(node)](self, turn, node, digits)
+        self._after_input(turn, node, result, digits, verified, mark)
+
+    def _on_speech(self, turn: Turn, node: InputNode, speech: str) -> None:
+        """Words at a prompt that listens: the one option they choose, as if its key had
+        been pressed; none or several is an invalid answer (the node asks again)."""
+        state = turn.state
+        verified, mark = len(state.methods), len(turn.steps)
+        key = choose(node, speech, self.catalog, state.language)
+        result = UNFIT if key is None else ON_INPUT[type(node)](self, turn, node, key)
+        self._after_input(turn, node, result, None, verified, mark, spoken=True)
+
+    def _after_input(
+        self,
+        turn: Turn,
+        node: InputNode,
+        result: str | Invalid,
+        digits: str | None,
+        verified: int,
+        mark: int,
+        spoken: bool = False,
+    ) -> None:
+        """Follow the handler's answer to an input: its exit, or a try used up."""
+        state = turn.state
         if isinstance(result, str):
             self._leave(state, node)
             # A handler may take a failure exit itself (digits locked across calls).
             outcome = result if result in (LOCKED, TOO_MANY_TRIES) else ACCEPTED
-            self._note_input(turn, node, digits, outcome, mark)
+            self._note_input(turn, node, digits, outcome, mark, spoken)
             self._note_verified(turn, verified)
             self._advance(turn, self._exit(turn, node, result))
             return
@@ -273,10 +324,10 @@ class Engine(EngineContext):
         if tries >= node.max_tries:
             self._leave(state, node)
             state.failure = FAILURES.get(type(node), "too_many_tries")
-            self._note_input(turn, node, digits, TOO_MANY_TRIES, mark)
+            self._note_input(turn, node, digits, TOO_MANY_TRIES, mark, spoken)
             self._advance(turn, self._exit(turn, node, "too_many_tries"))
         else:
-            self._note_input(turn, node, digits, INVALID, mark)
+            self._note_input(turn, node, digits, INVALID, mark, spoken)
             self._advance(turn, self._exit(turn, node, "invalid"))
 
     def _note_input(
@@ -286,10 +337,14 @@ class Engine(EngineContext):
         digits: str | None,
         result: str,
         before: int | None = None,
+        spoken: bool = False,
     ) -> None:
-        """An input on the timeline (its kind and how many keys, never the keys), placed
-        `before` the steps its handler noted (a code check comes after the input)."""
-        if not digits:
+        """An input on the timeline (its kind and how many keys, never the keys nor the
+        words), placed `before` the steps its handler noted (a code check comes after
+        the input)."""
+        if spoken:
+            self.note(turn, INPUT, node=node.id, input=SPEECH, keys=0, result=result)
+        elif not digits:
             self.note(turn, INPUT, node=node.id, input=NONE, keys=0, result=result)
         else:
             kind = REPEAT if "*" in digits else KEYS

@@ -31,7 +31,15 @@ FLOW_KEYS = {
 }
 REQUIRED_FLOW_KEYS = ("name", "start", "languages", "nodes")
 # Prompts the service words by name at run time (a reason, a method, a risk flag...).
-SERVICE_PREFIXES = ("method_", "reason_", "whisper_", "message_", "callback_", "read_code_")
+SERVICE_PREFIXES = (
+    "method_",
+    "reason_",
+    "whisper_",
+    "message_",
+    "callback_",
+    "read_code_",
+    "closed_",  # an emergency closure's message, chosen by ops at close time
+)
 
 
 def load_flow(

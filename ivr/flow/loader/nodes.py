@@ -7,6 +7,7 @@ parser of its own. Unknown types and keys are errors that list the allowed ones.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
@@ -16,10 +17,16 @@ from typing import Any
 from ivr.errors import DefinitionProblem
 from ivr.flow import yamlread
 from ivr.flow.loader.files import unknown_keys, unsayable
-from ivr.flow.model.base import DTMF_KEYS, Node
+from ivr.flow.model.base import DTMF_KEYS, InputNode, Node
+from ivr.flow.model.menus import SPEECH_KINDS
 from ivr.flow.model.number_change import NUMBER_PROBLEMS
 from ivr.flow.model.registry import NODE_TYPES
 from ivr.flow.validate import PartialNode
+
+# A name a flow gives (a split's exits): it becomes part of an exit label
+# ("exits.new_prompt"), so no dots or spaces.
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SPEECH = "speech"
 
 
 def parse_node(
@@ -46,6 +53,14 @@ def parse_node(
     allowed = ["type", *(spec.name for spec in specs)]
     before = len(problems)
     unknown_keys(raw, allowed, file, node_id, problems, what=f"a {node_type} node")
+    if SPEECH in raw and SPEECH not in allowed and issubclass(node_class, InputNode):
+        # Not just an unknown key: say why this kind never listens for speech.
+        problems[before:] = [p for p in problems[before:] if p.field != SPEECH]
+        problems.append(
+            DefinitionProblem(
+                file, node_id, SPEECH, _keypad_only_message(str(node_type)), raw.line_of(SPEECH)
+            )
+        )
     hints = typing.get_type_hints(node_class)
     values: dict[str, Any] = {}
     for spec in specs:
@@ -83,6 +98,18 @@ def mentioned_ids(raw: Any, node_ids: set[str]) -> set[str]:
     if isinstance(raw, list):
         return set().union(*(mentioned_ids(v, node_ids) for v in raw)) if raw else set()
     return set()
+
+
+def _keypad_only_message(node_type: str) -> str:
+    """Why an input node other than a menu may not listen for speech."""
+    menus = ", ".join(kind for kind, cls in sorted(NODE_TYPES.items()) if cls in SPEECH_KINDS)
+    if node_type == "choose_language":
+        return f"a choose_language node is keypad-only: only {menus} nodes accept speech"
+    return (
+        f"a {node_type} node is keypad-only: account digits, codes and phone numbers are never "
+        "taken by speech (a spoken code would be transcribed outside our control); "
+        f"only {menus} nodes accept speech"
+    )
 
 
 def _missing_message(node_type: object, name: str) -> str:
@@ -128,7 +155,24 @@ def _type_problem(value: Any, hint: Any, metadata: Mapping[str, Any]) -> str | N
             bad = [key for key in value if key not in NUMBER_PROBLEMS]
             if bad:
                 return f"keys must be among {', '.join(sorted(NUMBER_PROBLEMS))}, not {bad}"
+        if metadata.get("keys") == "name":
+            bad = [key for key in value if not NAME.fullmatch(key)]
+            if bad:
+                return f"names must be letters, digits, _ or - (no dots or spaces), not {bad}"
+        if typing.get_args(hint)[1:] == (int,):
+            return _numbers_problem(value, metadata)
         if not all(isinstance(target, str) and target for target in value.values()):
             return "every value must be a non-empty word"
         return None
     raise TypeError(f"no parser for field type {hint!r}")  # a model bug, not a user error
+
+
+def _numbers_problem(value: Mapping[str, Any], metadata: Mapping[str, Any]) -> str | None:
+    """Why a mapping of whole numbers (a split's shares) does not fit, or None."""
+    low, high = metadata.get("min"), metadata.get("max")
+    for key, number in value.items():
+        if not isinstance(number, int) or isinstance(number, bool):
+            return f"{key}: must be a whole number"
+        if low is not None and high is not None and not low <= number <= high:
+            return f"{key}: must be from {low} to {high}"
+    return None

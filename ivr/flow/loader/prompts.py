@@ -24,6 +24,7 @@ from ivr.flow.model.flow import (
     Catalog,
     PromptSet,
 )
+from ivr.flow.model.transfer import HOLD_PLACEHOLDERS
 
 PROMPT_FILE_KEYS = ("language", "voice", "prompts")
 # Twilio's schema allows these voices (see ../shared/twilio); Polly voices sound best.
@@ -38,6 +39,10 @@ PLAIN_PROMPTS = frozenset(
     {"queue_hold", "error_apology", "agents_unavailable"}
     | {key for key in SYSTEM_PROMPTS if key.startswith("callback_")}
 )
+# System prompts said while holding: only what Twilio tells the waitUrl fills them.
+HOLD_SYSTEM_PROMPTS = frozenset(
+    key for key in SYSTEM_PROMPTS if key.startswith(("queue_position", "queue_wait_"))
+)
 # System prompts of the call-back leg that read the code out: the code and nothing else.
 CALLBACK_CODE_PROMPTS = frozenset(
     key for key in SYSTEM_PROMPTS if key.startswith(READ_CODE_PREFIX + "_callback")
@@ -48,6 +53,8 @@ def allowed_placeholders(key: str) -> frozenset[str]:
     """The placeholders the text of prompt `key` may use (none: spoken as written)."""
     if key in PLAIN_PROMPTS:
         return frozenset()
+    if key in HOLD_SYSTEM_PROMPTS:
+        return HOLD_PLACEHOLDERS
     if key in CALLBACK_CODE_PROMPTS:
         return READ_CODE_PLACEHOLDERS
     if key.startswith(MESSAGE_PREFIX):

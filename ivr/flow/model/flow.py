@@ -13,7 +13,7 @@ from ivr.flow.model.base import Node
 
 # Placeholders a prompt text may use; the engine fills the ones it knows.
 PLACEHOLDERS = frozenset(
-    {"first_name", "name", "account_last4", "method", "reason", "new_number", "minutes"}
+    {"first_name", "name", "account_last4", "method", "reason", "new_number", "minutes", "position"}
 )
 # Message texts (keys starting "message_") are sent, never spoken, and may carry the code.
 MESSAGE_PREFIX = "message_"
@@ -73,6 +73,12 @@ SYSTEM_PROMPTS = (
     "reason_number_change_failed",
     "reason_number_changed_recently",
     "queue_hold",
+    # said while holding (ivr.voice.hold): only {position} and {minutes}
+    "queue_position_next",
+    "queue_position",
+    "queue_wait_under_minute",
+    "queue_wait_one_minute",
+    "queue_wait_minutes",
 )
 
 

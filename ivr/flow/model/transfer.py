@@ -33,6 +33,11 @@ WORKFLOW_SID = re.compile(r"WW[0-9a-fA-F]{32}")
 HOLDING_KINDS = frozenset({"queue", "workflow"})
 # How long a caller may be held before leaving the queue (queue_max_wait, seconds).
 MIN_QUEUE_WAIT, MAX_QUEUE_WAIT = 30, 3600
+# How often a holding caller hears their position and estimated wait (announce_every, s).
+MIN_ANNOUNCE_EVERY, MAX_ANNOUNCE_EVERY = 30, 600
+DEFAULT_ANNOUNCE_EVERY = 60
+# The placeholders a hold prompt may use: filled from what Twilio tells the waitUrl.
+HOLD_PLACEHOLDERS = frozenset({"position", "minutes"})
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,9 @@ class TransferTarget:
     `kind` is number, sip, client, queue or workflow; `address` the E.164 number,
     SIP URI, client identity, queue name or TaskRouter Workflow SID. Numbers in
     `also_ring` ring at the same time as `address`. The hold settings apply to
-    queue and workflow targets only (the loader refuses them on the others).
+    queue and workflow targets only (the loader refuses them on the others); a
+    holding target without them holds with the defaults (the `queue_hold` prompt,
+    position and wait every DEFAULT_ANNOUNCE_EVERY seconds, MAX_QUEUE_WAIT at most).
     """
 
     kind: str
@@ -51,6 +58,7 @@ class TransferTarget:
     hold_prompt: str | None = None  # said while holding (None: the `queue_hold` system prompt)
     hold_music: str | None = None  # https URL played after the hold prompt
     max_wait: int | None = None  # seconds on hold before the caller leaves the queue
+    announce_every: int | None = None  # seconds between announcements (None: the default)
 
     @property
     def rings_a_person(self) -> bool:
@@ -72,10 +80,16 @@ class TransferTarget:
         return f"{self.kind}:{self.address}"
 
     @property
+    def holds(self) -> bool:
+        """A queue or workflow: the caller holds (our waitUrl) until someone takes the call."""
+        return self.kind in HOLDING_KINDS
+
+    @property
     def has_hold_settings(self) -> bool:
-        """A queue or workflow target with its own hold prompt, music or maximum wait."""
-        return self.kind in HOLDING_KINDS and (
-            self.hold_prompt is not None or self.hold_music is not None or self.max_wait is not None
+        """A queue or workflow target with its own hold prompt, music, maximum wait or cadence."""
+        return self.holds and any(
+            value is not None
+            for value in (self.hold_prompt, self.hold_music, self.max_wait, self.announce_every)
         )
 
 
@@ -84,7 +98,8 @@ class TransferNode(Node):
     """Hands the call to people: a Dial (numbers, SIP, client) or an Enqueue (queue, workflow).
 
     `target` is one target as parse_target reads it (several numbers: one string,
-    comma-separated). The hold fields need the node's own queue: or workflow: target.
+    comma-separated). The hold fields need the node's own queue: or workflow: target;
+    without them (or with the configured target) the caller holds with the defaults.
     """
 
     prompt: str | None = prompt_ref(default=None)
@@ -103,6 +118,9 @@ class TransferNode(Node):
     queue_max_wait: int | None = field(
         default=None, metadata={"min": MIN_QUEUE_WAIT, "max": MAX_QUEUE_WAIT}
     )
+    announce_every: int | None = field(
+        default=None, metadata={"min": MIN_ANNOUNCE_EVERY, "max": MAX_ANNOUNCE_EVERY}
+    )
     # `target` parsed by the loader once per flow version (None: the configured target).
     destination: TransferTarget | None = field(
         default=None, compare=False, metadata={"internal": True}
@@ -117,6 +135,7 @@ class TransferNode(Node):
             hold_prompt=self.hold_prompt,
             hold_music=self.hold_music,
             max_wait=self.queue_max_wait,
+            announce_every=self.announce_every,
         )
 
 

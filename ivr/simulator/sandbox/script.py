@@ -15,12 +15,19 @@ from typing import Any
 from ivr.customers.seed import DEMO_CUSTOMERS
 from ivr.errors import IvrError
 from ivr.phone import mask
+from ivr.simulator.recording import RECORD_ENTRY
 
 SCRIPT_VERSION = 2
 MAX_SCRIPT_CHARS = 20_000  # what the page posts back; a long call is a few kilobytes
 MAX_ANSWERS = 200  # answers in one script: far more than any flow's max_inputs
 MAX_KEYS = 32  # keys in one answer
 KEYS = re.compile(r"[0-9*#]+")
+# Words spoken at a prompt that listens for speech: `say:` and at most MAX_WORDS
+# characters of letters, digits, spaces and light punctuation (the simulator's token,
+# see ivr.simulator.keypads).
+SAY = "say:"
+MAX_WORDS = 200
+WORDS = re.compile(r"[¿¡]?[^\W_]+(?:[\s'\u2019.,¿?¡!-]+[^\W_]+)*[.?!]?")
 SEED = re.compile(r"[0-9a-f]{32}")
 VERSION = re.compile(r"[0-9A-Za-z._-]{4,64}")  # a version id (a flow's content hash)
 CHOICES = ("live", "draft")  # what a tester may choose besides a version id
@@ -70,7 +77,7 @@ class Answer:
 
     who: str
     do: str
-    keys: str = ""
+    keys: str = ""  # keys pressed, or `say:` and the words spoken
 
     def as_dict(self) -> dict[str, str]:
         data = {"who": self.who, "do": self.do}
@@ -193,6 +200,12 @@ class Script:
             raise ScriptError("the call script's seed must be 32 hexadecimal digits")
 
 
+def is_speech(entry: str) -> bool:
+    """Whether `entry` is a well-formed spoken answer: `say:` and some words."""
+    words = entry[len(SAY) :].strip() if entry.startswith(SAY) else ""
+    return 0 < len(words) <= MAX_WORDS and WORDS.fullmatch(words) is not None
+
+
 def _checked_answer(item: Any, number: int) -> Answer:
     where = f"answer {number + 1}"
     if not isinstance(item, dict):
@@ -207,10 +220,19 @@ def _checked_answer(item: Any, number: int) -> Answer:
         raise ScriptError(f"{where}: do must be one of {', '.join(KEY_ACTIONS + RING_ACTIONS)}")
     if do in RING_ACTIONS and who != "callee":
         raise ScriptError(f"{where}: only the phone called back can be answered or ignored")
-    if do == "keys":
+    if do == "keys" and isinstance(keys, str) and keys.startswith(SAY):
+        if not is_speech(keys):
+            raise ScriptError(
+                f"{where}: {SAY} must be followed by 1 to {MAX_WORDS} characters of words "
+                "(letters, digits, spaces and . , ' ? ! -)"
+            )
+    elif do == "keys" and isinstance(keys, str) and RECORD_ENTRY.fullmatch(keys):
+        pass  # a message left at a voicemail's beep: record:N (seconds) and a finish key
+    elif do == "keys":
         if not isinstance(keys, str) or not KEYS.fullmatch(keys) or len(keys) > MAX_KEYS:
             raise ScriptError(
-                f"{where}: keys must be 1 to {MAX_KEYS} of 0-9, * and # (not {keys!r})"
+                f"{where}: keys must be 1 to {MAX_KEYS} of 0-9, * and # (not {keys!r}),"
+                " record:N at a voicemail's beep, or say: and words"
             )
     elif keys:
         raise ScriptError(f"{where}: only do=keys takes keys")
