@@ -13,6 +13,11 @@ from dataclasses import dataclass
 DEFAULT_VOICEMAIL_DAYS = 30
 MAX_VOICEMAIL_DAYS = 3650
 MIN_PIN_LENGTH, MAX_PIN_LENGTH = 6, 12
+# Played to a holding caller between announcements when the transfer node names no
+# hold_music: Twilio's own classical demo track (an audio file: `<Play>` cannot play the
+# twimlet playlist Twilio's default waitUrl points at, which is a TwiML document).
+DEFAULT_HOLD_MUSIC = "https://demo.twilio.com/docs/classic.mp3"
+MAX_HOLD_MUSIC_URL = 1024
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,8 @@ class LineSettings:
     # IVR_AGENT_PIN: a shared PIN for the agent line ("" : only staff accounts' own PINs).
     agent_pin: str = ""
     voicemail_days: int = DEFAULT_VOICEMAIL_DAYS  # IVR_VOICEMAIL_DAYS
+    # IVR_HOLD_MUSIC_URL: music between hold announcements (None: "none", silence).
+    hold_music: str | None = DEFAULT_HOLD_MUSIC
 
 
 def read(
@@ -55,4 +62,29 @@ def read(
                 f"IVR_VOICEMAIL_DAYS must be a whole number of days from 1 to "
                 f"{MAX_VOICEMAIL_DAYS}, not {raw_days!r}"
             )
-    return LineSettings(tuple(phones), pin, days)
+    return LineSettings(tuple(phones), pin, days, _hold_music(get, problems))
+
+
+def _hold_music(get: Callable[[str], str | None], problems: list[str]) -> str | None:
+    """IVR_HOLD_MUSIC_URL: unset, Twilio's track; "none", silence; else an https URL."""
+    from urllib.parse import urlsplit
+
+    raw = get("IVR_HOLD_MUSIC_URL")
+    if raw is None:
+        return DEFAULT_HOLD_MUSIC
+    url = raw.strip()
+    if url.lower() == "none":
+        return None
+    parts = urlsplit(url)
+    if (
+        len(url) > MAX_HOLD_MUSIC_URL
+        or any(ch.isspace() or ch in '<>"' for ch in url)
+        or parts.scheme != "https"
+        or not parts.hostname
+    ):
+        problems.append(
+            "IVR_HOLD_MUSIC_URL must be an https:// URL of an audio file (mp3 or wav), "
+            f"at most {MAX_HOLD_MUSIC_URL} characters, or none for silence"
+        )
+        return DEFAULT_HOLD_MUSIC
+    return url

@@ -95,7 +95,12 @@ def test_take_next_rings_the_agents_phone_and_pops_the_taken_caller(
     answer = urlsplit(ring.url)
     assert answer.path == "/voice/agent/incoming" and answer.query.startswith("r=")
     form = call_form(new_sid(), From="+15005550006", To=ALICE_PHONE, Direction="outbound-api")
-    doc = twiml(post(app, f"{answer.path}?{answer.query}", form))
+    ready = twiml(post(app, f"{answer.path}?{answer.query}", form))
+    # Before any caller is named: "press 1" (a voicemail box that answers hears nothing).
+    assert [say.text for say in ready.iter("Say")] == ["Agent line. Press 1 to start taking calls."]
+    ready_gather = ready.find("Gather")
+    assert ready_gather is not None and ready.find("Hangup") is not None
+    doc = twiml(post(app, ready_gather.get("action") or "", {**form, "Digits": "1"}))
     assert any("Press 1 to take this call" in (say.text or "") for say in doc.iter("Say"))
     gather = doc.find("Gather")
     assert gather is not None
@@ -110,6 +115,26 @@ def test_take_next_rings_the_agents_phone_and_pops_the_taken_caller(
     with app.app_context():
         actions = db.session().scalars(select(AuditEvent.action)).all()
     assert "agent.take_next" in actions and "agent_line.taken" in actions
+
+
+def test_a_voicemail_answering_the_ring_hears_no_caller(
+    app: Flask, client: FlaskClient, board: LocalQueues
+) -> None:
+    """Review finding 6: the ring's answer asks for 1 first; no key, no whisper, and the
+    caller stays in the queue."""
+    alice(app, client)
+    caller = held_caller(app, board)
+    take_next(client)
+    [ring] = calls_placed(app)
+    answer = urlsplit(ring.url)
+    form = call_form(new_sid(), From="+15005550006", To=ALICE_PHONE, Direction="outbound-api")
+    ready = twiml(post(app, f"{answer.path}?{answer.query}", form))
+    assert not any("caller" in (say.text or "").lower() for say in ready.iter("Say"))
+    gather = ready.find("Gather")
+    assert gather is not None
+    beep = twiml(post(app, gather.get("action") or "", {**form, "Digits": "9"}))
+    assert beep.find("Hangup") is not None and not list(beep.iter("Say"))
+    assert [member.call_sid for member in board.members("support")] == [caller]
 
 
 def test_without_a_phone_the_button_says_so(app: Flask, client: FlaskClient) -> None:

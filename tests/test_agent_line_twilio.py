@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 from flask import Flask
 from kit import call_form, new_sid, post, twiml
 
+from ivr.calls import runtime, store
+from ivr.flow.state import CallState
 from ivr.queues import Member, NotQueued, QueueUnavailable, registry
 from ivr.queues.twilio import TwilioQueues
 
@@ -59,6 +62,12 @@ class QueuesDouble:
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 path = urlsplit(self.path).path
                 double.requests.append(("POST", path, form))
+                if double.fail:
+                    return self.reply(500, {"code": 20500, "message": "down", "status": 500})
+                calls = f"/2010-04-01/Accounts/{TWILIO_SID}/Calls/"
+                if path.startswith(calls):
+                    sid = path.removeprefix(calls).removesuffix(".json")
+                    return self.reply(200, {"sid": sid, "status": "in-progress"})
                 prefix = f"{BASE}/{QUEUE_SID}/Members/"
                 sid = path.removeprefix(prefix).removesuffix(".json")
                 if path.startswith(prefix) and sid in double.members:
@@ -150,10 +159,12 @@ def test_twilio_down_is_queue_unavailable(app: Flask, double: QueuesDouble) -> N
 def test_the_agent_line_takes_a_twilio_held_caller_and_says_sorry_when_twilio_is_down(
     app: Flask, double: QueuesDouble
 ) -> None:
-    """With Twilio's queues: an unknown call in the queue is announced unverified (no
-    state), and an outage is a spoken apology, never an HTTP error."""
-    stranger = new_sid()
-    double.members = [stranger]
+    """With Twilio's queues: a held call of ours is announced (unverified here), one
+    with no state of ours is skipped, and an outage is a spoken apology, never an HTTP
+    error."""
+    stranger, ours = new_sid(), new_sid()
+    _holding(app, ours)
+    double.members = [stranger, ours]
     sid = new_sid()
     form = call_form(sid, From=AGENT_PHONE, Caller=AGENT_PHONE, AccountSid=TWILIO_SID)
     first = twiml(post(app, "/voice/agent/incoming", form))
@@ -168,3 +179,39 @@ def test_the_agent_line_takes_a_twilio_held_caller_and_says_sorry_when_twilio_is
         "The queue cannot be reached right now. Please try again shortly. Goodbye."
     ]
     assert doc.find("Hangup") is not None
+
+
+def _holding(app: Flask, call_sid: str) -> None:
+    with app.app_context():
+        live = runtime.get().live()
+        store.save(
+            CallState(
+                call_sid=call_sid,
+                flow=live.flow.name,
+                version=live.flow.version,
+                language="en-US",
+                node="agent_unverified",
+                started_at=time.time() - 30,
+                step=4,
+                transfer_reason="verification_failed",
+            )
+        )
+
+
+def test_moving_a_waiting_caller_updates_the_call(app: Flask, double: QueuesDouble) -> None:
+    """Review finding 5: a taken caller the agent never joined is moved back with the
+    Call resource (`POST …/Calls/{CallSid}` with Url), not left in a silent room."""
+    caller = new_sid()
+    with app.app_context():
+        registry.mover().move(caller, "https://ivr.example.test/voice/agent/back?j=x")
+    updates = [(path, form) for method, path, form in double.requests if method == "POST"]
+    assert updates == [
+        (
+            f"/2010-04-01/Accounts/{TWILIO_SID}/Calls/{caller}.json",
+            {"Url": "https://ivr.example.test/voice/agent/back?j=x", "Method": "POST"},
+        )
+    ]
+    double.fail = True
+    # A failing Twilio is QueueUnavailable (the wait check tries again), never a crash.
+    with app.app_context(), pytest.raises(QueueUnavailable):
+        registry.mover().move("CA" + "9" * 32, "https://ivr.example.test/x")

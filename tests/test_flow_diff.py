@@ -286,7 +286,7 @@ def test_the_outline_lists_every_node_once_start_first(default: Version) -> None
     text = outline(flow, catalog)
 
     header, body = text.split("\n\n", 1)
-    assert "languages: en-US, es-US  start: welcome  max_inputs: 40" in header
+    assert "languages: en-US, es-US  start: hours  max_inputs: 40" in header
     node_lines = [line for line in body.splitlines() if line and not line.startswith(" ")]
     ids = [line.split()[0] for line in node_lines]
     assert sorted(ids) == sorted(flow.nodes)

@@ -115,8 +115,9 @@ def test_the_default_flow_reads_left_to_right_with_its_cycles_as_back_edges() ->
     flow = load("support")
     layout = layout_flow(flow)
     nodes = layout.nodes
-    # The main path runs to the right: greeting, language, identification, digits, code.
-    path = ["welcome", "language", "identify", "last4", "send_sms", "enter_code", "menu"]
+    # The main path runs to the right: hours, greeting, language, identification, digits,
+    # code.
+    path = ["hours", "welcome", "language", "identify", "last4", "send_sms", "enter_code", "menu"]
     assert [nodes[n].layer for n in path] == sorted({nodes[n].layer for n in path})
     assert nodes["menu"].layer < nodes["change_number"].layer < nodes["new_number"].layer
     backs = {(e.source, e.target) for e in layout.edges if e.back and not e.loop}
@@ -125,8 +126,10 @@ def test_the_default_flow_reads_left_to_right_with_its_cycles_as_back_edges() ->
     assert {"menu", "language", "enter_code"} <= loops  # `invalid` asks again
     # Protected and terminal nodes are marked for the drawing.
     assert nodes["new_number"].spec.protected and not nodes["menu"].spec.protected
-    assert nodes["agents_busy"].spec.terminal and nodes["agent_verified"].spec.terminal
+    assert nodes["voicemail"].spec.terminal and nodes["agent_verified"].spec.terminal
+    assert not nodes["agents_busy"].spec.terminal  # says so, then leads to the voicemail
     assert nodes["enter_code"].spec.family == "code"
+    assert nodes["hours"].spec.family == "branch" and nodes["voicemail"].spec.family == "terminal"
     assert nodes["menu"].ports[0].label.text == "press 1 → change_number"
 
 

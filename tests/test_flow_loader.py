@@ -42,8 +42,8 @@ BREAKAGES = [
         "goes to 'menuu'",
     ),
     (
-        "    prompt: main_menu\n",
-        "    prompt: main_menu_v2\n",
+        "    prompt: main_menu                # keys or words",
+        "    prompt: main_menu_v2             # keys or words",
         "menu",
         "prompt",
         "prompt 'main_menu_v2' is missing in: en-US, es-US",

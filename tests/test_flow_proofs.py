@@ -314,11 +314,11 @@ def test_proofs_wait_for_an_otherwise_valid_flow(tmp_path: Path) -> None:
 def test_the_default_flow_passes_every_proof() -> None:
     definitions = load_definitions(FLOWS, PROMPTS, "US")
     flow = definitions.flows["support"]
-    assert len(flow.nodes) == 44
+    assert len(flow.nodes) == 48
     assert prove_flow(flow.file, flow.start, flow.nodes, flow.languages, definitions.catalog) == []
 
 
-UNTIL_DIGITS = "welcome → language → identify[one_account] → last4[ok]"
+UNTIL_DIGITS = "hours[open] → welcome → language → identify[one_account] → last4[ok]"
 DIGITS_ONLY = "after the account digits, before any one-time code: "
 
 

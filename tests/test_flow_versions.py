@@ -222,7 +222,7 @@ def test_a_refused_publish_names_the_problem_and_changes_nothing(
     ops_app: Flask, working: Path
 ) -> None:
     assert flows(ops_app, "publish").exit_code == 0
-    edit(working, "start: welcome", "start: nowhere", "flows/support.yaml")
+    edit(working, "start: hours", "start: nowhere", "flows/support.yaml")
 
     refused = flows(ops_app, "publish")
 

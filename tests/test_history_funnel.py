@@ -223,6 +223,7 @@ def test_funnel_of_fifty_simulated_calls_is_exact(app: Flask, phone: Phone) -> N
 
     assert got.calls == 50
     assert got.entered == {
+        "hours": 50,
         "welcome": 50,
         "language": 50,
         "identify": 30,
@@ -234,6 +235,7 @@ def test_funnel_of_fifty_simulated_calls_is_exact(app: Flask, phone: Phone) -> N
         "agent_verified": 15,
     }
     assert got.exits == {
+        ("hours", "open"): 50,
         ("welcome", "next"): 50,
         ("language", "next"): 30,
         ("identify", "one_account"): 30,

@@ -8,6 +8,7 @@ transfer node; the estimate and its rounding are checked on their own too.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,14 +16,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from caller import Phone, SchemaCheckingTransport
+from conftest import AUTH_TOKEN, PUBLIC_URL
 from flask import Flask
-from kit import call_form, new_sid, post, says, text, twiml
+from kit import JANE_PHONE, add_account, call_form, new_sid, post, says, text, twiml
+from twiml_schema import assert_valid_twiml
 
+from ivr.config_line import DEFAULT_HOLD_MUSIC
 from ivr.flow.instructions import Leave, Pause, Play, Say
 from ivr.flow.loader import check_definitions, load_catalog, load_definitions
 from ivr.flow.model import TransferTarget
 from ivr.flow.model.transfer import DEFAULT_ANNOUNCE_EVERY
 from ivr.flow.proofs import NON_ACCOUNT_PLACEHOLDERS
+from ivr.simulator.player import Scripted, Simulator
+from ivr.simulator.transport import InProcess, Reply
 from ivr.voice import hold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +129,19 @@ def assert_leave(body: str) -> None:
     ]
 
 
+def again(doc: ET.Element) -> str:
+    """Where the document's closing `<Redirect>` sends Twilio next (the waitUrl with a=)."""
+    assert doc[-1].tag == "Redirect" and doc[-1].get("method") == "POST", list(doc)
+    url = (doc[-1].text or "").strip()
+    assert urlsplit(url).path == "/voice/queue/wait"
+    return url
+
+
+def last_of(doc: ET.Element) -> int:
+    """The QueueTime of the latest announcement the redirect carries."""
+    return int(parse_qs(urlsplit(again(doc)).query)["a"][0])
+
+
 def pause_of(doc: ET.Element) -> int:
     (pause,) = doc.findall("Pause")
     return int(pause.get("length") or "0")
@@ -194,7 +214,9 @@ def test_the_default_configuration_holds_with_our_wait_url(make_app: Any, tmp_pa
 
     assert (enqueue.text or "").strip() == "support"
     assert says(doc) == [text(app, "queue_hold"), text(app, "queue_position_next")]
-    assert [child.tag for child in doc] == ["Say", "Say", "Pause"]
+    # No hold_music on the node: Twilio's classical track, never dead air.
+    assert [child.tag for child in doc] == ["Say", "Say", "Play", "Redirect"]
+    assert doc.findtext("Play") == DEFAULT_HOLD_MUSIC
 
 
 def test_a_configured_workflow_holds_with_our_wait_url_too(make_app: Any, tmp_path: Path) -> None:
@@ -211,7 +233,9 @@ def test_a_configured_workflow_holds_with_our_wait_url_too(make_app: Any, tmp_pa
 def test_first_request_says_the_hold_prompt_the_place_and_the_wait(
     make_app: Any, tmp_path: Path
 ) -> None:
-    app = hold_app(make_app, tmp_path, extra="    hold_prompt: connecting\n")
+    app = hold_app(
+        make_app, tmp_path, extra="    hold_prompt: connecting\n", IVR_HOLD_MUSIC_URL="none"
+    )
     call_sid, url, _ = held(app)
 
     doc = wait(app, url, call_sid, 0, position=1, size=3, average=60)
@@ -251,25 +275,49 @@ def test_the_estimated_wait_is_said_only_when_twilio_gives_an_average(
 
 
 def test_announcements_come_every_announce_every_seconds(make_app: Any, tmp_path: Path) -> None:
-    """Stateless: QueueTime alone says whether an announcement is due; a repeat says the
-    place and wait again (not the hold prompt), with silence sized to the next one."""
-    app = hold_app(make_app, tmp_path, extra="    announce_every: 120\n")
+    """Silence between announcements (IVR_HOLD_MUSIC_URL=none): each answer redirects back
+    with the QueueTime of the latest announcement; a repeat says the place and wait again
+    (not the hold prompt) once `announce_every` seconds have passed since it."""
+    app = hold_app(make_app, tmp_path, extra="    announce_every: 120\n", IVR_HOLD_MUSIC_URL="none")
     call_sid, url, _ = held(app)
-    again = [text(app, "queue_position_next"), text(app, "queue_wait_under_minute")]
+    repeat = [text(app, "queue_position_next"), text(app, "queue_wait_under_minute")]
     facts: dict[str, int | None] = {"position": 1, "size": 3, "average": 20}
 
     first = wait(app, url, call_sid, 0, **facts)
-    assert says(first) == [text(app, "queue_hold"), *again]
+    assert says(first) == [text(app, "queue_hold"), *repeat]
     assert pause_of(first) == 120 - hold.Announcement(tuple(says(first))).seconds
+    assert last_of(first) == 0
 
-    # Twilio asks again when the pause ends; a little late is still on time.
-    for waited, announced in ((116, False), (120, True), (134, True), (135, False), (200, False)):
-        doc = wait(app, url, call_sid, waited, **facts)
-        assert says(doc) == (again if announced else []), waited
-        if announced:
-            assert pause_of(doc) == 240 - waited - hold.Announcement(tuple(again)).seconds
-        else:  # silence until the next announcement falls due
-            assert pause_of(doc) == (240 if waited > 120 else 120) - waited
+    # Twilio follows the redirect when the pause ends; a little early is not yet due.
+    early = wait(app, again(first), call_sid, 117, **facts)
+    assert says(early) == [] and pause_of(early) == 3 and last_of(early) == 0
+    late = wait(app, again(early), call_sid, 131, **facts)
+    assert says(late) == repeat and last_of(late) == 131
+    assert pause_of(late) == 120 - hold.Announcement(tuple(repeat)).seconds
+    # The next one is due 120 s after that one, not at the next multiple of 120.
+    assert says(wait(app, again(late), call_sid, 240, **facts)) == []
+    assert says(wait(app, again(late), call_sid, 251, **facts)) == repeat
+
+
+def test_with_hold_music_announcements_keep_their_cadence(make_app: Any, tmp_path: Path) -> None:
+    """A 45 s track and every=60: Twilio asks again at the end of each track. The
+    announcement comes on the first request at least 60 s after the last one (0, 90, 180,
+    270…), never drifting away as QueueTime % every did (0, 189, 240, 426…)."""
+    app = hold_app(make_app, tmp_path, extra=f"    hold_music: {MUSIC}\n    announce_every: 60\n")
+    call_sid, url, _ = held(app)
+
+    announced, next_url, waited = [], url, 0
+    while waited <= 450:
+        doc = wait(app, next_url, call_sid, waited)
+        assert [c.tag for c in doc][-2:] == ["Play", "Redirect"] and doc.findtext("Play") == MUSIC
+        if says(doc):
+            announced.append(waited)
+        next_url = again(doc)
+        waited += 45 + 2 * len(says(doc))  # the track, the sentences, Twilio's delay
+
+    assert announced == [0, 94, 186, 278, 370]
+    gaps = [b - a for a, b in itertools.pairwise(announced)]
+    assert all(60 <= gap < 60 + 45 + 5 for gap in gaps)
 
 
 def test_hold_music_plays_between_announcements(make_app: Any, tmp_path: Path) -> None:
@@ -277,13 +325,36 @@ def test_hold_music_plays_between_announcements(make_app: Any, tmp_path: Path) -
     call_sid, url, _ = held(app)
 
     first = wait(app, url, call_sid, 0)
-    between = wait(app, url, call_sid, 20)
-    again = wait(app, url, call_sid, 33)
+    between = wait(app, again(first), call_sid, 20)
+    repeat = wait(app, again(between), call_sid, 33)
 
-    assert [c.tag for c in first] == ["Say", "Say", "Play"] and first.findtext("Play") == MUSIC
-    assert [(c.tag, c.text) for c in between] == [("Play", MUSIC)]
-    assert says(again) == [text(app, "queue_position_next")]
-    assert [c.tag for c in again] == ["Say", "Play"]
+    assert [c.tag for c in first] == ["Say", "Say", "Play", "Redirect"]
+    assert first.findtext("Play") == MUSIC
+    assert [(c.tag, c.text) for c in between][:1] == [("Play", MUSIC)] and len(between) == 2
+    assert says(repeat) == [text(app, "queue_position_next")]
+    assert [c.tag for c in repeat] == ["Say", "Play", "Redirect"]
+
+
+def test_the_hold_music_setting(make_app: Any, tmp_path: Path) -> None:
+    """IVR_HOLD_MUSIC_URL replaces Twilio's track for targets with no hold_music."""
+    own = "https://media.example.test/hold/jazz.mp3"
+    app = hold_app(make_app, tmp_path, IVR_HOLD_MUSIC_URL=own)
+    call_sid, url, _ = held(app)
+
+    assert wait(app, url, call_sid, 0).findtext("Play") == own
+
+
+@pytest.mark.parametrize(
+    "value", ["http://media.example.test/hold.mp3", "hold.mp3", "https://x.test/a b.mp3"]
+)
+def test_a_bad_hold_music_setting_is_refused(value: str) -> None:
+    from ivr.config_line import read
+
+    problems: list[str] = []
+    settings = read({"IVR_HOLD_MUSIC_URL": value}.get, "US", problems)
+
+    assert [p.split(" must")[0] for p in problems] == ["IVR_HOLD_MUSIC_URL"]
+    assert settings.hold_music == DEFAULT_HOLD_MUSIC
 
 
 def test_the_announcements_speak_the_callers_language(make_app: Any, tmp_path: Path) -> None:
@@ -336,7 +407,12 @@ def test_a_hold_prompt_may_say_the_wait_itself(make_app: Any, tmp_path: Path) ->
 
 
 def test_the_maximum_wait_takes_the_caller_out_of_the_queue(make_app: Any, tmp_path: Path) -> None:
-    app = hold_app(make_app, tmp_path, extra="    queue_max_wait: 90\n    announce_every: 60\n")
+    app = hold_app(
+        make_app,
+        tmp_path,
+        extra="    queue_max_wait: 90\n    announce_every: 60\n",
+        IVR_HOLD_MUSIC_URL="none",
+    )
     call_sid, url, _ = held(app)
 
     near_the_end = wait(app, url, call_sid, 80)
@@ -372,6 +448,28 @@ def test_storage_trouble_keeps_the_caller_holding(make_app: Any, tmp_path: Path)
     assert_leave(late.get_data(as_text=True))
 
 
+def test_a_caller_at_the_input_limit_holds_on_the_configured_target(
+    make_app: Any, tmp_path: Path
+) -> None:
+    """The input limit's safe-default transfer enqueues on the configured target with our
+    waitUrl: the caller holds there (prompt, place, music), not `<Leave/>` at once."""
+    from ivr.calls import store
+    from ivr.flow.engine import LIMIT_TRANSFER
+
+    app = hold_app(make_app, tmp_path, target=None, IVR_AGENT_TARGET="queue:support")
+    call_sid, url, _ = held(app)
+    with app.app_context():
+        state = store.load(call_sid)
+        assert state is not None
+        state.node = LIMIT_TRANSFER  # where engine.core._limit_transfer leaves the call
+        store.save(state)
+
+    doc = wait(app, url, call_sid, 0)
+
+    assert says(doc) == [text(app, "queue_hold"), text(app, "queue_position_next")]
+    assert [child.tag for child in doc] == ["Say", "Say", "Play", "Redirect"]
+
+
 def test_a_hold_request_for_no_transfer_leaves(make_app: Any, tmp_path: Path) -> None:
     app = hold_app(make_app, tmp_path)
     call_sid, url, _ = held(app)
@@ -389,13 +487,18 @@ def test_the_wait_document_is_built_from_instructions() -> None:
     target = TransferTarget("queue", "support", hold_music=MUSIC, max_wait=60)
 
     first = hold.hold_document(catalog, "en-US", target, hold.QueueFacts(0, 1, 1, None))
-    last = hold.hold_document(catalog, "en-US", target, hold.QueueFacts(60, 1, 1, None))
+    last = hold.hold_document(catalog, "en-US", target, hold.QueueFacts(60, 1, 1, None), last=0)
 
-    assert [type(item) for item in first] == [Say, Say, Play]
-    assert last == [Leave()]
+    assert [type(item) for item in first.instructions] == [Say, Say, Play]
+    assert first.last == 0
+    assert last == hold.Hold([Leave()], None)
     plain = TransferTarget("queue", "support")
-    quiet = hold.hold_document(catalog, "en-US", plain, hold.QueueFacts(30, 1, 1, None))
-    assert quiet == [Pause(DEFAULT_ANNOUNCE_EVERY - 30)]
+    quiet = hold.hold_document(catalog, "en-US", plain, hold.QueueFacts(30, 1, 1, None), last=0)
+    assert quiet == hold.Hold([Pause(DEFAULT_ANNOUNCE_EVERY - 30)], 0)
+    music = hold.hold_document(
+        catalog, "en-US", plain, hold.QueueFacts(30, 1, 1, None), last=0, music=MUSIC
+    )
+    assert music == hold.Hold([Play(MUSIC)], 0)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -485,3 +588,75 @@ def test_the_hold_prompts_take_only_the_hold_placeholders(tmp_path: Path) -> Non
     problems = load_catalog(prompts)[1]
 
     assert [(p.where, p.field) for p in problems] == [("queue_position_next", "text")]
+
+
+# --- a journey through the simulator ------------------------------------------------------
+
+
+def test_a_verified_caller_of_the_default_flow_holds_informed_then_an_agent_answers(
+    make_app: Any,
+) -> None:
+    """The default flow and configuration (IVR_AGENT_TARGET=queue:support): Jane is
+    enqueued and holds in the simulator's queue (3 callers, one taken a minute), hearing
+    her place and the estimated wait at least `announce_every` (60 s) apart between
+    Twilio's hold music, until her turn comes and an agent takes the call."""
+    app: Flask = make_app(IVR_AGENT_TARGET="queue:support")
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
+
+    heard = result.heard("caller")
+    holding = heard[heard.index(text(app, "connecting")) + 1 :]
+    assert holding == [
+        text(app, "queue_hold"),
+        text(app, "queue_position", position="3"),
+        text(app, "queue_wait_minutes", minutes="3"),
+        text(app, "queue_position", position="2"),
+        text(app, "queue_wait_minutes", minutes="2"),
+        text(app, "queue_position_next"),
+        text(app, "queue_wait_one_minute"),
+    ]
+    waits = [(url, ET.fromstring(doc)) for url, doc in result.documents if "/queue/wait" in url]
+    announced = [parse_qs(urlsplit(again(doc)).query)["a"][0] for _, doc in waits if says(doc)]
+    assert announced == ["0", "69", "135"]  # 60 s apart at least, at the end of a track
+    assert all(doc.findtext("Play") == DEFAULT_HOLD_MUSIC for _, doc in waits)
+    assert result.transfers == ["enqueue support"]
+    assert any(e.kind == "agent" and "took the call" in e.text for e in result.events)
+    dial = [url for url, _ in result.documents if "/voice/dial?s=" in url]
+    assert len(dial) == 1 and result.ended_by == "ivr"
+
+
+class HoldCheckingTransport(SchemaCheckingTransport):
+    """Schema-checks every answer but a lone `<Leave/>` (Twilio's XSD lacks it: see
+    assert_leave), whose structure is asserted instead."""
+
+    def post(self, url: str, form: dict[str, str]) -> Reply:
+        reply = InProcess.post(self, url, form)
+        if reply.status == 200 and "<Leave" in reply.body:
+            assert_leave(reply.body)
+        elif reply.status == 200:
+            assert_valid_twiml(reply.body)
+        return reply
+
+
+@pytest.mark.parametrize("agent", ["accept", "no-answer"])
+def test_the_simulated_hold_ends_at_the_maximum_wait_or_the_callers_turn(
+    make_app: Any, tmp_path: Path, agent: str
+) -> None:
+    """QueueTime grows by what each hold document played: a 60 s maximum wait ends the
+    hold (`<Leave/>`) before the turn comes (180 s); without one, at the caller's turn
+    nobody answers (no-answer) and the caller leaves the queue."""
+    extra = "    queue_max_wait: 60\n" if agent == "accept" else ""
+    app = hold_app(make_app, tmp_path, extra=extra)
+    simulator = Simulator(HoldCheckingTransport(app, AUTH_TOKEN), PUBLIC_URL, agent=agent)
+
+    result = simulator.call(JANE_PHONE, Scripted([]))
+
+    waits = [ET.fromstring(doc) for url, doc in result.documents if "/queue/wait" in url]
+    tags = [[child.tag for child in doc] for doc in waits]
+    if agent == "accept":
+        assert tags[-1] == ["Leave"] and len(waits) == 3  # at 0, 39 and 69 s
+    else:
+        assert all(tag[-2:] == ["Play", "Redirect"] for tag in tags) and len(waits) == 6
+    assert result.heard("caller")[-1] == text(app, "agents_busy")
+    assert not any(e.kind == "agent" for e in result.events)

@@ -426,6 +426,36 @@ def test_closed_hours_say_so_and_hang_up(line: Flask, phone_on: Phone, call_at: 
     assert result.ended_by == "ivr"
 
 
+def test_ivr_call_at_places_a_simulated_call_at_another_hour(line: Flask) -> None:
+    """`ivr call --at` moves only the line's clock: the same flow, closed in the evening
+    and open in the morning, whatever the machine's time."""
+    runner = line.test_cli_runner()
+    evening = runner.invoke(
+        args=["call", "--from", CALLER, "--digits", "", "--at", "2026-12-07T18:00-05:00"]
+    )
+    morning = runner.invoke(
+        args=["call", "--from", CALLER, "--digits", "1", "--at", "2026-12-07T10:00-05:00"]
+    )
+
+    assert evening.exit_code == 0, evening.output
+    assert text(line, "closed_hours") in " ".join(evening.output.split())
+    assert morning.exit_code == 0, morning.output
+    assert text(line, "closed_hours") not in " ".join(morning.output.split())
+    assert text(line, "language_option") in " ".join(morning.output.split())
+
+
+@pytest.mark.parametrize(
+    ("at", "words"),
+    [("tomorrow", "not a moment"), ("2026-12-07T10:00", "offset"), ("", "not a moment")],
+)
+def test_ivr_call_at_refuses_a_moment_without_an_offset(line: Flask, at: str, words: str) -> None:
+    result = line.test_cli_runner().invoke(
+        args=["call", "--from", CALLER, "--digits", "", "--at", at]
+    )
+    assert result.exit_code != 0 and words in result.output
+    assert "Traceback" not in result.output
+
+
 def test_an_emergency_closure_from_the_cli_reaches_calls_without_a_publish(
     line: Flask, phone_on: Phone, call_at: Any
 ) -> None:

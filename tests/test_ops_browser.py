@@ -300,17 +300,17 @@ def _overlapping(boxes: list[dict[str, Any]]) -> list[str]:
 
 
 def test_the_default_flow_is_drawn_without_overlapping_labels_at_1280_by_800(page: Any) -> None:
-    """All 44 nodes of flows/support.yaml at 1280x800: no two labels overlap, no two node
+    """All 48 nodes of flows/support.yaml at 1280x800: no two labels overlap, no two node
     boxes overlap, and each label stays inside its own node's box."""
     page.set_viewport_size({"width": 1280, "height": 800})
     open_signed_in(page, "/ops/flows/support")
     svg = page.locator("svg.flow-diagram")
-    expect(svg.locator("a.node")).to_have_count(44)
+    expect(svg.locator("a.node")).to_have_count(48)
     page.evaluate("document.fonts.ready")  # the labels measured in the font they are drawn in
     boxes = svg.evaluate(_BOXES)
     labels, nodes = boxes["labels"], boxes["nodes"]
-    assert len(nodes) == 44
-    assert len(labels) > 2 * 44  # a title and a detail per node, and the exits
+    assert len(nodes) == 48
+    assert len(labels) > 2 * 48  # a title and a detail per node, and the exits
     assert all(label["right"] - label["x"] > 0 for label in labels)
     assert _overlapping(labels) == []
     assert _overlapping(nodes) == []

@@ -390,7 +390,7 @@ def test_every_node_and_prompt_form_saves_back_unchanged(console: Flask, ops: Fl
 
         nodes = list(draft_reading.raw_nodes(before))
         keys = sorted(draft_reading.prompt_users(before))
-    assert len(nodes) == 44
+    assert len(nodes) == 48
     paths = [f"{DRAFT}/nodes/{n}" for n in nodes] + [f"{DRAFT}/prompts/{k}" for k in keys]
     for path in paths:
         page = ops.get(path)

@@ -151,7 +151,7 @@ def test_the_live_version_is_drawn(ops_app: Flask, working: Path, role: str) -> 
     svg = svg_of(page)
     assert svg.attrib["viewBox"] == f"0 0 {svg.attrib['width']} {svg.attrib['height']}"
     nodes = nodes_of(svg)
-    assert len(nodes) == 44
+    assert len(nodes) == 48
     menu = nodes["menu"]
     assert menu.attrib["href"] == "/ops/flows/support?node=menu"
     assert menu.attrib["role"] == "link" and menu.attrib["aria-label"].startswith("menu: menu")
@@ -161,7 +161,10 @@ def test_the_live_version_is_drawn(ops_app: Flask, working: Path, role: str) -> 
         assert {"x", "y", "font-size", "data-width"} <= set(text.attrib)
     assert "is-protected" in classes(nodes["new_number"])
     assert nodes["new_number"].find(f"{SVG}g[@class='badge badge-lock']") is not None
-    assert "is-terminal" in classes(nodes["agents_busy"])
+    assert "is-terminal" in classes(nodes["goodbye"])
+    assert "is-terminal" in classes(nodes["voicemail"])  # a message ends the call
+    assert "is-terminal" not in classes(nodes["agents_busy"])  # says so, then voicemail
+    assert "is-start" in classes(nodes["hours"])
     assert "fam-code" in classes(nodes["enter_code"]) and "fam-identify" in classes(nodes["last4"])
     edges = svg.findall(f".//{SVG}path[@data-from]")
     assert len(edges) == sum(len(list(n.iter(f"{SVG}text"))) - 2 for n in nodes.values())
@@ -178,7 +181,7 @@ def test_the_live_version_is_drawn(ops_app: Flask, working: Path, role: str) -> 
 def test_a_flow_never_published_shows_its_working_files(ops_app: Flask) -> None:
     page = signed_in(ops_app).get("/ops/flows/sales").get_data(as_text=True)
     assert "working files, never published" in page
-    assert len(nodes_of(svg_of(page))) == 44
+    assert len(nodes_of(svg_of(page))) == 48
 
 
 def test_any_stored_version_by_its_first_digits(ops_app: Flask, working: Path) -> None:
@@ -277,7 +280,7 @@ def test_an_unknown_node_is_said_in_the_panel(ops_app: Flask, working: Path) -> 
     assert answer.status_code == 200
     page = answer.get_data(as_text=True)
     assert "No node named <code>nowhere</code> in this version of support" in page
-    assert len(nodes_of(svg_of(page))) == 44
+    assert len(nodes_of(svg_of(page))) == 48
 
 
 # ------------------------------------------------------------------ findings
@@ -309,7 +312,7 @@ def test_findings_follow_the_proofs_path_to_the_unprotected_number_change(ops_ap
     ours = [f for f in findings if f.nodes and f.nodes[-1] == "new_number"]
     assert len(ours) == 1
     path = ours[0].nodes
-    assert path[0] == "welcome" and "code_trouble" in path
+    assert path[:2] == ("hours", "welcome") and "code_trouble" in path
     assert path.index("code_trouble") == len(path) - 2  # code_trouble[4] → new_number
     assert "changes the phone number" in ours[0].message
     with ops_app.test_request_context():
@@ -327,7 +330,7 @@ def test_findings_follow_the_proofs_path_to_the_unprotected_number_change(ops_ap
         for e in svg.iter(f"{SVG}path")
         if "on-finding" in classes(e)
     }
-    assert ("welcome", "language") in edges
+    assert ("hours", "welcome") in edges and ("welcome", "language") in edges
     # The path's own steps only; code_trouble → new_number is no edge of the drawn flow.
     assert edges == {
         pair for pair in itertools.pairwise(path) if pair != ("code_trouble", "new_number")
@@ -344,14 +347,14 @@ def test_a_trap_highlights_the_way_in_then_the_cycle(ops_app: Flask) -> None:
     message = (
         "a trap: these nodes only lead to each other, never to a transfer or hang-up:"
         " menu[1] → change_number[allowed] → new_number[no_input] → menu; reached after full"
-        " verification by welcome → language → identify[one_account] → last4[ok] → send_sms[sent]"
+        " verification by hours[open] → welcome → language → identify[one_account] → last4[ok] → send_sms[sent]"
         " → enter_code[ok] → menu"
     )
     problem = DefinitionProblem("flows/support.yaml", "menu", "", message)
     (finding,) = findings_of([problem], flow)
     assert finding.nodes == (
-        "welcome", "language", "identify", "last4", "send_sms", "enter_code", "menu",
-        "change_number", "new_number", "menu",
+        "hours", "welcome", "language", "identify", "last4", "send_sms", "enter_code",
+        "menu", "change_number", "new_number", "menu",
     )  # fmt: skip
     assert finding.message.startswith("menu: a trap")
 
@@ -428,4 +431,4 @@ def test_a_flow_only_the_store_knows_is_listed_and_drawn(ops_app: Flask) -> None
     page = client.get("/ops/flows/billing").get_data(as_text=True)
     assert f'<code data-testid="version">{outcome.version}</code>' in page
     assert '<span class="badge">live</span>' in page
-    assert len(nodes_of(svg_of(page))) == 44
+    assert len(nodes_of(svg_of(page))) == 48

@@ -181,12 +181,14 @@ TEST_PROMPTS = {
         "test_menu": "Press 1 or say change my number. Press 2 or say agent.",
         "test_menu_retry": "Sorry. Press 1 or say change my number. Press 2 or say agent.",
         "test_confirm": "Is that right? Press 1 or say yes, press 2 or say no.",
+        "test_blank": " , ",
     },
     "es-US": {
         "test_digits": "Marque su referencia y después oprima numeral.",
         "test_menu": "Oprima 1 o diga cambiar mi número. Oprima 2 o diga agente.",
         "test_menu_retry": "Perdón. Oprima 1 o diga cambiar mi número. Oprima 2 o diga agente.",
         "test_confirm": "¿Es correcto? Oprima 1 o diga sí, oprima 2 o diga no.",
+        "test_blank": " , ",
     },
 }
 
@@ -432,6 +434,10 @@ def test_other_unknown_keys_are_still_reported_as_such(tmp_path: Path) -> None:
             "keypad digits",
         ),
         ("{1: speech_yes, 2: speech_no}", "{}", "speech", "non-empty mapping"),
+        # The same words for two options could never choose either.
+        ("{1: speech_yes, 2: speech_no}", "{1: speech_yes, 2: speech_yes}", "speech.2", "keys 1"),
+        # An option whose prompt lists no phrase could never be said.
+        ("{1: speech_yes, 2: speech_no}", "{1: speech_yes, 2: test_blank}", "speech.2", "no phr"),
     ],
 )
 def test_menu_speech_is_validated(

@@ -219,11 +219,13 @@ def test_a_share_of_zero_is_allowed_and_its_path_is_still_proved(tmp_path: Path)
 
 @pytest.fixture
 def split_app(make_app, working: Path) -> Flask:  # type: ignore[no-untyped-def]
-    """The default flow with a split before its welcome: both exits greet the caller,
-    one with the usual welcome, one going straight to the language menu."""
+    """The default flow with a split before its welcome (where its hours node sends an
+    open line): both exits greet the caller, one with the usual welcome, one going
+    straight to the language menu."""
     support = working / "flows" / "support.yaml"
     flow = support.read_text(encoding="utf-8")
-    flow = flow.replace("start: welcome\n", "start: trial\n").replace(
+    assert flow.count("    open: welcome\n") == 1  # the hours node's way in when open
+    flow = flow.replace("    open: welcome\n", "    open: trial\n").replace(
         "nodes:\n",
         "nodes:\n  trial:\n    type: split\n    exits:\n      classic: welcome\n"
         "      brief: language\n    shares:\n      classic: 50\n      brief: 50\n\n",

@@ -115,7 +115,10 @@ def test_users_add_without_totp_in_optional_mode(app: Flask, runner) -> None:  #
     )
     assert result.exit_code == 0 and "otpauth://" not in result.output
     assert user(app).totp_secret is None
-    assert re.search(r"alice .* active\s+no$", runner.invoke(args=["users", "list"]).output, re.M)
+    listed = runner.invoke(args=["users", "list"]).output
+    # The columns end "status totp pin line phone": alice has no TOTP (nor PIN or line).
+    assert re.search(r"^username .* status\s+totp\s+pin\s+line phone$", listed, re.M), listed
+    assert re.search(r"^alice .* active\s+no\s+no\s+-$", listed, re.M), listed
 
 
 def test_totp_reset_replaces_the_secret_and_codes_and_ends_sessions(app: Flask, runner) -> None:  # type: ignore[no-untyped-def]

@@ -190,7 +190,7 @@ def test_problems_come_back_and_the_draft_is_saved_anyway(session: Session, work
     stored = drafts.get(session, "support")
     assert stored is not None and "Hello {first_name}." in stored.files[EN]
     sketch = draft_reading.sketch(stored)
-    assert sketch is not None and sketch.start == "welcome" and len(sketch.nodes) == 44
+    assert sketch is not None and sketch.start == "hours" and len(sketch.nodes) == 48
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ order and however often Twilio's two webhooks come)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from caller import Phone
@@ -251,11 +253,14 @@ def test_a_message_past_the_maximum_length_is_cut_there(vm_app: Flask) -> None:
 def test_a_verified_caller_is_stored_with_the_account_and_the_method(
     make_app: Any, working: Path
 ) -> None:
+    """The default flow's own voicemail node, reached from its menu (key 4, added in a
+    working copy) after the caller verified with the account digits and a code."""
     flow = working / "flows" / "support.yaml"
     content = flow.read_text()
     assert "      9: menu\n" in content
+    assert "  voicemail:\n    type: voicemail\n" in content  # the default flow's own node
     content = content.replace("      9: menu\n", "      9: menu\n      4: voicemail\n", 1)
-    flow.write_text(content.rstrip("\n") + "\n\n" + VOICEMAIL_NODE)
+    flow.write_text(content)
     app: Flask = make_app(
         IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts")
     )
@@ -390,6 +395,8 @@ def test_unsigned_recording_webhooks_are_refused(vm_app: Flask) -> None:
         ("", (0, "")),
         ("#", (0, "#")),
         ("record:0", (0, "")),
+        ("record:12!", (12, "!")),
+        ("record:0!", (0, "!")),
     ],
 )
 def test_the_script_token(entry: str, expected: tuple[int, str]) -> None:
@@ -411,3 +418,210 @@ def test_a_replayed_older_webhook_asks_for_the_message_again(vm_app: Flask) -> N
     assert record is not None and again is not None
     assert again.attrib == record.attrib
     assert voicemails(vm_app) == []
+
+
+# --- issue 15's "done when", on the default flow ------------------------------------------------
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def exits_of(app: Flask, call_sid: str) -> list[tuple[str, str, str]]:
+    """The call's exits as (node, exit, to), in order."""
+    with app.app_context():
+        steps = db.session().scalars(
+            select(CallStep).where(CallStep.call_sid == call_sid).order_by(CallStep.seq)
+        )
+        return [(s.node, s.exit, s.detail.get("to")) for s in steps if s.event == "exit"]
+
+
+def test_a_caller_outside_the_default_flows_hours_leaves_a_message(
+    make_app: Any, working: Path
+) -> None:
+    """The default flow with its hours node open only on a day three days from today in
+    New York (a working copy): the caller hears the closed prompt, then the voicemail
+    prompt, leaves a message, and it is stored."""
+    flow = working / "flows" / "support.yaml"
+    content = flow.read_text()
+    assert "    timezone: America/New_York\n" in content
+    today = datetime.now(ZoneInfo("America/New_York")).weekday()
+    open_day = DAYS[(today + 3) % 7]
+    for day in DAYS:
+        line = f"      {day}: 00:00-24:00\n"
+        assert content.count(line) == 1, day
+        content = content.replace(line, line if day == open_day else f"      {day}: closed\n")
+    flow.write_text(content)
+    app: Flask = make_app(
+        IVR_FLOWS_DIR=str(working / "flows"), IVR_PROMPTS_DIR=str(working / "prompts")
+    )
+
+    result = Phone(app).call(JANE_PHONE, ["record:8#"])
+
+    assert result.ended_by == "ivr", result.transcript
+    assert result.heard() == [
+        text(app, "closed_hours"),
+        text(app, "voicemail_prompt"),
+        text(app, "voicemail_thanks"),
+    ]
+    assert exits_of(app, result.call_sid)[:2] == [
+        ("hours", "closed", "after_hours"),
+        ("after_hours", "next", "voicemail"),
+    ]
+    [row] = voicemails(app)
+    assert (row.call_sid, row.duration, row.status) == (result.call_sid, 8, "ready")
+    assert (row.flow, row.language, row.account_id) == ("support", "en-US", None)
+    assert row.caller == mask(JANE_PHONE)
+
+
+def test_an_emergency_closure_sends_default_flow_callers_to_voicemail_until_reopened(
+    app: Flask, runner: Any
+) -> None:
+    """`ivr hours close` on the unmodified default flow: the caller hears the closure's
+    message, then leaves a message; `ivr hours open` brings back the welcome, and no
+    version was published in between."""
+    from ivr.calls import runtime
+
+    with app.app_context():
+        live_before = runtime.get().live().flow.version
+    normal = Phone(app).call(JANE_PHONE, [])
+    assert normal.heard()[0] == text(app, "welcome"), normal.transcript
+
+    closed = runner.invoke(args=["hours", "close", "--message", "closed_emergency"])
+    assert closed.exit_code == 0, closed.output
+    result = Phone(app).call(JANE_PHONE, ["record:8#"])
+    assert result.ended_by == "ivr", result.transcript
+    assert result.heard() == [
+        text(app, "closed_emergency"),
+        text(app, "voicemail_prompt"),
+        text(app, "voicemail_thanks"),
+    ]
+    assert exits_of(app, result.call_sid)[:1] == [("hours", "emergency", "voicemail")]
+    [row] = voicemails(app)
+    assert (row.call_sid, row.duration, row.status) == (result.call_sid, 8, "ready")
+    assert row.flow == "support"
+
+    opened = runner.invoke(args=["hours", "open"])
+    assert opened.exit_code == 0, opened.output
+    again = Phone(app).call(JANE_PHONE, [])
+    heard = again.heard()
+    assert heard[0] == text(app, "welcome"), again.transcript
+    assert text(app, "closed_emergency") not in heard
+    assert text(app, "voicemail_prompt") not in heard
+    assert exits_of(app, again.call_sid)[:1] == [("hours", "open", "welcome")]
+    assert len(voicemails(app)) == 1
+    with app.app_context():
+        assert runtime.get().live().flow.version == live_before  # nothing was published
+
+
+# --- hanging up to end the message: the call ends before the action -----------------------------
+
+
+def test_a_verified_caller_who_hangs_up_after_the_message_keeps_their_facts_and_the_step(
+    app: Flask, runner: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default flow: verified with the digits and a code, agents busy, voicemail; the
+    caller speaks 12 seconds and hangs up. Twilio ends the call first (the status callback
+    takes the call's state), then posts the action (Digits=hangup) and the recording
+    status callback: the message still has the account, the verification, the language
+    and the flow, and the call's record its voicemail step."""
+    account_id = add_account(app, "Jane Doe", JANE_PHONE, "10004321", "jane@example.com")
+    caplog.set_level("INFO", logger="ivr.voice.recordings")
+    result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2", "record:12!"], agent="busy")
+
+    assert result.ended_by == "caller-hangup", result.transcript
+    late = f"call {result.call_sid}: the message's action came after the call ended"
+    assert late in caplog.messages  # the status callback came first: no state at the action
+    assert result.heard()[-2:] == [text(app, "agents_busy"), text(app, "voicemail_prompt")]
+    assert text(app, "voicemail_thanks") not in result.heard()  # nobody on the line for it
+    [row] = voicemails(app)
+    assert row.call_sid == result.call_sid
+    assert (row.duration, row.status) == (12, "ready")
+    assert (row.account_id, row.verification) == (account_id, "code")
+    assert "account_digits" in row.methods and any(m.startswith("code") for m in row.methods)
+    assert (row.language, row.flow) == ("en-US", "support")
+    assert (row.caller, row.caller_key) == (mask(JANE_PHONE), caller_key(JANE_PHONE, SECRET))
+
+    with app.app_context():
+        call = db.session().get(CallRecord, result.call_sid)
+        assert call is not None
+        assert (call.outcome, call.last_node, call.status) == ("ended", "voicemail", "completed")
+        steps = [
+            (s.event, s.node, s.detail.get("result"), s.detail.get("seconds")) for s in call.steps
+        ]
+        ats = [s.at_ms for s in call.steps]
+    assert steps[-3:] == [
+        ("voicemail", "voicemail", "recorded", 12),
+        ("hangup", "voicemail", None, None),
+        ("end", None, None, None),
+    ]
+    assert ats == sorted(ats)
+    shown = runner.invoke(args=["calls", "show", result.call_sid])
+    assert shown.exit_code == 0, shown.output
+    assert "voicemail" in shown.output.split("timeline", 1)[1]
+    assert "ended" in shown.output
+
+
+def hold_jobs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Jobs queued by requests stay queued (a worker that is behind); the real runner,
+    to run them when the test says."""
+    from ivr.jobs import runner as jobs_runner
+
+    real = jobs_runner.run_burst
+    monkeypatch.setattr(jobs_runner, "run_burst", lambda *args, **kwargs: False)
+    return real
+
+
+def test_an_action_that_comes_before_the_calls_record_waits_for_it(
+    vm_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call ended and its record's job has not run yet when the action comes: the
+    message is stored with the call's facts at once, its voicemail step waits, and the
+    recording status callback that comes once the record is written adds it (once)."""
+    sid, step = start_to_record(vm_app)
+    real_run_burst = hold_jobs(monkeypatch)
+    ended = call_form(sid, CallStatus="completed", CallDuration="30")
+    assert post(vm_app, "/voice/status", ended).status_code == 200
+    recording_sid = "RE" + "12" * 16
+    action = recording(sid, recording_sid, RecordingDuration="9", Digits="hangup")
+    action["CallStatus"] = "completed"
+    answer = twiml(post(vm_app, f"/voice/voicemail/recorded?s={step}", action))
+    assert says(answer) == [text(vm_app, "voicemail_thanks")] and answer[-1].tag == "Hangup"
+    [row] = voicemails(vm_app)
+    assert (row.flow, row.language, row.caller) == ("vm", "en-US", mask(JANE_PHONE))
+    assert row.status == "recording"
+
+    real_run_burst(vm_app)  # the worker writes the call's record now
+    with vm_app.app_context():
+        call = db.session().get(CallRecord, sid)
+        assert call is not None and call.outcome == "abandoned"
+        assert "voicemail" not in [s.event for s in call.steps]
+
+    for _ in range(2):  # the status callback, and a repeat of it: the step is added once
+        form = status_form(sid, recording_sid)
+        assert post(vm_app, f"/voice/voicemail/status?s={step}", form).status_code == 200
+    with vm_app.app_context():
+        session = db.session()
+        session.expire_all()
+        call = session.get(CallRecord, sid)
+        assert call is not None
+        events = [(s.seq, s.event, s.node) for s in call.steps]
+        assert (call.outcome, call.last_node) == ("ended", "voicemail")
+        assert call.steps[-1].detail["outcome"] == "ended"
+    assert [event for _, event, _ in events][-3:] == ["voicemail", "hangup", "end"]
+    assert [seq for seq, _, _ in events] == list(range(len(events)))
+    [row] = voicemails(vm_app)
+    assert (row.status, row.duration) == ("ready", 9)
+
+
+def test_a_repeated_action_after_the_call_ended_adds_the_step_once(vm_app: Flask) -> None:
+    sid, step = start_to_record(vm_app)
+    post(vm_app, "/voice/status", call_form(sid, CallStatus="completed", CallDuration="20"))
+    action = recording(sid, "RE" + "34" * 16, RecordingDuration="6", Digits="hangup")
+    for _ in range(2):
+        twiml(post(vm_app, f"/voice/voicemail/recorded?s={step}", action))
+    with vm_app.app_context():
+        call = db.session().get(CallRecord, sid)
+        assert call is not None
+        events = [s.event for s in call.steps]
+    assert events.count("voicemail") == 1 and events[-3:] == ["voicemail", "hangup", "end"]
+    [row] = voicemails(vm_app)
+    assert (row.flow, row.duration) == ("vm", 6)

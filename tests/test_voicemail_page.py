@@ -177,3 +177,10 @@ def test_the_panel_counts_unhandled_messages(app: Flask, agent: Any) -> None:
         html = render_template("agent/_voicemail_panel.html")
     assert 'data-testid="voicemail-unhandled">2<' in html
     assert "/agent/voicemail/" in html
+
+
+def test_the_main_agent_page_shows_the_panel(app: Flask, agent: Any) -> None:
+    add_voicemail(app, 1)
+    html = agent.get("/agent/").get_data(as_text=True)
+    assert 'data-testid="voicemail-panel"' in html
+    assert 'data-testid="voicemail-unhandled">1<' in html

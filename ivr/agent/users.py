@@ -15,6 +15,7 @@ phone the agent page's "take next call" rings (`ivr users phone`).
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -27,11 +28,14 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ivr.agent.transfers import canonical_target
+from ivr.config_line import MAX_PIN_LENGTH, MIN_PIN_LENGTH
 from ivr.errors import IvrError, StorageUnavailable
 from ivr.phone import mask, to_e164
 from ivr.staff import recovery, totp, wiring
 from ivr.storage import audit, db
 from ivr.storage.models import AgentUser
+
+log = logging.getLogger(__name__)
 
 AGENT, SUPERVISOR, OPS = "agent", "supervisor", "ops"
 ROLES = (AGENT, SUPERVISOR, OPS)
@@ -124,12 +128,13 @@ def authenticate(session: Session, username: str, password: str) -> tuple[AgentU
 
 # ---------------------------------------------------------------- the agent line
 
-MIN_PIN_LENGTH, MAX_PIN_LENGTH = 4, 12
 PIN = re.compile(r"[0-9]+")
 
 
 def check_pin_rules(pin: str) -> None:
-    """Raise UserError unless the PIN is 4 to 12 keypad digits (not all one digit)."""
+    """Raise UserError unless the PIN is 6 to 12 keypad digits (not all one digit): the
+    caller ID in front of it can be spoofed, so the PIN is the agent line's one secret
+    (the same length as the shared IVR_AGENT_PIN's)."""
     if not PIN.fullmatch(pin) or not MIN_PIN_LENGTH <= len(pin) <= MAX_PIN_LENGTH:
         raise UserError(
             f"the PIN must be {MIN_PIN_LENGTH} to {MAX_PIN_LENGTH} digits (0-9), keyed on a phone"
@@ -148,23 +153,32 @@ def set_line_pin(user: AgentUser, pin: str | None) -> None:
     user.line_pin_hash = generate_password_hash(pin)
 
 
-def line_pin_matches(user: AgentUser, pin: str) -> bool:
-    """Whether `pin` is this account's agent-line PIN (False when it has none)."""
-    if not user.line_pin_hash:
+def line_pin_matches(user: AgentUser | None, pin: str) -> bool:
+    """Whether `pin` is this account's agent-line PIN (False when it has none, or there
+    is no account: one hash is checked either way, so the time tells nothing)."""
+    if user is None or not user.line_pin_hash:
         check_password_hash(_decoy_hash(), pin)  # same cost either way
         return False
     return check_password_hash(user.line_pin_hash, pin)
 
 
-def line_users(session: Session) -> list[AgentUser]:
-    """The enabled accounts that take calls (agents, supervisors)."""
-    return list(
-        session.scalars(
-            select(AgentUser)
-            .where(AgentUser.disabled.is_(False), AgentUser.role.in_(AGENT_PAGE_ROLES))
-            .order_by(AgentUser.id)
+def line_account(session: Session, phone: str) -> AgentUser | None:
+    """The one enabled agent or supervisor whose line phone is `phone` (E.164, or
+    client:NAME); None when there is none, or more than one (ambiguous: nobody)."""
+    found = session.scalars(
+        select(AgentUser)
+        .where(
+            AgentUser.line_phone == phone,
+            AgentUser.disabled.is_(False),
+            AgentUser.role.in_(AGENT_PAGE_ROLES),
         )
-    )
+        .limit(2)
+    ).all()
+    if len(found) != 1:
+        if found:
+            log.error("two staff accounts have the same line phone; neither is used")
+        return None
+    return found[0]
 
 
 @functools.cache
@@ -467,7 +481,8 @@ def _utc(epoch: float) -> str:
 @click.option("--clear", is_flag=True, help="Remove the PIN: no agent line by PIN for them.")
 @with_appcontext
 def pin_command(username: str, pin_stdin: bool, clear: bool) -> None:
-    """Set the PIN an agent keys on the agent line (4 to 12 digits; only a hash is kept)."""
+    """Set the PIN an agent keys on the agent line (6 to 12 digits; only a hash is kept).
+    A session on the agent line opened with the old PIN ends at its next step."""
     session = db.session()
     user = _user_or_fail(session, username)
     if user.role not in AGENT_PAGE_ROLES:
@@ -490,6 +505,19 @@ def pin_command(username: str, pin_stdin: bool, clear: bool) -> None:
         details={"user_id": user.id, "username": user.username},
     )
     click.echo(f"{'cleared the' if clear else 'set a new'} agent-line PIN for {user.username}")
+
+
+def _phone_not_taken(session: Session, user: AgentUser) -> None:
+    """A line phone identifies one account: the agent line checks only that account's
+    PIN, and a client identity signs in as it."""
+    other = session.scalar(
+        select(AgentUser.username).where(
+            AgentUser.line_phone == user.line_phone, AgentUser.id != user.id
+        )
+    )
+    if other is not None:
+        session.rollback()
+        raise click.ClickException(f"that phone is already {other}'s: one phone, one account")
 
 
 @users.command("phone")
@@ -516,6 +544,8 @@ def phone_command(username: str, phone: str | None, clear: bool) -> None:
         if number is None:
             raise click.ClickException(f"not a phone number: {phone!r}")
         user.line_phone = number
+    if user.line_phone is not None:
+        _phone_not_taken(session, user)
     audit.record(
         session,
         "agent_user.line_phone_set" if not clear else "agent_user.line_phone_cleared",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ivr.flow.diff import type_name
 from ivr.flow.model.base import LANGUAGE, NODE, Node
 from ivr.flow.model.flow import Catalog, Flow
+from ivr.flow.model.split import SplitNode
 from ivr.flow.model.transfer import TransferNode
 
 _WRAP = 100
@@ -39,7 +40,7 @@ class OutlineRow:
     transitions (exit → node id); `keys` its keyed transitions (menu or language
     options, branch cases: key → node id or language); `transfer` where a transfer
     goes; `prompts` field → prompt key, and `texts` field → text in the language
-    asked for (empty without one).
+    asked for (empty without one); `shares` a split's exit → percentage of calls.
     """
 
     node: str
@@ -51,6 +52,7 @@ class OutlineRow:
     transfer: str | None
     prompts: dict[str, str]
     texts: dict[str, str]
+    shares: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def node_order(flow: Flow) -> list[str]:
@@ -86,6 +88,7 @@ def outline_rows(flow: Flow, catalog: Catalog, language: str | None = None) -> l
                 transfer=_transfer(node),
                 prompts=prompts,
                 texts={name: texts[key] for name, key in prompts.items() if key in texts},
+                shares=dict(node.shares) if isinstance(node, SplitNode) else {},
             )
         )
     return rows
@@ -169,9 +172,15 @@ def _transfer(node: Node) -> str | None:
         f"hold prompt {target.hold_prompt}" if target.hold_prompt else "",
         f"music {target.hold_music}" if target.hold_music else "",
         f"at most {target.max_wait} s on hold" if target.max_wait else "",
+        f"position and wait every {target.announce_every} s" if target.announce_every else "",
     ]
     extra = ", ".join(part for part in holding if part)
     return f"{target.label} ({extra})" if extra else target.label
+
+
+def _share(row: OutlineRow, key: str) -> str:
+    """A split exit's share of calls after it (` (30%)`); nothing for other keys."""
+    return f" ({row.shares[key]}%)" if key in row.shares else ""
 
 
 def _kind(row: OutlineRow) -> str:
@@ -180,7 +189,7 @@ def _kind(row: OutlineRow) -> str:
 
 def _details(row: OutlineRow) -> list[str]:
     """The indented lines under a node: keys, transfer target, prompt texts."""
-    lines = [f"    {key} → {target}" for key, target in row.keys.items()]
+    lines = [f"    {key} → {target}{_share(row, key)}" for key, target in row.keys.items()]
     if row.transfer is not None:
         lines.append(f"    target: {row.transfer}")
     for name, text in row.texts.items():

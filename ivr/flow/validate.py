@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ivr.errors import DefinitionProblem
+from ivr.flow.engine import speech
 from ivr.flow.model import (
     FACTS,
     HOLDING_KINDS,
@@ -28,6 +29,7 @@ from ivr.flow.model import (
     CheckAccountDigitsNode,
     CollectDigitsNode,
     InputNode,
+    MenuNode,
     Node,
     SendCodeNode,
     TransferNode,
@@ -126,6 +128,8 @@ def validate_flow(
             _check_kind(node, languages, default_region, problem)
             if isinstance(node, TransferNode) and node.hold_prompt:
                 _check_hold_prompt(node, node.hold_prompt, languages, catalog, problem)
+            if isinstance(node, MenuNode) and node.speech:
+                _check_speech(node, languages, catalog, problem)
     if start not in known:
         return
     links = {node_id: set(node.transitions().values()) for node_id, node in nodes.items()}
@@ -264,6 +268,43 @@ def _check_hold_prompt(
                 f" a hold prompt is read with no call facts, so it may use only {allowed}",
             )
             return
+
+
+def _check_speech(node: MenuNode, languages: list[str], catalog: Catalog, problem: Report) -> None:
+    """Each option's phrases, in every language: at least one, and none that another
+    option also lists (those words could never choose either: always ambiguous). One
+    problem per option, naming the languages; a missing prompt is reported elsewhere."""
+    empty: dict[str, list[str]] = {}
+    shared: dict[str, tuple[str, set[str], list[str]]] = {}
+    for language in languages:
+        texts = catalog.languages[language].texts
+        owner: dict[str, str] = {}
+        for key, prompt in node.speech.items():
+            text = texts.get(prompt)
+            if text is None:
+                continue
+            said = [" ".join(speech.words(phrase)) for phrase in speech.phrases(text)]
+            said = [phrase for phrase in said if phrase]
+            if not said:
+                empty.setdefault(key, []).append(language)
+            for phrase in said:
+                other = owner.setdefault(phrase, key)
+                if other != key:
+                    _, phrases, where = shared.setdefault(key, (other, set(), []))
+                    phrases.add(phrase)
+                    if language not in where:
+                        where.append(language)
+    for key, where in empty.items():
+        prompt = node.speech[key]
+        problem(node, f"speech.{key}", f"{prompt!r} lists no phrases ({', '.join(where)})")
+    for key, (other, phrases, where) in shared.items():
+        listed = ", ".join(repr(phrase) for phrase in sorted(phrases))
+        problem(
+            node,
+            f"speech.{key}",
+            f"{listed} listed for keys {other} and {key} ({', '.join(where)}):"
+            " a caller saying it would always be asked again",
+        )
 
 
 def _https_url_problem(url: str) -> str | None:

@@ -31,6 +31,9 @@ from ivr.storage.models import LineClosure
 
 log = logging.getLogger(__name__)
 
+# The app extension holding the clock `ivr call --at` places a simulated call's hours by
+# (absent: the real clock). The codes' lifetimes and everything else keep real time.
+LINE_CLOCK = "ivr.line_clock"
 CACHE_SECONDS = 5.0  # how long a worker trusts what it read (the switch's delay)
 EXTENSION = "ivr.hours.status"
 

@@ -227,6 +227,10 @@ def _staff(action: str, details: Mapping[str, Any]) -> tuple[str, list[Link], li
         "agent_user.enabled": f"Enabled {subject}",
         "agent_user.signed_out": f"Signed {subject} out everywhere",
         "agent_user.totp_reset": f"Reset the second factor of {subject}",
+        "agent_user.line_pin_set": f"Set the agent-line PIN of {subject}",
+        "agent_user.line_pin_cleared": f"Cleared the agent-line PIN of {subject}",
+        "agent_user.line_phone_set": f"Set the agent-line phone of {subject}",
+        "agent_user.line_phone_cleared": f"Cleared the agent-line phone of {subject}",
     }.get(action, action)
     ended = details.get("sessions_ended")
     return headline, [], [f"{ended} session(s) ended"] if ended else []

@@ -44,6 +44,10 @@ ACCOUNTS = (
     "agent_user.enabled",
     "agent_user.signed_out",
     "agent_user.totp_reset",
+    "agent_user.line_pin_set",
+    "agent_user.line_pin_cleared",
+    "agent_user.line_phone_set",
+    "agent_user.line_phone_cleared",
 )
 DRAFT_PREFIX = "ops."
 LINE = ("line.closed", "line.opened")  # the emergency closure (`ivr hours`, /ops/hours)

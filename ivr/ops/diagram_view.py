@@ -168,6 +168,8 @@ def _node_label(flow: Flow, node_id: str, layout: Layout) -> str:
         parts.append("ends the call")
     elif spec.kind == "transfer":
         parts.append("hands the call to people")
+    elif spec.kind == "voicemail":
+        parts.append("takes a message, then ends the call")
     count = len(spec.ports)
     parts.append(f"{count} exit{'s' if count != 1 else ''}")
     if node_id == flow.start:

@@ -3,7 +3,10 @@ every language, the publish message, and the confirmations.
 
 A node's form is built from its dataclass, as the loader parses it: node targets are
 choices among the draft's node ids, bounded numbers are number inputs with their
-range, choices are selects, mappings (menu options, branch cases) are key → value rows.
+range, choices are selects, mappings (menu options, branch cases, a menu's speech, a
+schedule's hours and holidays, a split's exits and shares) are key → value rows, checked
+row by row as the loader would (a day's ranges, a holiday's date, a share's number), so
+the bad row is marked rather than the whole save refused.
 The blueprint checks the CSRF token before any view runs, so these forms carry none of
 their own (`meta={"csrf": False}`); the page's hidden `csrf_token` is the session's.
 """
@@ -42,9 +45,11 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from ivr.flow.loader.nodes import NAME
 from ivr.flow.model import FACTS, LANGUAGE, NODE, PROMPT, Node, parse_target
 from ivr.flow.model.base import DTMF_KEYS
 from ivr.flow.model.number_change import NUMBER_PROBLEMS
+from ivr.flow.model.schedule import DAYS, parse_date, parse_ranges
 from ivr.versions.drafts import PROMPT_KEY
 
 MESSAGE_LIMIT = 500
@@ -131,6 +136,12 @@ def node_form(
         setattr(NodeForm, spec.name, _input(spec, hints[spec.name], node_ids, region))
     form = NodeForm(**kwargs)
     form.specs = {spec.name: spec for spec in specs}
+    # Mappings of whole numbers (a split's shares): their rows are posted as text.
+    form.number_maps = {
+        spec.name
+        for spec in specs
+        if is_mapping(spec) and typing.get_args(hints[spec.name])[1:] == (int,)
+    }
     form.node_ids, form.languages, form.prompt_keys = list(node_ids), list(languages), prompt_keys
     form.mapping_errors = {}
     return form
@@ -200,15 +211,16 @@ def _target_check(region: str) -> Any:
     return check
 
 
-def mapping_rows(form: Any, name: str) -> dict[str, str] | None:
+def mapping_rows(form: Any, name: str) -> dict[str, Any] | None:
     """The key → value rows of a mapping field, checked (errors put on the rows): the
     mapping, or None when a row is wrong."""
     spec = form.specs[name]
     rows = form[name]
-    result: dict[str, str] = {}
+    result: dict[str, Any] = {}
     ok = True
     keys_allowed = _mapping_keys(spec, form)
     values_allowed = _mapping_values(spec, form)
+    numbers = name in getattr(form, "number_maps", ())
     for row in rows:
         key = str(row.form.key.data or "").strip()
         value = str(row.form.value.data or "").strip()
@@ -221,7 +233,10 @@ def mapping_rows(form: Any, name: str) -> dict[str, str] | None:
             ok = False
             continue
         if keys_allowed is not None and key not in keys_allowed:
-            row.form.key.errors.append("not one of: " + ", ".join(sorted(keys_allowed)))
+            row.form.key.errors.append("not one of: " + ", ".join(_in_order(keys_allowed)))
+            ok = False
+        elif key_problem := _key_problem(spec, key):
+            row.form.key.errors.append(key_problem)
             ok = False
         elif key in result:
             row.form.key.errors.append(f"key {key} is given twice")
@@ -233,15 +248,51 @@ def mapping_rows(form: Any, name: str) -> dict[str, str] | None:
         elif spec.metadata.get("ref") == PROMPT and not PROMPT_KEY.match(value):
             row.form.value.errors.append(KEY_MESSAGE)
             ok = False
-        result[key] = value
+        elif value_problem := _value_problem(spec, value, numbers=numbers):
+            row.form.value.errors.append(value_problem)
+            ok = False
+        result[key] = int(value) if numbers and ok else value
     if ok and not result and is_required(spec):
         form.mapping_errors[name] = f"{spec.name.replace('_', ' ')} needs at least one row"
         ok = False
     return result if ok else None
 
 
+def _key_problem(spec: Field[Any], key: str) -> str | None:
+    """Why `key` is no key of this kind of mapping (keys not from a fixed set)."""
+    kind = spec.metadata.get("keys")
+    if kind == "date" and parse_date(key) is None:
+        return "not a date; write it as YYYY-MM-DD"
+    if kind == "name" and not NAME.fullmatch(key):
+        return "a name: letters, digits, _ or - (no dots or spaces)"
+    return None
+
+
+def _value_problem(spec: Field[Any], value: str, *, numbers: bool) -> str | None:
+    """Why `value` does not fit this mapping's values (a day's ranges, a share)."""
+    if numbers:
+        low, high = spec.metadata.get("min"), spec.metadata.get("max")
+        if not value.isdigit():
+            return "must be a whole number"
+        if low is not None and high is not None and not low <= int(value) <= high:
+            return f"must be from {low} to {high}"
+    elif spec.metadata.get("keys") == "weekday":
+        try:
+            parse_ranges(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _in_order(keys: set[str]) -> list[str]:
+    """Allowed keys as people expect them: the week's days in order, others sorted."""
+    return [day for day in DAYS if day in keys] if keys <= set(DAYS) else sorted(keys)
+
+
 def _mapping_keys(spec: Field[Any], form: Any) -> set[str] | None:
     kind = spec.metadata.get("keys")
+    if kind == "weekday":
+        return set(DAYS)
     if kind == "dtmf":
         return set(DTMF_KEYS)
     if kind == "number_problem":

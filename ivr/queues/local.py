@@ -57,6 +57,11 @@ class LocalQueues:
             board["queues"][queue] = [each for each in held if each["call_sid"] != call_sid]
             board["redirects"][call_sid] = url
 
+    def move(self, call_sid: str, url: str) -> None:
+        """Send a call to `url` wherever it is (noted like a member's redirect)."""
+        with self._board(write=True) as board:
+            board["redirects"][call_sid] = url
+
     # ---- the simulator's side (playing Twilio)
 
     def join(self, queue: str, call_sid: str) -> int:

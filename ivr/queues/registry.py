@@ -3,6 +3,8 @@ local outbox for delivery (IVR_DELIVERY): local queues go with the local outbox.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from flask import Flask, current_app
 
 from ivr.config import Settings
@@ -14,7 +16,15 @@ from ivr.queues.twilio import TwilioQueues
 EXTENSION_KEY = "ivr.queues"
 
 
-def switch(settings: Settings) -> QueueSwitch:
+class CallMover(Protocol):
+    """Moving a call that no longer waits in a queue (a taken caller waiting for the
+    agent's conference) to a URL of ours."""
+
+    def move(self, call_sid: str, url: str) -> None:
+        """Have `call_sid` request `url` (POST) now; QueueUnavailable when it cannot."""
+
+
+def switch(settings: Settings) -> TwilioQueues | LocalQueues:
     """Twilio's queues, or the local board beside the outbox."""
     if settings.delivery == "outbox":
         return LocalQueues(board_path(settings.outbox_path))
@@ -23,8 +33,17 @@ def switch(settings: Settings) -> QueueSwitch:
 
 def get() -> QueueSwitch:
     """The current app's queue switch (built on first use, then kept: it caches SIDs)."""
+    return _kept()
+
+
+def mover() -> CallMover:
+    """The same object, for moving a call out of a conference's wait."""
+    return _kept()
+
+
+def _kept() -> TwilioQueues | LocalQueues:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    found: QueueSwitch | None = app.extensions.get(EXTENSION_KEY)
+    found: TwilioQueues | LocalQueues | None = app.extensions.get(EXTENSION_KEY)
     if found is None:
         found = switch(app.config["IVR_SETTINGS"])
         app.extensions[EXTENSION_KEY] = found

@@ -28,7 +28,7 @@ from ivr.flow.engine.core import LIMIT_TRANSFER
 from ivr.flow.model import TransferNode
 from ivr.flow.state import CallState
 from ivr.metrics import calls as call_metrics
-from ivr.queues import NotQueued, QueueSwitch, claims
+from ivr.queues import NotQueued, QueueSwitch, QueueUnavailable, claims
 from ivr.voice import services
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,13 @@ def take(
             return None  # the caller's action already ran (they left) or is running
         if current.step != state.step or current.ended or not holding(current):
             return None
-        join_id, room = claims.new_join(client, call_sid, queue)
+        join_id, room = claims.new_join(
+            client, call_sid, queue, token=token, step=current.step, now=time.time()
+        )
         url = join_url(join_id)
-        try:
-            switch.redirect(queue, call_sid, url)
-        except NotQueued:
-            log.info("held call %s was no longer in queue %s", call_sid, queue)
+        claims.note_redirect(client, call_sid, url)  # before: the action may come at once
+        if not _redirected(client, switch, queue, call_sid, url, room):
+            claims.forget_redirect(client, call_sid)
             return None
         claims.keep_taken(client, call_sid, token)
         loaded = runtime.get().for_call(current)
@@ -83,6 +84,34 @@ def take(
         held.save(turn.state, str(to_join), steps, summary)
         call_metrics.observe_steps(turn.steps, loaded.flow.nodes)
     return Taken(call_sid, room)
+
+
+def _redirected(
+    client: redis.Redis, switch: QueueSwitch, queue: str, call_sid: str, url: str, room: str
+) -> bool:
+    """Redirect the member; whether it left the queue for `url`. A redirect whose answer
+    is lost (QueueUnavailable: a timeout, a 5xx) may still have happened: the queue is
+    read again, and a caller no longer in it is on their way to the join. When even that
+    cannot be told, the room is closed (a caller who does arrive goes back to their
+    flow) and QueueUnavailable is raised: the agent is told the queue is unavailable."""
+    try:
+        switch.redirect(queue, call_sid, url)
+        return True
+    except NotQueued:
+        log.info("held call %s was no longer in queue %s", call_sid, queue)
+        return False
+    except QueueUnavailable as exc:
+        log.warning("held call %s: redirect out of %s unknown (%s)", call_sid, queue, exc)
+        try:
+            still = any(member.call_sid == call_sid for member in switch.members(queue))
+        except QueueUnavailable:
+            claims.close_room(client, room, "redirect_unknown")
+            raise
+        if still:
+            claims.close_room(client, room, "redirect_failed")
+            claims.forget_redirect(client, call_sid)
+            raise
+        return True
 
 
 def holding(state: CallState) -> bool:

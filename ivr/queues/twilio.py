@@ -1,6 +1,7 @@
 """Queues at Twilio: the Queue resource (a name resolved to its QU… SID once and cached)
 and its Members (`GET …/Queues/{QU}/Members` lists CallSid, Position, WaitTime;
-`POST …/Members/{CallSid}` with Url dequeues that call and redirects it)."""
+`POST …/Members/{CallSid}` with Url dequeues that call and redirects it); and moving
+a call that waits elsewhere (`POST …/Calls/{CallSid}` with Url)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,15 @@ class TwilioQueues:
         except (TwilioException, OSError) as exc:
             raise QueueUnavailable(f"the member could not be redirected: {_reason(exc)}") from None
         log.info("call %s redirected out of queue %s", call_sid, queue)
+
+    def move(self, call_sid: str, url: str) -> None:
+        """Send a call wherever it is now (a conference's wait) to `url` (POST): the Call
+        resource's update. QueueUnavailable when Twilio cannot be told."""
+        try:
+            self.client.calls(call_sid).update(url=url, method="POST")
+        except (TwilioException, OSError) as exc:
+            raise QueueUnavailable(f"the call could not be moved: {_reason(exc)}") from None
+        log.info("call %s moved", call_sid)
 
     def _forget(self, queue: str) -> None:
         with self._lock:

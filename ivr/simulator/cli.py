@@ -4,6 +4,9 @@ phone the service calls back hear."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from flask.cli import with_appcontext
 
 from ivr.config import Settings
 from ivr.delivery import outbox
+from ivr.hours.status import LINE_CLOCK
 from ivr.phone import mask
 from ivr.queues.local import LocalQueues, board_path
 from ivr.simulator.keypads import CodeNotSent, KeysCodes
@@ -115,6 +119,18 @@ def print_event(event: Event) -> None:
         click.echo(click.style(f"[{event.kind}] {event.text}", dim=True))
 
 
+def line_clock_at(text: str) -> Callable[[], float]:
+    """A clock that reads `text` (ISO 8601 with an offset or Z) now, and runs on from it."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a moment like 2026-12-25T10:00-05:00") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{text!r} needs its offset from UTC (-05:00, or Z)")
+    shift = moment.timestamp() - time.time()
+    return lambda: time.time() + shift
+
+
 def callee_of(kind: str, digits: str | None, interactive: bool) -> Callee:
     """What the phones the service calls back do: `kind`, pressing `digits` when answered.
 
@@ -177,6 +193,13 @@ def callee_of(kind: str, digits: str | None, interactive: bool) -> Callee:
     help="The agent's keys on the agent line, comma-separated, e.g. 246810,1 (PIN, then 1 "
     "to take the caller). Without it the terminal asks.",
 )
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    help="Place the call at this moment for the line's hours (schedule nodes), ISO 8601 with"
+    " an offset, e.g. 2026-12-25T10:00-05:00; in-process only.",
+)
 @click.option("--url", default=None, help="A running server to call (default: in-process).")
 @click.option(
     "--public-url", default=None, help="The URL the server signs against (default: --url)."
@@ -190,6 +213,7 @@ def call(
     callee_digits: str | None,
     agent_line_from: str | None,
     agent_line_keys: str | None,
+    at: str | None,
     url: str | None,
     public_url: str | None,
 ) -> None:
@@ -199,6 +223,10 @@ def call(
     --callee says, and their words printed as "Call-back hears".
     """
     settings: Settings = current_app.config["IVR_SETTINGS"]
+    if at is not None:
+        if url:
+            raise click.ClickException("--at works in-process only: a server keeps its own clock")
+        current_app.extensions[LINE_CLOCK] = line_clock_at(at)
     transport: Transport
     if url:
         transport = OverHttp(

@@ -5,9 +5,13 @@ A Leg fetches a document, runs its verbs in order and follows where they lead:
 finishOnKey #, action = the current URL) and its fall-through to the next verb on
 no input; `<Redirect>`; `<Dial>` with a whisper leg for each
 `<Number|Sip|Client url>` and its action with DialCallStatus; `<Enqueue>` with
-QueueResult; `<Dial><Conference>` (the leg joins the room and stays until it ends);
-`<Hangup>` and `<Reject>`; the fallback URL on an HTTP error. A leg ends by raising
-CallOver.
+QueueResult, holding as Twilio does: the waitUrl is requested, its document played
+and requested again when it ends (following its `<Redirect>`), QueueTime growing by
+what was played, in a SimulatedQueue (place, size and AvgQueueTime of a steady
+queue) until the caller's turn, when `agent` decides (accept, silent: bridged;
+no-answer: leave), or until the document says `<Leave/>`; `<Dial><Conference>` (the
+leg joins the room and stays until it ends); `<Hangup>` and `<Reject>`; the fallback
+URL on an HTTP error. A leg ends by raising CallOver.
 
 With a queue board (ivr.queues.local) and agents about to phone the agent line,
 `<Enqueue>` parks the caller in the simulated queue: it requests the waitUrl (if
@@ -37,6 +41,9 @@ from ivr.simulator.recording import play_record
 from ivr.simulator.transport import Reply
 
 MAX_REQUESTS = 300  # a flow that needs more webhooks than this is looping
+MAX_HOLD_ROUNDS = 40  # waitUrl documents one <Enqueue> plays at most
+SAY_SECONDS = 3  # how long a <Say> takes, as the simulator counts a hold
+TRACK_SECONDS = 30  # how long a <Play> of hold music takes (no audio is fetched)
 
 AGENT_BEHAVIOURS = ("accept", "silent", "no-answer", "busy", "failed")
 
@@ -336,13 +343,42 @@ class Leg:
             "busy": "queue-full",
             "failed": "error",
         }[self.call.agent]
+        held = 30
+        wait_url = verb.get("waitUrl")
+        if wait_url and result in ("bridged", "leave"):  # (queue-full, error: never queued)
+            held, left = self._hold_rounds(urljoin(url, wait_url), SimulatedQueue())
+            if left:
+                result = "leave"
+            elif result == "bridged":
+                self.emit("agent", f"an agent took the call from queue {queue} after {held} s")
+            else:
+                self.note("nobody took the call at the caller's turn: out of the queue")
         self.note(f"queue result: {result}")
         action = verb.get("action")
         if action:
-            return urljoin(url, action), {"QueueResult": result, "QueueTime": "30"}
+            return urljoin(url, action), {"QueueResult": result, "QueueTime": str(held)}
         if result == "bridged":
             raise CallOver("agent-connected")
         return None
+
+    def _hold_rounds(self, wait_url: str, queue: SimulatedQueue) -> tuple[int, bool]:
+        """Hold as Twilio does: request the waitUrl, play the document, and when it ends
+        request it again (or the URL its `<Redirect>` names), QueueTime growing by what
+        was played; until the caller's turn comes (`queue.taken_at`), `<Leave/>`, or
+        MAX_HOLD_ROUNDS documents. The seconds held, and whether the caller left."""
+        held, next_url = 0, wait_url
+        for _ in range(MAX_HOLD_ROUNDS):
+            if held >= queue.taken_at:
+                return held, False
+            document = self.fetch(next_url, queue.form(held))
+            played = _hold_document(self, document, next_url)
+            held += played.seconds
+            self.seconds += played.seconds
+            if played.left:
+                return held, True
+            next_url = played.redirect or wait_url
+        self.note(f"still holding after {MAX_HOLD_ROUNDS} hold documents")
+        return held, False
 
     def _hold(
         self, board: QueueBoard, verb: ET.Element, url: str, queue: str
@@ -392,15 +428,66 @@ def _queue_form(board: QueueBoard, queue: str, call_sid: str, held: int) -> dict
     }
 
 
-def _hold_verbs(leg: Leg, document: ET.Element, url: str) -> bool:
-    """Play a hold document's verbs once; True when it says `<Leave/>`."""
+@dataclass(frozen=True)
+class SimulatedQueue:
+    """The queue a caller holds in when no agent line is simulated: a steady queue of
+    `size` callers, one taken every `pace` seconds and another joining behind. The caller
+    joins at the back and is taken once `size`·`pace` seconds have passed; the callers
+    ahead joined `pace` seconds apart, so the average wait is pace·(size-1)/2 plus the
+    time since the last one was taken (what Twilio sends as AvgQueueTime)."""
+
+    size: int = 3
+    pace: int = 60
+
+    @property
+    def taken_at(self) -> int:
+        return self.size * self.pace
+
+    def form(self, held: int) -> dict[str, str]:
+        """What Twilio adds to a waitUrl request after `held` seconds."""
+        position = max(1, self.size - held // self.pace)
+        average = self.pace * (self.size - 1) // 2 + held % self.pace
+        return {
+            "QueueSid": "QU" + "0" * 32,
+            "QueuePosition": str(position),
+            "QueueTime": str(held),
+            "AvgQueueTime": str(average),
+            "CurrentQueueSize": str(self.size),
+            "MaxQueueSize": "100",
+        }
+
+
+@dataclass(frozen=True)
+class Played:
+    """One hold document played: seconds it took, `<Leave/>`, where its `<Redirect>` goes."""
+
+    seconds: int
+    left: bool = False
+    redirect: str | None = None
+
+
+def _hold_document(leg: Leg, document: ET.Element, url: str) -> Played:
+    """Play a hold document's verbs once, timing them: a `<Say>` SAY_SECONDS, a `<Play>`
+    TRACK_SECONDS (the simulator fetches no audio), a `<Pause>` its length."""
+    seconds = 0
     for verb in document:
         if verb.tag == "Leave":
-            return True
+            return Played(seconds, left=True)
+        if verb.tag == "Redirect":
+            return Played(seconds, redirect=urljoin(url, (verb.text or "").strip()))
         if verb.tag in ("Say", "Play", "Pause"):
             getattr(leg, f"_verb_{verb.tag.lower()}")(verb, url)
+            if verb.tag == "Pause":
+                seconds += int(verb.get("length", "1") or 1)
+            else:
+                seconds += SAY_SECONDS if verb.tag == "Say" else TRACK_SECONDS
         elif verb.tag == "Hangup":
             raise CallOver(leg.hung_up)
         else:
             leg.note(f"<{verb.tag}> while holding: not played by the simulator")
-    return False
+    return Played(seconds)
+
+
+def _hold_verbs(leg: Leg, document: ET.Element, url: str) -> bool:
+    """Play a hold document's verbs once; True when it says `<Leave/>`."""
+    return _hold_document(leg, document, url).left

@@ -333,7 +333,7 @@ class CallStep(Base):
     call: Mapped[CallRecord] = relationship(back_populates="steps")
 
 
-# ---- voicemail (issue 15: the voicemail work adds its table below this line)
+# ---- voicemail
 
 
 # What a voicemail's recording is: being recorded (the action came, Twilio has not said
@@ -375,7 +375,7 @@ class Voicemail(Base):
     handled_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
-# ---- line hours (issue 15: the hours work adds its table below this line)
+# ---- the line's emergency closures
 
 
 class LineClosure(Base):
@@ -408,6 +408,6 @@ class LineClosure(Base):
     opened_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
-# ---- agent line (issue 15: the agent-line work adds its tables below this line)
+# ---- the agent line
 # No table: staff PINs and phones are AgentUser.line_pin_hash / line_phone; sessions,
 # claims and joins of the agent line live briefly in Redis (ivr.queues.claims).

@@ -311,8 +311,11 @@ def _check_value(node_class: type[Node], name: str, hint: Any, value: Any) -> No
         return
     base = next(a for a in typing.get_args(hint) if a is not NoneType) if optional else hint
     if typing.get_origin(base) is Mapping:
+        # Values of the mapping's own type: prompt keys and node ids, or a split's shares.
+        value_type = typing.get_args(base)[1]
         ok = isinstance(value, Mapping) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            isinstance(k, str) and isinstance(v, value_type) and not isinstance(v, bool)
+            for k, v in value.items()
         )
     elif base is int:
         ok = isinstance(value, int) and not isinstance(value, bool)

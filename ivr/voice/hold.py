@@ -6,13 +6,20 @@ document it got has finished, posting (besides the usual call fields) `QueueTime
 `AvgQueueTime` (the average time the calls now in the queue have waited) and
 `QueueSid`. The first request says the hold prompt, the caller's place and an
 estimated wait; later ones say the place and wait again once `announce_every`
-seconds have passed, with the hold music or a pause in between.
+seconds have passed, with hold music in between.
 
-Stateless by design: nothing is stored per request (a caller re-requests every few
-seconds for as long as they hold). Whether an announcement is due is read from
-QueueTime alone: announcements fall due at 0, every, 2·every… seconds; a request
-that comes within ANNOUNCE_GRACE seconds after a due time announces, and the pause
-after it is sized to end at the next due time.
+No per-call storage: the state a hold needs travels in the URL. Every answer ends
+with a `<Redirect>` back to the waitUrl carrying the step and `a=`, the QueueTime of
+the latest announcement (Twilio allows `<Redirect>` in a waitUrl document and the
+caller stays in the queue). A request announces when `QueueTime - a >= every`
+(`announce_every`, default 60 s), so announcements come `every` seconds apart, or at
+the end of the first music track that ends after that: the music is never cut, so
+with a track of length L the gap is between every and every + L. Between
+announcements the target's hold_music plays, else IVR_HOLD_MUSIC_URL (Twilio's
+classical track by default); with that set to "none", silence sized to end when the
+next announcement falls due. A request without `a` (the first, or Twilio asking the
+plain waitUrl again after a document that had no redirect) announces at 0, every,
+2·every… seconds, within ANNOUNCE_GRACE seconds after each.
 
 A TaskRouter workflow holds the call in a voice queue named after the workflow, so
 the same fields arrive; but TaskRouter hands tasks out by priority and by which
@@ -31,14 +38,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from ivr.calls import runtime, store
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
+from ivr.flow.engine import LIMIT_TRANSFER
 from ivr.flow.instructions import Instruction, Leave, Pause, Play, Say
 from ivr.flow.model import MAX_QUEUE_WAIT, Catalog, TransferNode, TransferTarget
 from ivr.flow.model.transfer import DEFAULT_ANNOUNCE_EVERY, HOLD_PLACEHOLDERS
+from ivr.flow.state import CallState
 from ivr.voice import twiml, webhook
 from ivr.voice.signature import require_twilio_signature
 
@@ -166,53 +175,107 @@ def _text(catalog: Catalog, language: str, key: str, values: Mapping[str, str]) 
     return text.format_map(values)
 
 
+@dataclass(frozen=True)
+class Hold:
+    """One waitUrl answer: its verbs, and the QueueTime of the latest announcement to
+    carry in the `<Redirect>` back to the waitUrl (None: `<Leave/>`, no redirect)."""
+
+    instructions: list[Instruction]
+    last: int | None
+
+
+def announcement_due(waited: int, every: int, last: int | None) -> bool:
+    """Whether this request announces. `last` is the QueueTime of the latest announcement,
+    carried in our `<Redirect>` (`a=`): due once `every` seconds have passed since it.
+    Without it (Twilio's own request of the waitUrl: the first, or after a document that
+    had no redirect) announcements fall due at 0, every, 2·every… and a request within
+    ANNOUNCE_GRACE seconds after a due time announces."""
+    if last is None or last > waited:
+        return waited % every < ANNOUNCE_GRACE
+    return waited - last >= every
+
+
 def hold_document(
-    catalog: Catalog, language: str, target: TransferTarget, facts: QueueFacts
-) -> list[Instruction]:
-    """What the caller hears until Twilio asks again, or `<Leave/>` at the maximum wait."""
+    catalog: Catalog,
+    language: str,
+    target: TransferTarget,
+    facts: QueueFacts,
+    *,
+    last: int | None = None,
+    music: str | None = None,
+) -> Hold:
+    """What the caller hears until the `<Redirect>` asks again, or `<Leave/>` at the
+    maximum wait. `music` plays when the target has no hold_music of its own (None:
+    silence, sized to end when the next announcement falls due)."""
     limit = target.max_wait if target.max_wait is not None else MAX_QUEUE_WAIT
     if facts.waited >= limit:
-        return [Leave()]
+        return Hold([Leave()], None)
     every = target.announce_every or DEFAULT_ANNOUNCE_EVERY
-    due, since = divmod(facts.waited, every)
     said: Announcement | None = None
-    if since < ANNOUNCE_GRACE:
-        said = announcement(catalog, language, target, facts, first=due == 0)
+    if announcement_due(facts.waited, every, last):
+        first = last is None and facts.waited < every
+        said = announcement(catalog, language, target, facts, first=first)
+        last = facts.waited
+    elif last is None or last > facts.waited:
+        last = facts.waited - facts.waited % every  # as if announced when it last fell due
     voice = catalog.voice(language)
     instructions: list[Instruction] = (
         [Say(text, language, voice) for text in said.texts] if said else []
     )
-    if target.hold_music:
-        instructions.append(Play(target.hold_music))
-        return instructions
+    track = target.hold_music or music
+    if track:
+        instructions.append(Play(track))
+        return Hold(instructions, last)
     # Silence until the next announcement falls due (and never past the maximum wait).
     spoken = said.seconds if said else 0
-    pause = min(every - since - spoken, limit - facts.waited)
+    pause = min(every - (facts.waited - last) - spoken, limit - facts.waited)
     instructions.append(Pause(max(1, pause)))
-    return instructions
+    return Hold(instructions, last)
+
+
+def holding_target(state: CallState) -> TransferTarget | None:
+    """The target the call holds for: its transfer node's (or the configured one), or the
+    configured one at the input limit's safe-default transfer; None when not transferring."""
+    rt = runtime.get()
+    if state.node == LIMIT_TRANSFER:
+        return rt.agent_target
+    node = rt.for_call(state).flow.nodes.get(state.node)
+    if isinstance(node, TransferNode):
+        return node.destination or rt.agent_target
+    return None
 
 
 @bp.post("/wait", endpoint="wait")
 def queue_wait() -> Response:
     """The `<Enqueue>` waitUrl: the hold announcements and music, until the maximum wait
-    (then `<Leave/>`: the Enqueue action reports QueueResult=leave and the node's
-    `unanswered` exit runs)."""
+    (then `<Leave/>`: the Enqueue action reports QueueResult=leave and the transfer's
+    `unanswered` exit runs). Each answer ends with a `<Redirect>` back here carrying the
+    step and the QueueTime of the latest announcement (`a=`)."""
     call = webhook.parse(request.form)
     facts = QueueFacts.of(request.form)
     state = store.load(call.call_sid)
     if state is None:
         raise CallStateLost(f"no state for call {call.call_sid}")
-    rt = runtime.get()
-    loaded = rt.for_call(state)
-    node = loaded.flow.nodes.get(state.node)
-    target = (node.destination or rt.agent_target) if isinstance(node, TransferNode) else None
-    if target is None or not target.holds or webhook.step(request.args) != state.step:
+    step = webhook.step(request.args)
+    target = holding_target(state)
+    if target is None or not target.holds or step != state.step:
         log.warning("call %s: hold request for a transfer it is not in; leaving", call.call_sid)
         return _answer(twiml.document(Leave()))
-    instructions = hold_document(loaded.catalog, state.language, target, facts)
-    if isinstance(instructions[0], Leave):
+    loaded = runtime.get().for_call(state)
+    raw_last = webhook.ascii_int(request.args.get("a"), -1)
+    hold = hold_document(
+        loaded.catalog,
+        state.language,
+        target,
+        facts,
+        last=raw_last if raw_last >= 0 else None,
+        music=runtime.get().settings.line.hold_music,
+    )
+    if hold.last is None:
         log.info("call %s leaves the queue after holding %s s", call.call_sid, facts.waited)
-    return _answer(twiml.document(*instructions))
+        return _answer(twiml.wait_document(hold.instructions, None))
+    again = url_for("hold.wait", s=step, a=hold.last)
+    return _answer(twiml.wait_document(hold.instructions, again))
 
 
 def _answer(document: str) -> Response:

@@ -7,6 +7,8 @@ ask for what they need.
 
 from __future__ import annotations
 
+from flask import current_app
+
 from ivr.calls import outbound, runtime
 from ivr.customers.directory import SqlDirectory
 from ivr.delivery import registry as delivery
@@ -65,6 +67,7 @@ def engine(loaded: LoadedFlow) -> Engine:
     # The emergency closure of the line this service answers (IVR_FLOW), whatever version
     # the call runs on; read only when a schedule node asks, cached per worker.
     built.line_status = hours_status.line_status(rt.settings.flow)
+    built.line_clock = current_app.extensions.get(hours_status.LINE_CLOCK)
     return built
 
 

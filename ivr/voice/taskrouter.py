@@ -9,14 +9,21 @@ answer with the `call` instruction: TaskRouter calls the worker (their
 (`/voice/taskrouter/whisper`), which says who is calling and how they were verified
 (the same whisper as a dialled agent's) and asks for 1. On 1,
 `<Dial><Queue reservationSid>` bridges exactly that task's caller and accepts the
-reservation; anything else hangs up, and the reservation times out (the Workflow's
-TaskReservationTimeout) and TaskRouter offers the task to another worker.
+reservation. Any other key, or none, rejects the reservation through the REST API
+(`POST /v1/Workspaces/{WS}/Tasks/{WT}/Reservations/{WR}` with
+ReservationStatus=rejected) before the leg hangs up, so TaskRouter offers the task
+to another worker at once instead of after the Workflow's TaskReservationTimeout.
+(With IVR_DELIVERY=outbox nothing goes to Twilio: the reservation is left to time out.)
+
+The `call` instruction needs `to` (Twilio error 40110 without it): the worker's
+`contact_uri` attribute. A worker without one gets no instruction (logged as an
+error): the reservation times out and TaskRouter offers the task again.
 
 (The `dequeue` instruction has no URL for the worker's leg, so it could not whisper.)
 
 Every request is signed by Twilio like a voice webhook and checked the same way. The
-URLs carry only opaque ids (the caller's CallSid, the ReservationSid), inside the
-signed URL.
+URLs carry only opaque ids (the caller's CallSid, the Workspace, Task and
+Reservation SIDs), inside the signed URL.
 """
 
 from __future__ import annotations
@@ -24,12 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
 from flask import Blueprint, Response, request, url_for
+from twilio.base.exceptions import TwilioException
 from werkzeug.exceptions import HTTPException
 
 from ivr.calls import runtime
+from ivr.delivery.twilio_client import DEFAULT_TIMEOUT, TWILIO_API_URL, close, make_client
 from ivr.flow.instructions import Hangup
 from ivr.voice import twiml, webhook
 from ivr.voice.signature import require_twilio_signature
@@ -41,6 +51,9 @@ bp = Blueprint("taskrouter", __name__)
 bp.before_request(require_twilio_signature)
 
 RESERVATION_SID = re.compile(r"WR[0-9a-fA-F]{32}")
+WORKSPACE_SID = re.compile(r"WS[0-9a-fA-F]{32}")
+TASK_SID = re.compile(r"WT[0-9a-fA-F]{32}")
+WORKER_SID = re.compile(r"WK[0-9a-fA-F]{32}")
 
 
 def _json_object(raw: str | None) -> Mapping[str, object]:
@@ -61,6 +74,10 @@ def _reservation(value: str | None) -> str | None:
     return value if value and RESERVATION_SID.fullmatch(value) else None
 
 
+def _sid(value: str | None, pattern: re.Pattern[str]) -> str | None:
+    return value if value and pattern.fullmatch(value) else None
+
+
 @bp.post("/taskrouter/assignment")
 def assignment() -> Response:
     """The Workflow's Assignment Callback: call the reserved worker, whisper on their leg."""
@@ -71,16 +88,30 @@ def assignment() -> Response:
     caller = _caller_sid(_json_object(request.form.get("TaskAttributes")).get("call_sid"))
     if caller is None:
         log.warning("reservation %s: the task carries no caller CallSid", reservation)
-    settings = runtime.get().settings
-    instruction: dict[str, object] = {
-        "instruction": "call",
-        "from": settings.support_number,
-        # (url_for leaves out a None value: no c= when the task named no caller)
-        "url": settings.public_url + url_for("taskrouter.whisper", r=reservation, c=caller),
-    }
     contact = _json_object(request.form.get("WorkerAttributes")).get("contact_uri")
-    if isinstance(contact, str) and contact:
-        instruction["to"] = contact  # else TaskRouter calls the worker's contact_uri itself
+    if not isinstance(contact, str) or not contact.strip():
+        # A call instruction without `to` fails (Twilio error 40110); none at all lets the
+        # reservation time out, and TaskRouter offers the task to another worker.
+        log.error(
+            "reservation %s: worker %s has no contact_uri attribute; no instruction",
+            reservation,
+            _sid(request.form.get("WorkerSid"), WORKER_SID) or "-",
+        )
+        return Response("", status=200)
+    settings = runtime.get().settings
+    whisper_url = url_for(
+        "taskrouter.whisper",
+        r=reservation,
+        c=caller,  # (url_for leaves out a None value: no c= when the task named no caller)
+        w=_sid(request.form.get("WorkspaceSid"), WORKSPACE_SID),
+        t=_sid(request.form.get("TaskSid"), TASK_SID),
+    )
+    instruction = {
+        "instruction": "call",
+        "to": contact.strip(),
+        "from": settings.support_number,
+        "url": settings.public_url + whisper_url,
+    }
     log.info("reservation %s for call %s: calling the worker", reservation, caller or "-")
     return Response(json.dumps(instruction), mimetype="application/json")
 
@@ -93,17 +124,69 @@ def whisper() -> Response:
         log.warning("worker leg %s without a reservation; hanging up", request.form.get("CallSid"))
         return _answer(twiml.document(Hangup()))
     caller = _caller_sid(request.args.get("c"))
-    return _answer(whisper_document(caller, url_for("taskrouter.answer", r=reservation)))
+    answer_url = url_for(
+        "taskrouter.answer", r=reservation, w=request.args.get("w"), t=request.args.get("t")
+    )
+    return _answer(_answer_on_silence(whisper_document(caller, answer_url), answer_url))
+
+
+def _answer_on_silence(document: str, answer_url: str) -> str:
+    """The whisper with its closing `<Hangup/>` (no key pressed) replaced by a `<Redirect>`
+    to the answer URL: silence declines like any other key, and rejects the reservation."""
+    root = ET.fromstring(document)
+    if len(root) and root[-1].tag == "Hangup":
+        root.remove(root[-1])
+    redirect = ET.SubElement(root, "Redirect", method="POST")
+    redirect.text = answer_url
+    return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
 
 
 @bp.post("/voice/taskrouter/answer")
 def answer() -> Response:
-    """The worker's key: 1 bridges the reservation's caller, anything else declines."""
+    """The worker's key: 1 bridges the reservation's caller; anything else (or none)
+    rejects the reservation, so the task goes to another worker now, and hangs up."""
     reservation = _reservation(request.args.get("r"))
     if reservation is not None and request.form.get("Digits") == "1":
         log.info("reservation %s accepted on worker leg", reservation)
         return _answer(twiml.bridge_reservation(reservation))
+    if reservation is not None:
+        reject(
+            _sid(request.args.get("w"), WORKSPACE_SID),
+            _sid(request.args.get("t"), TASK_SID),
+            reservation,
+        )
     return _answer(twiml.document(Hangup()))
+
+
+def reject(workspace: str | None, task: str | None, reservation: str) -> bool:
+    """Reject the reservation through the REST API; False (logged) when that could not be
+    done: the reservation then times out (TaskReservationTimeout) and is offered again."""
+    settings = runtime.get().settings
+    if workspace is None or task is None:
+        log.warning(
+            "reservation %s declined; no task to reject it on: left to time out", reservation
+        )
+        return False
+    if settings.delivery != "twilio":
+        log.info(
+            "reservation %s declined (IVR_DELIVERY=outbox: not rejected at Twilio)", reservation
+        )
+        return False
+    client = make_client(settings, timeout=DEFAULT_TIMEOUT)
+    if settings.twilio_api_url != TWILIO_API_URL:
+        # The client rebases api.twilio.com only; TaskRouter lives at taskrouter.twilio.com.
+        client.taskrouter.base_url = settings.twilio_api_url
+    try:
+        client.taskrouter.v1.workspaces(workspace).tasks(task).reservations(reservation).update(
+            reservation_status="rejected"
+        )
+    except (TwilioException, OSError) as exc:
+        log.error("reservation %s could not be rejected: %s; left to time out", reservation, exc)
+        return False
+    finally:
+        close(client)
+    log.info("reservation %s declined by the worker: rejected", reservation)
+    return True
 
 
 def _answer(document: str) -> Response:

@@ -172,6 +172,28 @@ def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
         enqueue.task(transfer.task_attributes)
 
 
+def wait_document(instructions: Sequence[Instruction], again: str | None) -> str:
+    """A waitUrl answer: hold verbs only (a `<Dial>` or `<Gather>` never runs inside a
+    queue), then a `<Redirect>` to `again`, the waitUrl carrying the hold's own state
+    (None: no redirect, e.g. after `<Leave/>`). Twilio allows `<Redirect>` in a waitUrl
+    document; the caller stays in the queue while it is followed."""
+    response = VoiceResponse()
+    for instruction in instructions:
+        if isinstance(instruction, Say):
+            _say(response, instruction)
+        elif isinstance(instruction, Play):
+            response.play(instruction.url)
+        elif isinstance(instruction, Pause):
+            response.pause(length=instruction.seconds)
+        elif isinstance(instruction, Leave):
+            response.leave()
+        else:
+            raise ValueError(f"{type(instruction).__name__} cannot run inside a queue")
+    if again is not None:
+        response.redirect(again, method="POST")
+    return str(response)
+
+
 def _record(response: VoiceResponse, record: Record, links: Links) -> None:
     """A voicemail: Twilio posts the action when the recording ends (RecordingSid,
     RecordingUrl, RecordingDuration) and the status callback once it is stored."""
@@ -205,6 +227,13 @@ def bridge_reservation(reservation_sid: str) -> str:
     dial = Dial()
     dial.queue(None, reservation_sid=reservation_sid)
     response.append(dial)
+    return str(response)
+
+
+def redirect_document(url: str) -> str:
+    """Go on at `url` (an absolute URL of ours), e.g. a taken caller's conference join."""
+    response = VoiceResponse()
+    response.redirect(url, method="POST")
     return str(response)
 
 

@@ -27,15 +27,17 @@ from ivr.errors import CallError, CallStateLost, RedisUnavailable, StorageUnavai
 from ivr.flow import timeline
 from ivr.flow.engine import DialResult, Engine, Input, Turn
 from ivr.flow.engine.core import Event
-from ivr.flow.instructions import Gather, Hangup, Instruction, Say, Transfer
+from ivr.flow.instructions import Gather, Hangup, Instruction, Record, Say, Transfer
 from ivr.flow.model import READ_CODE_PREFIX, Catalog, TransferTarget
 from ivr.jobs.calls import call_ended
 from ivr.metrics import calls as call_metrics
 from ivr.phone import mask
-from ivr.storage import db
+from ivr.queues import claims
+from ivr.storage import db, kv
 from ivr.versions.store import LoadedFlow
 from ivr.voice import handover, services, twiml, webhook
 from ivr.voice.signature import require_twilio_signature
+from ivr.voicemail import pending as pending_voicemail
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ def _act(held: store.Step, turn: Turn, loaded: LoadedFlow) -> Response:
     answer = None if _speaks_code(turn.instructions, loaded.catalog) else document
     secret = current_app.config["IVR_SETTINGS"].secret_key
     summary = json.dumps(timeline.summary_of(turn.state, secret), separators=(",", ":"))
+    for item in turn.instructions:  # a voicemail starts: its caller outlives the call's state
+        if isinstance(item, Record):
+            pending_voicemail.remember(turn.state, item, secret)  # rides in the save below
     held.save(turn.state, answer, turn.steps, summary)
     call_metrics.observe_steps(turn.steps, loaded.flow.nodes)
     return _answer(document)
@@ -172,6 +177,12 @@ def dial_result() -> Response:
     """How a transfer ended (DialCallStatus, or QueueResult for a queue)."""
     call = webhook.parse(request.form)
     step = webhook.step(request.args)
+    if request.form.get("QueueResult") == "redirected":
+        # An agent took this caller out of the queue (ivr.queues.taking): Twilio posts the
+        # action for the redirect. Never the unanswered path: the same join, however late.
+        joined = claims.redirected_to(kv.client(), call.call_sid)
+        if joined is not None:
+            return _answer(twiml.redirect_document(joined))
     status = webhook.dial_status(request.form)
     log.debug("call %s transfer ended: %s", call.call_sid, status)  # the timeline has it
     return run_step(call.call_sid, f"dial:{step}", step, lambda: DialResult(status, step))

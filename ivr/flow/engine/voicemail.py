@@ -35,10 +35,17 @@ def enter_voicemail(engine: EngineContext, turn: Turn, node: VoicemailNode) -> N
     return None
 
 
+def recording_result(seconds: int, max_length: int) -> tuple[str, int]:
+    """(result, seconds) of a message as the timeline notes it: what Twilio says it lasted,
+    bounded by the node's maximum (Twilio rounds; never trust more). Also used for a
+    message whose action came after the call ended (`ivr.voicemail.late`)."""
+    seconds = max(0, min(int(seconds), max_length + 5))
+    return (RECORDED if seconds > 0 else EMPTY), seconds
+
+
 def after_recording(engine: EngineContext, turn: Turn, node: VoicemailNode, seconds: int) -> None:
     """The recording is in (or nothing was said): thank the caller and end the call."""
-    seconds = max(0, min(int(seconds), node.max_length + 5))  # Twilio rounds; never trust more
-    result = RECORDED if seconds > 0 else EMPTY
+    result, seconds = recording_result(seconds, node.max_length)
     engine.note(turn, VOICEMAIL, node=node.id, result=result, seconds=seconds)
     prompt = node.done_prompt if result == RECORDED else (node.empty_prompt or node.done_prompt)
     turn.instructions.append(engine.say(turn, prompt))

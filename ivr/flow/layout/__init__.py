@@ -95,8 +95,11 @@ FAMILIES: Mapping[str, str] = {
     "start_callback": "number",
     "check_callback_code": "number",
     "branch": "branch",
+    "schedule": "branch",
+    "split": "branch",
     "transfer": "terminal",
     "hangup": "terminal",
+    "voicemail": "terminal",
 }
 
 
