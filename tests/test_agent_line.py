@@ -565,7 +565,11 @@ def _assert_back_in_the_queue(app: Flask, doc: ET.Element, caller: str) -> None:
     assert (enqueue.get("waitUrl") or "").startswith("/voice/queue/wait?s=8")
     with app.app_context():
         state = store.load(caller)
+        steps = _steps(caller)
     assert state is not None and not state.ended and state.step == 8
+    ends = [item.get("status") for item in steps if item["event"] == "transfer_end"]
+    assert ends[-2:] == ["completed", "failed"]  # taken, then the join failed
+    assert _last(steps, "transfer")["queue"] == "support"
 
 
 def test_a_failed_join_sends_the_caller_back_to_their_transfer(

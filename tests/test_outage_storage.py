@@ -323,7 +323,7 @@ def test_every_webhook_answers_in_time_and_the_next_call_works(
         webhook(app, dial_action, call_form(transfer_sid, DialCallStatus="no-answer"))
         webhook(app, "/voice/status", call_form(digits_sid, CallStatus="completed"))
         hold = webhook(holding, wait_url, wait_form(held_sid, 10))
-        assert [child.tag for child in hold] in (["Say", "Pause"], ["Pause"])
+        assert [child.tag for child in hold] in (["Say", "Play", "Redirect"], ["Pause"])
         assert_apology_and_transfer(app, webhook(app, "/voice/fallback", call_form(new_sid())))
         status, body = readiness(app)
         assert status == 503

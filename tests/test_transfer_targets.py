@@ -42,6 +42,7 @@ from kit import (
 from twiml_schema import assert_valid_twiml
 
 from ivr.agent.api import context_signer
+from ivr.config_line import DEFAULT_HOLD_MUSIC
 from ivr.flow.instructions import Leave, Pause, Play, Say, Transfer
 from ivr.flow.loader import check_definitions, load_catalog
 from ivr.flow.model import TransferNode, TransferTarget, parse_target
@@ -585,11 +586,13 @@ def test_hold_prompt_and_music_until_the_maximum_wait_then_leave(
 
     first = twiml(post(app, wait_url, wait_form(call_sid, 0)))
     assert says(first) == [text(app, "queue_hold"), *place]
-    assert [child.tag for child in first] == ["Say"] * (1 + len(place)) + ["Play"]
+    # Each answer ends with a Redirect back to the waitUrl (carrying the hold's cadence).
+    assert [child.tag for child in first] == ["Say"] * (1 + len(place)) + ["Play", "Redirect"]
     assert first.findtext("Play") == MUSIC
     for waited in (30, 59):  # no announcement due yet (every 60 s by default): music only
         doc = twiml(post(app, wait_url, wait_form(call_sid, waited)))
-        assert [(child.tag, child.text) for child in doc] == [("Play", MUSIC)]
+        assert [child.tag for child in doc] == ["Play", "Redirect"]
+        assert doc.findtext("Play") == MUSIC
 
     response = post(app, wait_url, wait_form(call_sid, 60))
     assert response.status_code == 200 and response.mimetype == "text/xml"
@@ -607,7 +610,11 @@ def test_hold_without_music_pauses_no_longer_than_the_wait_left(
     make_app: Any, tmp_path: Path
 ) -> None:
     app = transfer_app(
-        make_app, tmp_path, "queue:support", "    hold_prompt: connecting\n    queue_max_wait: 45\n"
+        make_app,
+        tmp_path,
+        "queue:support",
+        "    hold_prompt: connecting\n    queue_max_wait: 45\n",
+        IVR_HOLD_MUSIC_URL="none",  # silence between announcements, not Twilio's music
     )
     call_sid, wait_url = held_call(app)
 
@@ -616,8 +623,8 @@ def test_hold_without_music_pauses_no_longer_than_the_wait_left(
 
     assert says(first) == [text(app, "connecting"), text(app, "queue_position_next")]
     # The next announcement would fall due at 60 s; the maximum wait (45 s) comes first.
-    assert [(c.tag, c.get("length")) for c in first][2:] == [("Pause", "45")]
-    assert [(c.tag, c.get("length")) for c in later] == [("Pause", "5")]
+    assert [(c.tag, c.get("length")) for c in first][2:] == [("Pause", "45"), ("Redirect", None)]
+    assert [(c.tag, c.get("length")) for c in later] == [("Pause", "5"), ("Redirect", None)]
 
 
 def test_hold_prompt_speaks_the_callers_language(make_app: Any, tmp_path: Path) -> None:
@@ -641,14 +648,15 @@ def test_hold_prompt_speaks_the_callers_language(make_app: Any, tmp_path: Path) 
 
 
 def test_queue_without_hold_settings_holds_with_the_defaults(make_app: Any, tmp_path: Path) -> None:
-    """No hold fields: our waitUrl still, with the `queue_hold` prompt and the place."""
+    """No hold fields: our waitUrl still, with the `queue_hold` prompt, the place and
+    Twilio's classical track (IVR_HOLD_MUSIC_URL's default), never dead air."""
     app = transfer_app(make_app, tmp_path, "queue:support")
 
     call_sid, wait_url = held_call(app)
     doc = twiml(post(app, wait_url, wait_form(call_sid, 0)))
 
     assert says(doc) == [text(app, "queue_hold"), text(app, "queue_position_next")]
-    assert doc.find("Pause") is not None
+    assert doc.findtext("Play") == DEFAULT_HOLD_MUSIC and doc.find("Pause") is None
 
 
 @pytest.mark.parametrize(

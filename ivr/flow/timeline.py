@@ -133,9 +133,11 @@ def outcome_of(steps: Sequence[Mapping[str, Any]]) -> str:
     abandoned when the caller hung up while it rang or held (a transfer "canceled": the
     flow's unanswered path then plays to nobody) or before the flow ended the call;
     ended when the flow hung up."""
-    for item in steps:
-        if item["event"] == TRANSFER_END and item.get("status") in ("completed", "answered"):
-            return TRANSFERRED
+    ends = [item for item in steps if item["event"] == TRANSFER_END]
+    # The last transfer's end: a caller an agent took and who was sent back (the agent
+    # never joined) and then hung up did not reach people.
+    if ends and ends[-1].get("status") in ("completed", "answered"):
+        return TRANSFERRED
     if _left_while_transferred(steps) is not None:
         return ABANDONED
     if any(item["event"] == HANGUP for item in steps):

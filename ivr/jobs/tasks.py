@@ -15,6 +15,7 @@ from flask import current_app
 from rq import get_current_job
 
 from ivr.delivery import registry as delivery
+from ivr.flow import timeline
 from ivr.history import closing, prune, record
 from ivr.jobs.deliveries import message_of
 from ivr.jobs.failures import PermanentFailure
@@ -64,8 +65,16 @@ def write_audit(payload: Mapping[str, Any]) -> None:
 
 
 def write_call(payload: Mapping[str, Any]) -> None:
-    """Write an ended call's record and steps, with its `call.ended` audit row."""
+    """Write an ended call's record and steps, with its `call.ended` audit row; then the
+    steps of a voicemail whose action came after the call ended, should they wait."""
     record.write(db.session(), payload)
+    if any(
+        item.get("event") == timeline.ENTER and item.get("type") == "voicemail"
+        for item in payload.get("steps") or ()
+    ):
+        from ivr.voicemail import late
+
+        late.add_waiting(db.session(), str(payload["call_sid"]))
 
 
 def sweep_calls(payload: Mapping[str, Any]) -> None:

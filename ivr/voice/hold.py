@@ -21,6 +21,10 @@ next announcement falls due. A request without `a` (the first, or Twilio asking 
 plain waitUrl again after a document that had no redirect) announces at 0, every,
 2·every… seconds, within ANNOUNCE_GRACE seconds after each.
 
+The target is the transfer node's (or IVR_AGENT_TARGET for a node without one), and
+IVR_AGENT_TARGET at the input limit's safe-default transfer (LIMIT_TRANSFER), which
+holds like any other.
+
 A TaskRouter workflow holds the call in a voice queue named after the workflow, so
 the same fields arrive; but TaskRouter hands tasks out by priority and by which
 workers match, not in that queue's order: for a workflow no place and no estimate

@@ -99,3 +99,17 @@ def _row(call_sid: str, seq: int, item: dict[str, Any]) -> CallStep:
         exit=item.get("exit"),
         detail=detail,
     )
+
+
+def add_waiting(session: Session, call_sid: str) -> None:
+    """Add the steps of a message that ended after the call did (they wait in its
+    pending voicemail) once the call's record is written: called by the job that
+    writes it, so a message whose action came before the record is never left out."""
+    from ivr.voicemail import pending as waiting
+
+    found = waiting.recall(call_sid)
+    if found is None or not found.late:
+        return
+    if add_to_record(session, call_sid, found.late):
+        found.late = []
+        waiting.keep(call_sid, found)

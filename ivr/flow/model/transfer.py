@@ -49,14 +49,15 @@ class TransferTarget:
     `also_ring` ring at the same time as `address`. The hold settings apply to
     queue and workflow targets only (the loader refuses them on the others); a
     holding target without them holds with the defaults (the `queue_hold` prompt,
-    position and wait every DEFAULT_ANNOUNCE_EVERY seconds, MAX_QUEUE_WAIT at most).
+    position and wait every DEFAULT_ANNOUNCE_EVERY seconds, the IVR_HOLD_MUSIC_URL
+    music between, MAX_QUEUE_WAIT at most).
     """
 
     kind: str
     address: str
     also_ring: tuple[str, ...] = ()
     hold_prompt: str | None = None  # said while holding (None: the `queue_hold` system prompt)
-    hold_music: str | None = None  # https URL played after the hold prompt
+    hold_music: str | None = None  # https URL played between announcements (None: the setting's)
     max_wait: int | None = None  # seconds on hold before the caller leaves the queue
     announce_every: int | None = None  # seconds between announcements (None: the default)
 
