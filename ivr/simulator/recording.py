@@ -32,11 +32,38 @@ import secrets
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 from urllib.parse import urljoin
 
+from ivr.simulator.keypads import Keypad
+from ivr.simulator.over import CallOver
+
 if TYPE_CHECKING:
-    from ivr.simulator.verbs import Leg
+    from ivr.simulator.transport import Reply
+
+
+class Leg(Protocol):
+    """What playing `<Record>` needs of the leg (ivr.simulator.verbs.Leg), stated here
+    so this module does not import the leg that calls it."""
+
+    base: dict[str, str]
+    keypad: Keypad
+    seconds: int
+    gave_up: str
+    documents: list[tuple[str, str]]
+
+    @property
+    def call(self) -> _Call: ...
+
+    def emit(self, kind: str, text: str, language: str = "") -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class _Call(Protocol):
+    public_url: str
+
+    def post(self, url: str, form: dict[str, str]) -> Reply: ...
 
 RECORD_ENTRY = re.compile(r"record:(\d{1,5})([0-9*#!]?)")
 HANG_UP = "!"  # `record:N!`: speak N seconds, then hang up
@@ -148,7 +175,5 @@ def _hang_up_after(leg: Leg, verb: ET.Element, url: str, seconds: int) -> NoRetu
 
 
 def _over(leg: Leg, text: str) -> Exception:
-    from ivr.simulator.verbs import CallOver
-
     leg.note(text)
     return CallOver(leg.gave_up)

@@ -37,6 +37,7 @@ from urllib.parse import urljoin
 
 from ivr.simulator.codes import spoken_codes
 from ivr.simulator.keypads import Keypad, Scripted
+from ivr.simulator.over import CallOver
 from ivr.simulator.recording import play_record
 from ivr.simulator.transport import Reply
 
@@ -64,13 +65,6 @@ class Event:
     text: str
     who: str = "caller"  # whose leg: caller, agent, or callee (a call the service placed)
     language: str = ""  # a say's language attribute (BCP 47), when the TwiML gives one
-
-
-class CallOver(Exception):
-    """A leg has ended; `ended_by` says how (ivr, caller-hangup, error, ...)."""
-
-    def __init__(self, ended_by: str):
-        self.ended_by = ended_by
 
 
 def new_call_sid() -> str:
