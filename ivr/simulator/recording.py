@@ -65,6 +65,7 @@ class _Call(Protocol):
 
     def post(self, url: str, form: dict[str, str]) -> Reply: ...
 
+
 RECORD_ENTRY = re.compile(r"record:(\d{1,5})([0-9*#!]?)")
 HANG_UP = "!"  # `record:N!`: speak N seconds, then hang up
 TWILIO_MAX_LENGTH = 3600  # maxLength's default
