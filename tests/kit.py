@@ -242,7 +242,9 @@ def heard_before_keys(result: CallResult, entry: int) -> list[str]:
 
 # Opaque ids are hex and may contain any digits: CallSids, outbox and message ids, flow versions.
 OPAQUE_IDS = [
-    re.compile(r"\b(?:CA|AC|OB|SM|MM)[0-9a-f]{32}\b"),
+    # Twilio SIDs (CallSid CA…, RecordingSid RE…, QueueSid QU…, TaskRouter W…) and our
+    # call-back ids: random hex may hold ten digits in a row, which is no phone number.
+    re.compile(r"\b[A-Z]{2}[0-9a-fA-F]{32}\b"),
     re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b"),
 ]
 FULL_NUMBER = re.compile(r"\+[1-9]\d{6,14}|\d{10,}")  # E.164, or a number written without +
