@@ -84,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
     from ivr.voice.agent_line import bp as agent_line_bp
     from ivr.voice.callbacks import bp as callback_bp
     from ivr.voice.hold import bp as hold_bp
+    from ivr.voice.queue_callbacks import bp as queue_callback_bp
     from ivr.voice.recordings import bp as recordings_bp
     from ivr.voice.taskrouter import bp as taskrouter_bp
     from ivr.voice.views import bp as voice_bp
@@ -93,6 +94,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(recordings_bp)
     app.register_blueprint(agent_line_bp)
     app.register_blueprint(hold_bp)
+    app.register_blueprint(queue_callback_bp)
     app.register_blueprint(taskrouter_bp)
     register_agent(app)
     register_ops(app)

@@ -173,20 +173,23 @@ def test_an_added_node_and_its_prompts_and_the_same_node_removed(
             "agent_unverified",
             "agent_menu_failed",
         ),
-        (  # a transfer target (the target the loader parsed from it is not compared twice)
+        (  # a transfer target (the target the loader parsed from it is not compared twice;
+            # the call-back offer only sits on a target that holds callers)
             [
                 (
                     FLOW,
                     "    reason: caller_request\n",
                     '    reason: caller_request\n    target: "+14155550100"\n',
-                )
+                ),
+                (FLOW, "    offer_callback_after: 120\n", ""),
             ],
             [
                 (
                     FLOW,
                     "    reason: caller_request\n",
                     '    reason: caller_request\n    target: "sip:agent@pbx.example"\n',
-                )
+                ),
+                (FLOW, "    offer_callback_after: 120\n", ""),
             ],
             "agent_verified",
             "target",

@@ -330,7 +330,15 @@ DIGITS_ONLY = "after the account digits, before any one-time code: "
         (
             "    ok: send_sms\n    ambiguous: account_number         # two",
             "    ok: menu\n    ambiguous: account_number         # two",
-            [("menu", "prompt", f"{DIGITS_ONLY}{UNTIL_DIGITS} → menu")],
+            [
+                # ...and the verified menu's agent transfer would offer a call-back.
+                (
+                    "agent_verified",
+                    "offer_callback_after",
+                    f"{DIGITS_ONLY}{UNTIL_DIGITS} → menu[2] → agent_verified",
+                ),
+                ("menu", "prompt", f"{DIGITS_ONLY}{UNTIL_DIGITS} → menu"),
+            ],
         ),
         # The agent key of the code-trouble menu rewired to the new number: a bypass, and
         # through its no_input exit the menu that greets by name.
@@ -343,6 +351,12 @@ DIGITS_ONLY = "after the account digits, before any one-time code: "
                     "",
                     f"{DIGITS_ONLY}{UNTIL_DIGITS} → send_sms[failed] → code_send_failed"
                     " → code_trouble[4] → new_number",
+                ),
+                (
+                    "agent_verified",
+                    "offer_callback_after",
+                    f"{DIGITS_ONLY}{UNTIL_DIGITS} → send_sms[failed] → code_send_failed"
+                    " → code_trouble[4] → new_number[no_input] → menu[2] → agent_verified",
                 ),
                 (
                     "menu",

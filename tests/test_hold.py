@@ -600,7 +600,7 @@ def test_a_verified_caller_of_the_default_flow_holds_informed_then_an_agent_answ
     enqueued and holds in the simulator's queue (3 callers, one taken a minute), hearing
     her place and the estimated wait at least `announce_every` (60 s) apart between
     Twilio's hold music, until her turn comes and an agent takes the call."""
-    app: Flask = make_app(IVR_AGENT_TARGET="queue:support")
+    app: Flask = make_app(IVR_AGENT_TARGET="queue:support")  # (call-backs: test_queue_callback)
     add_account(app, "Jane Doe", JANE_PHONE, "10004321")
 
     result = Phone(app).call(JANE_PHONE, ["1", "4321", "@code", "2"])
@@ -615,6 +615,8 @@ def test_a_verified_caller_of_the_default_flow_holds_informed_then_an_agent_answ
         text(app, "queue_wait_minutes", minutes="2"),
         text(app, "queue_position_next"),
         text(app, "queue_wait_one_minute"),
+        # Held past offer_callback_after (120 s): the call-back offer; she presses nothing.
+        text(app, "queue_callback_offer"),
     ]
     waits = [(url, ET.fromstring(doc)) for url, doc in result.documents if "/queue/wait" in url]
     announced = [parse_qs(urlsplit(again(doc)).query)["a"][0] for _, doc in waits if says(doc)]

@@ -56,6 +56,8 @@ class Transfer:
     ring_seconds: int = 25
     task_attributes: str | None = None
     context: str | None = None  # the signed agent context (a SIP leg sends it as a header)
+    # A TaskRouter Task's priority (a call-back joins ahead of new callers); None: default.
+    priority: int | None = None
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,9 @@ def _transfer(node: Node) -> str | None:
         f"music {target.hold_music}" if target.hold_music else "",
         f"at most {target.max_wait} s on hold" if target.max_wait else "",
         f"position and wait every {target.announce_every} s" if target.announce_every else "",
+        f"call-back offered after {target.offer_callback_after} s"
+        if target.offer_callback_after
+        else "",
     ]
     extra = ", ".join(part for part in holding if part)
     return f"{target.label} ({extra})" if extra else target.label

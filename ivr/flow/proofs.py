@@ -30,6 +30,9 @@ call can reach, each by a shortest path. The proofs:
 
 - protected: no state at a number-change step (`collect_new_number`,
   `start_callback`, `check_callback_code`) lacks either fact;
+- call-back: no state lacking either fact is at a transfer node offering a
+  call-back while holding (`offer_callback_after`): the call-back rings the number
+  on file and joins the queue ahead of others with the caller's verification;
 - placeholders: no state lacking a fact is at a node whose prompts (in any of
   the flow's languages) use a placeholder revealing account data: any placeholder
   but the few below that reveal none;
@@ -134,6 +137,10 @@ def prove_flow(
 
     problems = [problem(nodes[s[0]], "", message) for s, message in _protected(search, nodes)]
     problems += [
+        problem(nodes[s[0]], "offer_callback_after", message)
+        for s, message in _callback_offers(search, nodes)
+    ]
+    problems += [
         problem(nodes[s[0]], name, message)
         for s, name, message in _placeholders(search, nodes, languages, catalog)
     ]
@@ -212,6 +219,23 @@ def _protected(search: _Search, nodes: Mapping[str, Node]) -> Iterable[tuple[Sta
                 "changes the phone number, but is reachable without passing both an"
                 " account-digits check (check_account_digits ok) and a one-time code check"
                 f" (check_code ok), {_facts(state)}: {search.path(state)}",
+            )
+
+
+def _callback_offers(search: _Search, nodes: Mapping[str, Node]) -> Iterable[tuple[State, str]]:
+    """Transfers offering a call-back reachable without both checks: one shortest path each."""
+    seen: set[str] = set()
+    for state in search.order:
+        node_id, digits, code = state
+        node = nodes[node_id]
+        offers = isinstance(node, TransferNode) and node.offer_callback_after is not None
+        if offers and not (digits and code) and node_id not in seen:
+            seen.add(node_id)
+            yield (
+                state,
+                "offers a call-back to the number on file while holding, but is reachable"
+                " without passing both an account-digits check (check_account_digits ok) and"
+                f" a one-time code check (check_code ok), {_facts(state)}: {search.path(state)}",
             )
 
 

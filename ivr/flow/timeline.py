@@ -44,6 +44,9 @@ HANGUP = "hangup"  # node (None after a transfer or the input limit): the flow e
 ERROR = "error"  # the apology path: something failed and the caller went to an agent
 VOICEMAIL = "voicemail"  # node, result (recorded | empty), seconds: a message was left
 TAKEN = "taken"  # how an agent took the held caller: via (agent_line | page | taskrouter)
+# A holding caller chose a call-back (result "requested", node); on the call-back's own
+# leg: result "joined" (it joined the priority queue).
+QUEUE_CALLBACK = "queue_callback"
 END = "end"  # status (Twilio's final CallStatus, or "unknown"), duration, outcome
 
 EVENTS = (
@@ -64,6 +67,7 @@ EVENTS = (
     ERROR,
     VOICEMAIL,
     TAKEN,
+    QUEUE_CALLBACK,
     END,
 )
 
@@ -84,6 +88,7 @@ ENDED = "ended"  # the flow ended it (a hang-up node, or after an unanswered las
 ABANDONED = "abandoned"  # the caller hung up first (in the menus, or while holding)
 OUTCOMES = (TRANSFERRED, ENDED, ABANDONED)
 CALLER_LEFT = "canceled"  # a transfer's status when the caller hung up during it
+CALLBACK_REQUESTED = "requested"  # QUEUE_CALLBACK: the caller chose to be called back
 LOCKED = "locked"  # an INPUT's result when the entry locked the node (too many, across calls)
 
 # Every field a step may carry, and what it holds (all of them safe to show ops).
@@ -132,7 +137,12 @@ def outcome_of(steps: Sequence[Mapping[str, Any]]) -> str:
     """How the call ended, from its steps: transferred when a transfer was answered;
     abandoned when the caller hung up while it rang or held (a transfer "canceled": the
     flow's unanswered path then plays to nobody) or before the flow ended the call;
-    ended when the flow hung up."""
+    ended when the flow hung up, or the caller hung up on hold to be called back."""
+    if any(
+        item["event"] == QUEUE_CALLBACK and item.get("result") == CALLBACK_REQUESTED
+        for item in steps
+    ):
+        return ENDED  # the caller hung up to be called back: not an abandoned call
     ends = [item for item in steps if item["event"] == TRANSFER_END]
     # The last transfer's end: a caller an agent took and who was sent back (the agent
     # never joined) and then hung up did not reach people.

@@ -40,7 +40,16 @@ from ivr.flow.model.transfer import HOLD_PLACEHOLDERS
 from ivr.flow.proofs import prove_flow
 
 # A transfer node's settings for the time the caller holds in a queue.
-HOLD_FIELDS = ("hold_prompt", "hold_music", "queue_max_wait", "announce_every")
+HOLD_FIELDS = (
+    "hold_prompt",
+    "hold_music",
+    "queue_max_wait",
+    "announce_every",
+    "offer_callback_after",
+    "callback_offer_prompt",
+)
+# The call-back offer also applies to the configured target, when that one holds.
+CALLBACK_FIELDS = ("offer_callback_after", "callback_offer_prompt")
 MAX_URL_LENGTH = 2048
 
 
@@ -232,6 +241,8 @@ def _check_transfer(node: TransferNode, default_region: str, problem: Report) ->
     for name in HOLD_FIELDS:
         if getattr(node, name) is None:
             continue
+        if node.target is None and name in CALLBACK_FIELDS:
+            continue  # offered only when the configured target holds (a queue or workflow)
         if node.target is None:
             problem(
                 node,

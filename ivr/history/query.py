@@ -226,6 +226,7 @@ _DESCRIBE = {
     timeline.ERROR: lambda s: "error: the caller was sent to an agent",
     timeline.VOICEMAIL: lambda s: f"voicemail: {s.get('result', '?')}, {s.get('seconds', 0)} s",
     timeline.TAKEN: lambda s: f"taken by an agent via {s.get('via', '?')}",
+    timeline.QUEUE_CALLBACK: lambda s: f"call-back instead of holding: {s.get('result', '?')}",
     timeline.END: _end,
 }
 

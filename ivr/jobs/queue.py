@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -47,6 +48,9 @@ SWEEP = "calls.sweep"
 PRUNE = "calls.prune"
 # Voicemail past IVR_VOICEMAIL_DAYS (and erased customers' messages): at Twilio, then ours.
 VOICEMAIL_PRUNE = "voicemail.prune"
+# The call-back a holding caller chose (ivr.voice.queue_callbacks): queued to run when
+# their turn is estimated to come (`at`); a retry only covers Twilio refusing the call.
+QUEUE_CALLBACK = "queue_callback.place"
 BACKOFF: Mapping[str, tuple[int, ...]] = {
     NOTICE: (10, 30, 120, 600, 1800, 3600),
     AFTER_CALL: (5, 15, 30, 60),
@@ -55,6 +59,7 @@ BACKOFF: Mapping[str, tuple[int, ...]] = {
     SWEEP: (30,),
     PRUNE: (300,),
     VOICEMAIL_PRUNE: (300,),
+    QUEUE_CALLBACK: (10, 30),
 }
 
 KEY_TTL = 7 * 86400  # how long a key stays queued/done: a retry within it never acts twice
@@ -92,13 +97,21 @@ class JobQueue:
         self.on_enqueue: Callable[[], None] | None = None  # the in-process runner's wake-up
 
     def enqueue(
-        self, name: str, payload: Mapping[str, Any], key: str, *, fresh: bool = False
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        key: str,
+        *,
+        fresh: bool = False,
+        at: datetime | None = None,
     ) -> bool:
         """Queue job `name` for `key` unless that key was queued before; False then.
 
         `fresh`: the caller knows this key was never queued (it has just taken the only
         copy of what the job carries, e.g. an ended call's timeline), so the marker is
         set with the job, in the same round trip, instead of being checked first.
+        `at` (timezone-aware): the job waits in RQ's scheduled registry until then (the
+        worker runs with RQ's scheduler; the in-process runner promotes due jobs).
         Redis trouble raises StorageUnavailable: the caller decides what is lost.
         """
         if name not in BACKOFF:
@@ -114,7 +127,7 @@ class JobQueue:
                 # RQ's writes (the queue's registration, the job, the push) in one
                 # round trip: handed our pipeline, RQ queues them and we send them.
                 with self.connection.pipeline() as pipe:
-                    self._enqueue(pipe, name, payload, key, identifier)
+                    self._enqueue(pipe, name, payload, key, identifier, at)
                     if fresh:  # after RQ's commands: RQ starts the pipeline's MULTI
                         pipe.set(queued_key(key), identifier, ex=KEY_TTL)
                     pipe.execute()
@@ -130,10 +143,19 @@ class JobQueue:
         return True
 
     def _enqueue(
-        self, pipe: Any, name: str, payload: Mapping[str, Any], key: str, identifier: str
+        self,
+        pipe: Any,
+        name: str,
+        payload: Mapping[str, Any],
+        key: str,
+        identifier: str,
+        at: datetime | None = None,
     ) -> None:
         intervals = BACKOFF[name]
-        self.queue.enqueue(
+        put: Callable[..., Any] = self.queue.enqueue
+        if at is not None:
+            put = partial(self.queue.enqueue_at, at)
+        put(
             PERFORM,
             name,
             dict(payload),
@@ -169,9 +191,17 @@ def get(app: Flask | None = None) -> JobQueue:
     return found
 
 
-def enqueue(name: str, payload: Mapping[str, Any], *, key: str, fresh: bool = False) -> bool:
-    """Queue job `name` with a JSON payload, once per idempotency `key` (see JobQueue)."""
-    return get().enqueue(name, payload, key, fresh=fresh)
+def enqueue(
+    name: str,
+    payload: Mapping[str, Any],
+    *,
+    key: str,
+    fresh: bool = False,
+    at: datetime | None = None,
+) -> bool:
+    """Queue job `name` with a JSON payload, once per idempotency `key` (see JobQueue);
+    with `at`, to run no earlier than then."""
+    return get().enqueue(name, payload, key, fresh=fresh, at=at)
 
 
 def was_queued(key: str) -> bool:

@@ -25,6 +25,7 @@ from ivr.jobs.queue import (
     CALL_RECORD,
     NOTICE,
     PRUNE,
+    QUEUE_CALLBACK,
     SWEEP,
     VOICEMAIL_PRUNE,
 )
@@ -103,6 +104,13 @@ def prune_voicemail(payload: Mapping[str, Any]) -> None:
     )
 
 
+def place_queue_callback(payload: Mapping[str, Any]) -> None:
+    """Ring the number on file of a call-back chosen on hold (its try `attempt`)."""
+    from ivr.voice import queue_callbacks
+
+    queue_callbacks.place(str(payload["id"]), int(payload["attempt"]))
+
+
 TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
     NOTICE: send_notice,
     AFTER_CALL: ring_after_call,
@@ -111,4 +119,5 @@ TASKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
     SWEEP: sweep_calls,
     PRUNE: prune_calls,
     VOICEMAIL_PRUNE: prune_voicemail,
+    QUEUE_CALLBACK: place_queue_callback,
 }

@@ -302,6 +302,19 @@ class Simulator:
             self._result = previous
         return result
 
+    def ring_placed(self) -> CallResult:
+        """Ring the calls placed since the last call ended (a job that ran later: a
+        call-back chosen on hold, placed when the caller's turn comes), as their phones
+        behave; what each did is in the result's `callbacks`."""
+        result = CallResult("")
+        previous, self._result = self._result, result
+        try:
+            self._collect()
+            self._answer_placed_calls()
+        finally:
+            self._result = previous
+        return result
+
     def _phone_in(self, result: CallResult) -> None:
         """The agents waiting to call the agent line call now, one after another."""
         while self._agents:

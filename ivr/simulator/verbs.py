@@ -477,6 +477,25 @@ def _hold_document(leg: Leg, document: ET.Element, url: str) -> Played:
                 seconds += SAY_SECONDS if verb.tag == "Say" else TRACK_SECONDS
         elif verb.tag == "Hangup":
             raise CallOver(leg.hung_up)
+        elif verb.tag == "Gather":
+            # An offer while holding (a call-back): a scripted caller with keys left
+            # presses the next; with none left (any keypad with a list of `entries`),
+            # they keep holding, silent, rather than hang up.
+            if getattr(leg.keypad, "entries", None) == []:
+                for child in verb:
+                    if child.tag in ("Say", "Play", "Pause"):
+                        getattr(leg, f"_verb_{child.tag.lower()}")(child, url)
+                leg.emit("keys", "(silence)")
+                seconds += SAY_SECONDS + int(verb.get("timeout", "5") or 5)
+                continue
+            pressed = leg._verb_gather(verb, url)
+            seconds += SAY_SECONDS
+            if pressed is not None:
+                # Twilio runs the action's answer in place of the hold document.
+                action, form = pressed
+                answer = leg.fetch(action, form)
+                then = _hold_document(leg, answer, action)
+                return Played(seconds + then.seconds, then.left, then.redirect)
         else:
             leg.note(f"<{verb.tag}> while holding: not played by the simulator")
     return Played(seconds)

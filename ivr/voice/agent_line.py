@@ -386,7 +386,7 @@ def _take(token: str, record: dict[str, Any], call_sid: str) -> str | None:
         _redis(),
         registry.get(),
         call_sid=call_sid,
-        queue=str(record["queue"]),
+        queue=str(record.get("claim_queue") or record["queue"]),
         token=token,
         join_url=lambda join_id: _public("agent_line.join", j=join_id),
         secret=_settings().secret_key,

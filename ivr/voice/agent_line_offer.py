@@ -1,5 +1,6 @@
 """Offering held callers to an agent on the agent line: the first member of the queue
-who still holds at a transfer of ours (ivr.queues.taking.holding) and whom this
+(call-backs first: the members of its `-callbacks` queue, ivr.calls.queue_callback) who
+still holds at a transfer of ours (ivr.queues.taking.holding) and whom this
 session can claim (ivr.queues.claims: never two agents on one caller), announced
 with that caller's whisper, then "press 1 or 2". Passed-over callers are skipped until
 every caller was passed over once; then the offer starts again from the front.
@@ -15,7 +16,7 @@ from flask import Response, url_for
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.agent.whisper import whisper_says
-from ivr.calls import runtime, store
+from ivr.calls import queue_callback, runtime, store
 from ivr.customers.directory import SqlDirectory
 from ivr.errors import CallError, StorageUnavailable
 from ivr.flow.instructions import Say
@@ -39,11 +40,18 @@ def offer(token: str, record: dict[str, Any]) -> Response:
     """Claim the first held caller nobody else is announcing and play their whisper."""
     queue = str(record["queue"])
     switch: QueueSwitch = registry.get()
-    try:
-        members = switch.members(queue)
-    except QueueUnavailable as exc:
-        log.error("agent line: queue %s unreadable: %s", queue, exc)
-        return refuse("agent_line_unavailable")
+    # Call-backs first: their dedicated queue, then the queue itself.
+    where: dict[str, str] = {}
+    members: list[Member] = []
+    for name in (queue_callback.priority_queue(queue), queue):
+        try:
+            found = switch.members(name)
+        except QueueUnavailable as exc:
+            log.error("agent line: queue %s unreadable: %s", name, exc)
+            return refuse("agent_line_unavailable")
+        for member in found:
+            where.setdefault(member.call_sid, name)
+            members.append(member)
     chosen = choose(token, record, members)
     if chosen is None and record.get("passed"):
         # Every caller here was passed over once: start again from the front.
@@ -55,6 +63,7 @@ def offer(token: str, record: dict[str, Any]) -> Response:
         return empty(token)
     member, state = chosen
     record["claim"] = member.call_sid
+    record["claim_queue"] = where.get(member.call_sid, queue)  # where to take them from
     save(token, record)
     response = VoiceResponse()
     gather = response.gather(

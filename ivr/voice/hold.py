@@ -40,15 +40,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr.calls import runtime, store
+from ivr.calls import queue_callback, runtime, store
 from ivr.errors import CallError, CallStateLost, StorageUnavailable
 from ivr.flow.engine import LIMIT_TRANSFER
-from ivr.flow.instructions import Instruction, Leave, Pause, Play, Say
+from ivr.flow.instructions import Gather, Instruction, Leave, Pause, Play, Say
 from ivr.flow.model import MAX_QUEUE_WAIT, Catalog, TransferNode, TransferTarget
 from ivr.flow.model.transfer import DEFAULT_ANNOUNCE_EVERY, HOLD_PLACEHOLDERS
 from ivr.flow.state import CallState
@@ -74,6 +74,10 @@ WAIT_UNDER_A_MINUTE = "queue_wait_under_minute"
 WAIT_ONE_MINUTE = "queue_wait_one_minute"
 WAIT_MINUTES = "queue_wait_minutes"
 HOLD_PROMPTS = (POSITION_NEXT, POSITION, WAIT_UNDER_A_MINUTE, WAIT_ONE_MINUTE, WAIT_MINUTES)
+# The call-back offer (a target's callback_offer_prompt replaces it), and how long the
+# offer's `<Gather>` waits for the key.
+CALLBACK_OFFER = "queue_callback_offer"
+OFFER_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -207,10 +211,12 @@ def hold_document(
     *,
     last: int | None = None,
     music: str | None = None,
+    offer: bool = False,
 ) -> Hold:
     """What the caller hears until the `<Redirect>` asks again, or `<Leave/>` at the
     maximum wait. `music` plays when the target has no hold_music of its own (None:
-    silence, sized to end when the next announcement falls due)."""
+    silence, sized to end when the next announcement falls due). With `offer`, each
+    announcement ends with the call-back offer in a `<Gather>` (one key)."""
     limit = target.max_wait if target.max_wait is not None else MAX_QUEUE_WAIT
     if facts.waited >= limit:
         return Hold([Leave()], None)
@@ -226,12 +232,26 @@ def hold_document(
     instructions: list[Instruction] = (
         [Say(text, language, voice) for text in said.texts] if said else []
     )
+    offered = 0  # seconds the offer and its wait for a key take
+    if said and offer:
+        text = catalog.text(language, target.callback_offer_prompt or CALLBACK_OFFER)
+        instructions.append(
+            Gather(
+                (Say(text, language, voice),),
+                step=0,
+                timeout=OFFER_TIMEOUT,
+                num_digits=1,
+                finish_on_key="",
+                retry_on_silence=False,
+            )
+        )
+        offered = Announcement((text,)).seconds + OFFER_TIMEOUT
     track = target.hold_music or music
     if track:
         instructions.append(Play(track))
         return Hold(instructions, last)
     # Silence until the next announcement falls due (and never past the maximum wait).
-    spoken = said.seconds if said else 0
+    spoken = (said.seconds if said else 0) + offered
     pause = min(every - (facts.waited - last) - spoken, limit - facts.waited)
     instructions.append(Pause(max(1, pause)))
     return Hold(instructions, last)
@@ -245,8 +265,32 @@ def holding_target(state: CallState) -> TransferTarget | None:
         return rt.agent_target
     node = rt.for_call(state).flow.nodes.get(state.node)
     if isinstance(node, TransferNode):
-        return node.destination or rt.agent_target
+        if node.destination is not None:
+            return node.destination
+        if rt.agent_target.holds and node.offer_callback_after is not None:
+            # The configured target, with the node's call-back offer.
+            return replace(
+                rt.agent_target,
+                offer_callback_after=node.offer_callback_after,
+                callback_offer_prompt=node.callback_offer_prompt,
+            )
+        return rt.agent_target
     return None
+
+
+def offers_callback(state: CallState, target: TransferTarget, facts: QueueFacts) -> bool:
+    """Whether this hold offers a call-back: the target offers one, the caller has held
+    that long, is fully verified (digits and a code) with an account, and is not itself
+    a call-back, nor chose one already."""
+    after = target.offer_callback_after
+    return (
+        after is not None
+        and facts.waited >= after
+        and state.verification == "code"
+        and state.account_id is not None
+        and queue_callback.CALLED_BACK not in state.flags
+        and queue_callback.REQUESTED not in state.flags
+    )
 
 
 @bp.post("/wait", endpoint="wait")
@@ -262,7 +306,7 @@ def queue_wait() -> Response:
         raise CallStateLost(f"no state for call {call.call_sid}")
     step = webhook.step(request.args)
     target = holding_target(state)
-    if target is None or not target.holds or step != state.step:
+    if target is None or not target.holds or step != state.step or state.ended:
         log.warning("call %s: hold request for a transfer it is not in; leaving", call.call_sid)
         return _answer(twiml.document(Leave()))
     loaded = runtime.get().for_call(state)
@@ -274,12 +318,20 @@ def queue_wait() -> Response:
         facts,
         last=raw_last if raw_last >= 0 else None,
         music=runtime.get().settings.line.hold_music,
+        offer=offers_callback(state, target, facts),
+    )
+    # The offer's key goes to the call-back view with what it needs to time the call.
+    chosen = url_for(
+        "queue_callback.choose",
+        s=step,
+        p=facts.position or 0,
+        w=facts.average or 0,
     )
     if hold.last is None:
         log.info("call %s leaves the queue after holding %s s", call.call_sid, facts.waited)
-        return _answer(twiml.wait_document(hold.instructions, None))
+        return _answer(twiml.wait_document(hold.instructions, None, chosen))
     again = url_for("hold.wait", s=step, a=hold.last)
-    return _answer(twiml.wait_document(hold.instructions, again))
+    return _answer(twiml.wait_document(hold.instructions, again, chosen))
 
 
 def _answer(document: str) -> Response:

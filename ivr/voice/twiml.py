@@ -169,17 +169,39 @@ def _enqueue(response: VoiceResponse, transfer: Transfer, links: Links) -> None:
     if transfer.task_attributes is not None:
         if len(transfer.task_attributes) > TASK_ATTRIBUTES_LIMIT:
             raise ValueError("Task attributes over the limit; build them with task_attributes()")
-        enqueue.task(transfer.task_attributes)
+        if transfer.priority is not None:
+            enqueue.task(transfer.task_attributes, priority=transfer.priority)
+        else:
+            enqueue.task(transfer.task_attributes)
 
 
-def wait_document(instructions: Sequence[Instruction], again: str | None) -> str:
-    """A waitUrl answer: hold verbs only (a `<Dial>` or `<Gather>` never runs inside a
-    queue), then a `<Redirect>` to `again`, the waitUrl carrying the hold's own state
-    (None: no redirect, e.g. after `<Leave/>`). Twilio allows `<Redirect>` in a waitUrl
-    document; the caller stays in the queue while it is followed."""
+def wait_document(
+    instructions: Sequence[Instruction], again: str | None, gather_action: str | None = None
+) -> str:
+    """A waitUrl answer: hold verbs only (a `<Dial>` never runs inside a queue), then a
+    `<Redirect>` to `again`, the waitUrl carrying the hold's own state (None: no
+    redirect, e.g. after `<Leave/>`). Twilio allows `<Redirect>` in a waitUrl document;
+    the caller stays in the queue while it is followed. A `<Gather>` (the call-back
+    offer) posts its keys to `gather_action`; without a key the document goes on."""
     response = VoiceResponse()
     for instruction in instructions:
-        if isinstance(instruction, Say):
+        if isinstance(instruction, Gather):
+            if gather_action is None:
+                raise ValueError("a Gather inside a queue needs its action")
+            element = response.gather(
+                input="dtmf",
+                action=gather_action,
+                method="POST",
+                timeout=instruction.timeout,
+                num_digits=instruction.num_digits,
+                finish_on_key=instruction.finish_on_key,
+            )
+            for prompt in instruction.prompts:
+                if isinstance(prompt, Say):
+                    _say(element, prompt)
+                else:
+                    element.pause(length=prompt.seconds)
+        elif isinstance(instruction, Say):
             _say(response, instruction)
         elif isinstance(instruction, Play):
             response.play(instruction.url)

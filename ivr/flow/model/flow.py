@@ -79,6 +79,14 @@ SYSTEM_PROMPTS = (
     "queue_wait_under_minute",
     "queue_wait_one_minute",
     "queue_wait_minutes",
+    # call-back instead of holding (ivr.voice.hold, ivr.voice.queue_callbacks)
+    "queue_callback_offer",
+    "queue_callback_confirm",
+    "queue_callback_intro",
+    "queue_callback_no_key",
+    "queue_callback_expired",
+    "queue_callback_missed_sms",
+    "whisper_flag_called_back",
 )
 
 

@@ -36,6 +36,8 @@ MIN_QUEUE_WAIT, MAX_QUEUE_WAIT = 30, 3600
 # How often a holding caller hears their position and estimated wait (announce_every, s).
 MIN_ANNOUNCE_EVERY, MAX_ANNOUNCE_EVERY = 30, 600
 DEFAULT_ANNOUNCE_EVERY = 60
+# After how long on hold a fully verified caller is offered a call-back (offer_callback_after, s).
+MIN_OFFER_CALLBACK_AFTER, MAX_OFFER_CALLBACK_AFTER = 30, 1800
 # The placeholders a hold prompt may use: filled from what Twilio tells the waitUrl.
 HOLD_PLACEHOLDERS = frozenset({"position", "minutes"})
 
@@ -60,6 +62,9 @@ class TransferTarget:
     hold_music: str | None = None  # https URL played between announcements (None: the setting's)
     max_wait: int | None = None  # seconds on hold before the caller leaves the queue
     announce_every: int | None = None  # seconds between announcements (None: the default)
+    # Seconds on hold before a fully verified caller is offered a call-back (None: never).
+    offer_callback_after: int | None = None
+    callback_offer_prompt: str | None = None  # the offer (None: `queue_callback_offer`)
 
     @property
     def rings_a_person(self) -> bool:
@@ -90,7 +95,14 @@ class TransferTarget:
         """A queue or workflow target with its own hold prompt, music, maximum wait or cadence."""
         return self.holds and any(
             value is not None
-            for value in (self.hold_prompt, self.hold_music, self.max_wait, self.announce_every)
+            for value in (
+                self.hold_prompt,
+                self.hold_music,
+                self.max_wait,
+                self.announce_every,
+                self.offer_callback_after,
+                self.callback_offer_prompt,
+            )
         )
 
 
@@ -122,6 +134,12 @@ class TransferNode(Node):
     announce_every: int | None = field(
         default=None, metadata={"min": MIN_ANNOUNCE_EVERY, "max": MAX_ANNOUNCE_EVERY}
     )
+    # A fully verified caller holding this long hears the call-back offer (press 1): the
+    # static proofs refuse the field on a node reachable without both checks.
+    offer_callback_after: int | None = field(
+        default=None, metadata={"min": MIN_OFFER_CALLBACK_AFTER, "max": MAX_OFFER_CALLBACK_AFTER}
+    )
+    callback_offer_prompt: str | None = prompt_ref(default=None)
     # `target` parsed by the loader once per flow version (None: the configured target).
     destination: TransferTarget | None = field(
         default=None, compare=False, metadata={"internal": True}
@@ -137,6 +155,8 @@ class TransferNode(Node):
             hold_music=self.hold_music,
             max_wait=self.queue_max_wait,
             announce_every=self.announce_every,
+            offer_callback_after=self.offer_callback_after,
+            callback_offer_prompt=self.callback_offer_prompt,
         )
 
 
