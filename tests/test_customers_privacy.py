@@ -29,9 +29,9 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from ivr.agent import transfers
-from ivr.calls import outbound, store
+from ivr.calls import outbound, queue_callback, store
 from ivr.customers import privacy_cli
-from ivr.delivery import Outgoing
+from ivr.delivery import Outgoing, outbox
 from ivr.flow import timeline
 from ivr.flow.state import CallState
 from ivr.history import record
@@ -291,6 +291,25 @@ def leaks(app: Flask, values: dict[str, str]) -> dict[str, list[str]]:
     return found
 
 
+def book_queue_callback(app: Flask, account_id: int) -> queue_callback.QueueCallback:
+    """Jane chose a call-back on hold (verified to `account_id`): its record, the
+    account's one-waiting reservation, and the job that will ring her, all waiting."""
+    with app.app_context(), app.test_request_context("/"):
+        from ivr.voice.queue_callbacks import _schedule
+
+        state = CallState(
+            call_sid="CA" + "3" * 32, flow="support", version="v1", language="en-US",
+            node="agent_verified", started_at=time.time() - 200, caller=STRANGER_PHONE,
+            account_id=account_id, first_name="Jane", verification="code",
+            methods=[("account_digits", time.time() - 190), ("code_sms", time.time() - 180)],
+        )  # fmt: skip
+        callback = queue_callback.from_state(state, time.time())
+        assert queue_callback.claim(callback)
+        queue_callback.save(callback)
+        _schedule(callback, 1, 600)
+    return callback
+
+
 def erase(runner: FlaskCliRunner, account: str, *extra: str) -> Any:
     return runner.invoke(args=["customers", "erase", account, "--yes", *extra])
 
@@ -405,9 +424,11 @@ def test_erase_leaves_no_personal_data_in_any_table_or_redis_key(
     app: Flask, phone: Phone, runner: FlaskCliRunner
 ) -> None:
     ids = make_jane(app, phone)
+    booked = book_queue_callback(app, ids["second"])  # its record names her ("Jane")
     assert runner.invoke(args=["customers", "export", "10004321"]).exit_code == 0  # audited
     jane = jane_values()
     before = leaks(app, jane)
+    assert any(booked.id in line for line in before["first name"])
     assert set(before) == set(jane), f"the search misses {set(jane) - set(before)}"
     # The job queue holds her too: queued notices, the kept records of her calls' jobs.
     in_jobs = {label for label, value in jane.items() if any(value in j for j in jobs_text(app))}
@@ -909,3 +930,36 @@ def _assert_references_hold(app: Flask) -> None:
         ]
         assert all(account_id is None or account_id in accounts for account_id in linked)
         assert any(account_id is not None for account_id in linked)
+
+
+def test_erase_deletes_a_waiting_call_back_chosen_on_hold_and_nothing_rings(
+    app: Flask, runner: FlaskCliRunner, outbox_path: Path
+) -> None:
+    ids = make_jane(app)
+    booked = book_queue_callback(app, ids["second"])
+    exported = runner.invoke(args=["customers", "export", "10004321"])
+    assert exported.exit_code == 0, exported.output
+    listed = json.loads(exported.output)["redis"]["queue_callbacks"]
+    assert [(c["account_id"], c["status"]) for c in listed] == [(ids["second"], "waiting")]
+
+    result = erase(runner, "10004321")
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert queue_callback.load(booked.id) is None
+        assert not queue_callback.waiting(ids["second"])
+        client = kv.client()
+        assert list(client.scan_iter(match=queue_callback.pattern())) == []
+    assert jobqueue.job_id(f"queue_callback:{booked.id}:1") not in job_states(app)
+    # Nothing rings nor texts her pseudonym, even if the job had survived.
+    from ivr.jobs import runner as jobs_runner
+
+    jobs_runner.run_pending(app, retries=True)
+    with app.app_context(), app.test_request_context("/"):
+        from ivr.voice import queue_callbacks
+
+        queue_callbacks.place(booked.id, 1)
+        assert queue_callbacks.number_on_file(ids["second"]) is None
+    assert not outbox_path.exists() or all(
+        not m.to.startswith("erased:") for m in outbox.read(outbox_path)
+    )

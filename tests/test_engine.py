@@ -638,3 +638,17 @@ def test_the_locked_exit_defaults_to_the_too_many_tries_route() -> None:
     )
     turn = press(eng, at_digits(eng, "+14155550100"), "0000")
     assert turn.state.node == "goodbye" and turn.state.ended
+
+
+def test_timeline_steps_are_in_time_order_even_when_the_input_is_noted_last() -> None:
+    """An input is noted after its handler's steps (a code check) and moved before them:
+    it never carries a later time than the steps it precedes (a clock that ticks on)."""
+    ticks = iter(range(1_000_000))
+    eng = engine(JANE)
+    eng.clock = lambda: 1000.0 + next(ticks) / 1000  # one millisecond per reading
+    state = at_code(eng)
+    turn = press(eng, state, CODE)
+
+    times = [item["at"] for item in turn.steps]
+    assert times == sorted(times), turn.steps
+    assert [item["event"] for item in turn.steps][:2] == ["input", "code_checked"]

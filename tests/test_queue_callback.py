@@ -35,7 +35,8 @@ from ivr.phone import mask
 from ivr.queues.local import LocalQueues, board_path
 from ivr.simulator.player import Simulator, every_callee
 from ivr.storage import db
-from ivr.storage.models import AuditEvent, CallRecord
+from ivr.storage.models import Account, AuditEvent, CallRecord
+from ivr.voice.queue_callbacks import number_on_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"
@@ -476,3 +477,118 @@ def test_a_taskrouter_call_back_joins_with_a_high_priority_task(
     assert task is not None and task.get("priority") == str(queue_callback.TASK_PRIORITY)
     attributes = json.loads(task.text or "{}")
     assert attributes["call_sid"] == placed.id and attributes["verification"] == "code"
+
+
+# --- review findings: the leg's record, one waiting call-back per account ------------------
+
+
+def test_the_called_back_leg_is_recorded_as_transferred_when_an_agent_takes_it(
+    app: Flask, outbox_path: Path
+) -> None:
+    """The call-back leg is a call like any other: listed open while it runs (so an erase
+    sees it in progress) and, on its final status, recorded in the history."""
+    add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    settings = app.config["IVR_SETTINGS"]
+    simulator = Simulator(
+        SchemaCheckingTransport(app, AUTH_TOKEN),
+        PUBLIC_URL,
+        agent="accept",
+        support_number=settings.support_number,
+        outbox=lambda: outbox.read(settings.outbox_path),
+        callee=every_callee("answer", CodeKeypad(app, ["1"])),
+    )
+    keypad = CodeKeypad(app, ["1", "4321", "@code", "2", "1"], simulator.latest_code)
+    first = simulator.call(JANE_PHONE, keypad)
+    runner.run_pending(app, retries=True)  # her turn has come
+    later = simulator.ring_placed()
+    assert any(e.kind == "agent" and "took the call" in e.text for e in later.events)
+    (placed,) = calls_placed(outbox_path)
+    leg = placed.id
+    runner.run_pending(app)  # the records' jobs
+
+    with app.app_context():
+        record = db.session().get(CallRecord, leg)
+        assert record is not None, "the called-back leg has no call record"
+        assert record.outcome == "transferred"
+        assert queue_callback.CALLED_BACK in record.flags
+        assert db.session().get(CallRecord, first.call_sid) is not None
+        assert leg not in store.open_call_sids(limit=1000)  # closed, not left to the sweeper
+
+
+def test_the_joined_leg_is_open_until_its_status_comes(app: Flask, outbox_path: Path) -> None:
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    sid = holding(app, jane)
+    choose(app, sid)
+    runner.run_pending(app, retries=True)
+    (placed,) = calls_placed(outbox_path)
+    leg = placed.id
+    answered = twiml(post(app, path_of(placed.url), form(leg, To=JANE_PHONE)))
+    gather = answered.find("Gather")
+    assert gather is not None
+    post(app, gather.get("action") or "", form(leg, Digits="1"))
+    with app.app_context():
+        assert leg in store.open_call_sids(limit=1000)  # an erase sees it in progress
+    status = form(leg, CallStatus="completed", CallDuration="95")
+    post(app, path_of(placed.status_callback), status)
+    post(app, path_of(placed.status_callback), status)  # Twilio repeating itself
+    runner.run_pending(app)
+    with app.app_context():
+        assert leg not in store.open_call_sids(limit=1000)
+        record = db.session().get(CallRecord, leg)
+        assert record is not None and record.account_id == jane
+        assert record.duration == 95
+    assert len(calls_placed(outbox_path)) == 1  # a joined leg's end is no failed try
+
+
+def test_a_second_call_is_not_offered_a_call_back_while_one_waits(
+    app: Flask, outbox_path: Path
+) -> None:
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    first = holding(app, jane)
+    choose(app, first)
+    second = holding(app, jane)  # another call of hers, holding as long
+    assert offer_action(wait(app, second, 120)) is None
+    # Nor is a forged "1" on the second call booked: it keeps holding.
+    kept = twiml(post(app, f"/voice/queue-callback/choose?s={STEP}", form(second, Digits="1")))
+    assert kept[-1].tag == "Redirect" and kept.find("Hangup") is None
+    assert [row.action for row in audits(app)] == ["queue_callback.requested"]
+    with app.app_context():
+        state = store.load(second)
+        assert state is not None and not state.ended
+    # Someone else's call is offered one meanwhile.
+    john = add_account(app, "John Roe", "+14155550111", "20005678")
+    assert offer_action(wait(app, holding(app, john), 120)) is not None
+
+    # Once hers has joined, a new call of hers may be offered one again.
+    runner.run_pending(app, retries=True)
+    (placed,) = calls_placed(outbox_path)
+    answered = twiml(post(app, path_of(placed.url), form(placed.id, To=JANE_PHONE)))
+    gather = answered.find("Gather")
+    assert gather is not None
+    post(app, gather.get("action") or "", form(placed.id, Digits="1"))
+    assert offer_action(wait(app, holding(app, jane), 120)) is not None
+
+
+def test_a_call_back_given_up_frees_the_account(app: Flask, outbox_path: Path) -> None:
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    choose(app, holding(app, jane))
+    for attempt in (1, 2):
+        runner.run_pending(app, retries=True)
+        placed = calls_placed(outbox_path)[-1]
+        post(app, path_of(placed.status_callback), form(placed.id, CallStatus="no-answer"))
+        if attempt == 1:
+            assert offer_action(wait(app, holding(app, jane), 120)) is None
+    runner.run_pending(app, retries=True)
+    assert offer_action(wait(app, holding(app, jane), 120)) is not None
+
+
+@pytest.mark.parametrize("phone", ["erased:7", "", "14155550100", "+1415555010x"])
+def test_only_an_e164_number_on_file_is_rung(app: Flask, phone: str) -> None:
+    jane = add_account(app, "Jane Doe", JANE_PHONE, "10004321")
+    with app.app_context():
+        assert number_on_file(jane) == JANE_PHONE
+        account = db.session().get(Account, jane)
+        assert account is not None
+        account.phone.e164 = phone
+        db.session().commit()
+        assert number_on_file(jane) is None

@@ -139,6 +139,41 @@ def _key(callback_id: str) -> str:
     return f"{keys.PREFIX}:queue_callback:{callback_id}"
 
 
+def pattern() -> str:
+    """A SCAN pattern matching every call-back record (the customer erase reads them)."""
+    return f"{keys.PREFIX}:queue_callback:*"
+
+
+def claim(callback: QueueCallback) -> bool:
+    """Reserve the account's one waiting call-back for `callback`; False when another of
+    theirs waits already (a second call of the same customer is not offered one)."""
+    with kv.unavailable_as_storage_error():
+        taken = kv.client().set(
+            keys.queue_callback_waiting(callback.account_id), callback.id, nx=True, ex=RECORD_TTL
+        )
+    return bool(taken)
+
+
+def waiting(account_id: int) -> bool:
+    """Whether a call-back of this account waits (booked and not yet over)."""
+    with kv.unavailable_as_storage_error():
+        return bool(kv.client().exists(keys.queue_callback_waiting(account_id)))
+
+
+def release(callback: QueueCallback) -> None:
+    """The call-back is over (joined, given up): the account may book another. Only this
+    call-back's reservation is released, never a newer one's."""
+    name = keys.queue_callback_waiting(callback.account_id)
+    with kv.unavailable_as_storage_error():
+        client = kv.client()
+        current = client.get(name)
+        if (
+            current is not None
+            and (current.decode() if isinstance(current, bytes) else current) == callback.id
+        ):
+            client.delete(name)
+
+
 def save(callback: QueueCallback) -> None:
     with kv.unavailable_as_storage_error():
         kv.client().set(_key(callback.id), callback.to_json(), ex=RECORD_TTL)

@@ -13,7 +13,8 @@ The job queue is `privacy_jobs`'s.
 
 In Redis a customer's data sits under each account's `{acct:<id>}` hash tag (codes,
 counters, pending number change), under the calls of their accounts (state, timeline,
-last answer, the agent page's transfer entry), in call-backs placed to them and in the
+last answer, the agent page's transfer entry), in call-backs placed to them, in
+call-backs chosen on hold for their accounts (ivr.calls.queue_callback) and in the
 digit-failure counter keyed by a keyed hash of their phone numbers (ivr.verification.
 digits). The functions below find each kind; SCAN on a Redis Cluster visits every
 node (redis-py's cluster `scan_iter`), so nothing hides on another master.
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ivr.agent import transfers
-from ivr.calls import store
+from ivr.calls import queue_callback, store
 from ivr.customers.accounts import find_account
 from ivr.history.record import caller_key
 from ivr.phone import mask, mask_account
@@ -293,6 +294,21 @@ def callback_keys(client: redis.Redis, found: Footprint) -> dict[str, dict[str, 
             continue
         record = json.loads(raw)
         if record.get("account_id") in ids or record.get("to") in found.numbers:
+            result[key] = record
+    return result
+
+
+def queue_callback_keys(client: redis.Redis, found: Footprint) -> dict[str, dict[str, Any]]:
+    """Call-backs chosen on hold (ivr.calls.queue_callback) for their accounts: key name →
+    record. Their account's one-waiting reservation sits under the account's tag."""
+    ids = set(found.account_ids)
+    result = {}
+    for key in scan(client, queue_callback.pattern()):
+        raw = client.get(key)
+        if not raw:
+            continue
+        record = json.loads(raw)
+        if record.get("account_id") in ids:
             result[key] = record
     return result
 

@@ -53,6 +53,7 @@ from ivr.customers.privacy import (
     listing_keys,
     mention,
     open_call_in_progress,
+    queue_callback_keys,
     voicemail_rows,
 )
 from ivr.customers.privacy_jobs import Subject, blocking, their_jobs
@@ -117,6 +118,7 @@ def erase_redis(client: redis.Redis, found: Footprint, secret: str) -> int:
                 *caller_keys(client, found, secret),
                 *of_calls,
                 *callback_keys(client, found),
+                *queue_callback_keys(client, found),
             ]
         )
     )

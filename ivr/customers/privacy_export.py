@@ -30,6 +30,7 @@ from ivr.customers.privacy import (
     callback_keys,
     caller_keys,
     names_them,
+    queue_callback_keys,
     related_states,
     scan,
     text,
@@ -165,6 +166,14 @@ def _redis(client: redis.Redis, found: Footprint, secret: str) -> dict[str, Any]
                 "created": _iso_epoch(float(record.get("created") or 0)),
             }
             for record in callback_keys(client, found).values()
+        ],
+        "queue_callbacks": [
+            {
+                key: record.get(key)
+                for key in ("account_id", "status", "attempts", "call_sid", "node", "language")
+            }
+            | {"created": _iso_epoch(float(record.get("created") or 0))}
+            for record in queue_callback_keys(client, found).values()
         ],
     }
 

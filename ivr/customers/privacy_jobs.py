@@ -13,8 +13,9 @@ What the erase does with them (`privacy_erase`):
 - refuses while a job of theirs is running (`started`), or while one that would
   write their data back (`call.record`, `audit`, `number_change.after_call`) waits to
   run (queued, scheduled for a retry, deferred): run the worker or wait, then erase;
-- deletes the notices addressed to them or about their accounts, whether waiting or
-  done, and the finished, failed or canceled records of any job that holds their data.
+- deletes the notices addressed to them or about their accounts and their call-backs
+  chosen on hold (`queue_callback.place`), whether waiting or done, and the finished,
+  failed or canceled records of any job that holds their data.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def delete_jobs(jobs: jobqueue.JobQueue, subject: Subject) -> int:
     doomed = [
         job.id
         for job in their_jobs(jobs, subject)
-        if not job.blocks_erase() and (job.name == jobqueue.NOTICE or job.where in DONE)
+        if not job.blocks_erase()
+        and (job.name in (jobqueue.NOTICE, jobqueue.QUEUE_CALLBACK) or job.where in DONE)
     ]
     deleted = 0
     for job in _fetch(jobs, doomed):

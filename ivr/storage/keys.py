@@ -97,6 +97,13 @@ def number_change(account_id: int) -> str:
     return f"{PREFIX}:{{acct:{account_id}}}:number_change"
 
 
+def queue_callback_waiting(account_id: int) -> str:
+    """The id of an account's waiting call-back chosen on hold (one at a time), so a
+    second call of theirs is not offered another; under the account's tag, so erasing
+    the customer deletes it with their other keys."""
+    return f"{PREFIX}:{{acct:{account_id}}}:queue_callback"
+
+
 def lockout(account_id: int) -> str:
     """Present while an account is locked out of code verification."""
     return f"{PREFIX}:{{acct:{account_id}}}:locked"

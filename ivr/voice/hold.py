@@ -290,6 +290,8 @@ def offers_callback(state: CallState, target: TransferTarget, facts: QueueFacts)
         and state.account_id is not None
         and queue_callback.CALLED_BACK not in state.flags
         and queue_callback.REQUESTED not in state.flags
+        # One waiting call-back per account: another call of theirs is not offered one.
+        and not queue_callback.waiting(state.account_id)
     )
 
 

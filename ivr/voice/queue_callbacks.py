@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ivr.calls import queue_callback, runtime, store
+from ivr.calls import queue_callback, runtime, store, timeline_store
 from ivr.calls.queue_callback import QueueCallback
 from ivr.customers.directory import SqlDirectory
 from ivr.delivery import DeliveryFailed, Outgoing, OutgoingCall
@@ -40,6 +41,7 @@ from ivr.delivery import registry as delivery
 from ivr.errors import CallError, CallStateLost
 from ivr.flow import timeline
 from ivr.flow.instructions import Gather, Hangup, Instruction, Say, Transfer
+from ivr.jobs.calls import call_ended
 from ivr.jobs.deliveries import send_later
 from ivr.jobs.queue import QUEUE_CALLBACK, enqueue
 from ivr.phone import mask
@@ -62,6 +64,7 @@ INTRO = "queue_callback_intro"
 NO_KEY = "queue_callback_no_key"
 EXPIRED = "queue_callback_expired"
 MISSED_SMS = "queue_callback_missed_sms"
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _answer(document: str) -> Response:
@@ -107,16 +110,27 @@ def _audit(
 
 
 def number_on_file(account_id: int) -> str | None:
-    """The account's phone number, from the database now (it may have changed since)."""
+    """The account's phone number, from the database now (it may have changed since).
+    None unless it is an E.164 number: an erased account's placeholder (`erased:<id>`)
+    is never rung nor texted."""
     found = SqlDirectory(db.session(), autocommit=True).accounts_by_ids([account_id])
-    return found[0].phone if found and found[0].phone else None
+    phone = found[0].phone if found else None
+    if not phone or not E164.fullmatch(phone):
+        return None
+    return phone
 
 
 def _schedule(callback: QueueCallback, attempt: int, seconds: int) -> None:
     at = datetime.now(UTC) + timedelta(seconds=seconds)
     enqueue(
         QUEUE_CALLBACK,
-        {"id": callback.id, "attempt": attempt, "call_sid": callback.call_sid},
+        # The account too: the customer erase finds (and deletes) the waiting job by it.
+        {
+            "id": callback.id,
+            "attempt": attempt,
+            "call_sid": callback.call_sid,
+            "account_id": callback.account_id,
+        },
         key=f"queue_callback:{callback.id}:{attempt}",
         at=at,
     )
@@ -156,6 +170,9 @@ def choose() -> Response:
             return keep_holding
         now = time.time()
         callback = queue_callback.from_state(state, now)
+        if not queue_callback.claim(callback):
+            log.warning("call %s: a call-back of this account waits already", call.call_sid)
+            return keep_holding
         queue_callback.save(callback)
         position = webhook.ascii_int(request.args.get("p"), 0) or None
         average = webhook.ascii_int(request.args.get("w"), 0) or None
@@ -245,6 +262,7 @@ def _next_try(callback: QueueCallback) -> None:
 def _give_up(callback: QueueCallback, phone: str | None) -> None:
     """No more tries: text the number on file that we tried (when there is one)."""
     callback.status = queue_callback.GAVE_UP
+    queue_callback.release(callback)
     if phone is not None:
         language = callback.language
         text = _say(language, MISSED_SMS).text
@@ -335,10 +353,14 @@ def key() -> Response:
             return _answer(held.answered)
         if not held.locked:
             raise CallError(f"call-back leg {call.call_sid}: its lock is held elsewhere")
+        # Open like any started call: its status callback records it, the sweeper closes
+        # it if that never comes, and an erase sees it in progress.
+        timeline_store.mark_open(call.call_sid, state.started_at)
         held.save(state, document, steps, summary)
     callback.status = queue_callback.JOINED
     callback.leg_sid = call.call_sid
     queue_callback.save(callback)
+    queue_callback.release(callback)
     _audit("joined", callback, "joined", actor="caller", queue=transfer.target.address)
     log.info("call-back %s joined %s", callback.id, transfer.target.address)
     return _answer(document)
@@ -346,11 +368,21 @@ def key() -> Response:
 
 @bp.post("/status", endpoint="status")
 def status() -> Response:
-    """A call-back leg ended: one that never joined the queue is a failed try."""
+    """A call-back leg ended: one that joined the queue is a call like any other (its
+    record written as /voice/status writes one); one that never joined is a failed try."""
     call = webhook.parse(request.form)
     if call.call_status not in ENDED:
         return _answer(twiml.document())
     callback = queue_callback.load(request.args.get("o", ""))
+    joined = (
+        callback is not None
+        and callback.status == queue_callback.JOINED
+        and callback.leg_sid == call.call_sid
+    )
+    if joined or store.load(call.call_sid) is not None:
+        # The leg joined the queue (`key` gave it a call state): record its end (once).
+        call_ended(call.call_sid, call.call_status, webhook.call_duration(request.form))
+        return _answer(twiml.document())
     if callback is None or callback.status in queue_callback.FINAL:
         return _answer(twiml.document())
     if callback.leg_sid is not None and callback.leg_sid != call.call_sid:

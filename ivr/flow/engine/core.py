@@ -350,7 +350,10 @@ class Engine(EngineContext):
             kind = REPEAT if "*" in digits else KEYS
             self.note(turn, INPUT, node=node.id, input=kind, keys=len(digits), result=result)
         if before is not None:
-            turn.steps.insert(before, turn.steps.pop())
+            moved = turn.steps.pop()
+            if before < len(turn.steps):  # dated no later than the steps it now precedes
+                moved["at"] = min(moved["at"], turn.steps[before]["at"])
+            turn.steps.insert(before, moved)
 
     def _callback_silence(self, turn: Turn, node: CheckCallbackCodeNode) -> bool:
         """Silence while the call-back runs is waiting, not a failure; once it has ended
