@@ -218,7 +218,7 @@ def test_a_code_call_that_cannot_be_placed_is_told_plainly(app: Flask, phone: Ph
         # no code is live, and only the text counts against the send limit.
         assert not redis.exists(keys.code(account_id, "verify"))
         assert redis.zcard(keys.code_sends(account_id, "verify")) == 1
-        assert not redis.keys("*callback*")  # the refused call left no record behind
+        assert not redis.keys(f"{keys.PREFIX}:*callback*")  # the refused call left no record
 
 
 def test_a_replayed_request_for_a_code_call_places_no_second_call(app: Flask) -> None:
