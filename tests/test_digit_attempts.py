@@ -94,5 +94,5 @@ def test_an_entry_at_the_limit_is_refused_and_not_counted(app: Flask) -> None:
         attempt = counter.attempt([jane], JANE_PHONE)
         assert attempt.refused
         assert counter.counts([jane], None) == [LIMIT]
-        actions = db.session().scalars(select(AuditEvent.action)).all()
+        actions = db.session().scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions == [digits.FAILED] * (LIMIT - 1) + [digits.LOCKED]
